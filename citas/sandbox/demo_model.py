@@ -1,0 +1,433 @@
+"""A deterministic, rule-based stand-in for the LLM, so `citas serve --sandbox` works without a key.
+
+Plug it into the fake server: `FakeLLM(responder=demo_responder)`. It reads only the request's
+messages (no clock of its own while the agent's date message is present), so replies repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any
+
+from citas.testing.fake_llm import Step, call, reply
+
+__all__ = [
+    "DEMO_NOTICE",
+    "Facts",
+    "collect_facts",
+    "demo_responder",
+    "extract_facts",
+    "parse_date",
+    "parse_email",
+    "parse_name",
+    "parse_phone",
+    "parse_time",
+    "product_query",
+    "wants_products",
+]
+
+DEMO_NOTICE = "(Modelo de demostración del sandbox: respondo con reglas fijas, no soy un LLM real.)"
+GREETING = (
+    "¡Hola! Puedo revisar horarios y reservar tu cita. ¿Para qué fecha y hora la quieres? "
+    "Por ejemplo: «mañana a las 3pm»."
+)
+
+Message = Mapping[str, Any]
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_NOW = re.compile(r"Fecha y hora actuales:.*?(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})")
+_MONTH_NAMES = (
+    "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
+)
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES.split(), start=1)}
+_MONTHS["setiembre"] = 9  # the usual spelling in Peru
+_WEEKDAYS = ("lunes", "martes", "miercoles", "jueves", "viernes", "sabado", "domingo")
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_SLASH_DATE = re.compile(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{4}|\d{2}))?\b")
+_WORD_DATE = re.compile(
+    r"\b(\d{1,2})\s+de\s+(" + "|".join(_MONTHS) + r")\b(?:\s+(?:de|del)\s+(\d{4}))?"
+)
+_WEEKDAY = re.compile(r"\b(" + "|".join(_WEEKDAYS) + r")\b")
+# "de la mañana" / "por la mañana" are times of day, not "tomorrow".
+_MORNING = re.compile(r"\b(?:de|por)\s+la\s+manana\b")
+
+_MERIDIEM = r"([ap])\.?\s?m\b\.?|de\s+la\s+(manana|tarde|noche)"
+_CLOCK = re.compile(r"\b(\d{1,2}):(\d{2})\b\s*(?:" + _MERIDIEM + ")?")
+_HOUR_MERIDIEM = re.compile(r"\b(\d{1,2})\s*(?:" + _MERIDIEM + ")")
+_AT_HOUR = re.compile(r"\ba\s+las?\s+(\d{1,2})\b")
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"(?<![\d+])(\+?51[\s-]?)?(9\d{2})[\s-]?(\d{3})[\s-]?(\d{3})(?!\d)")
+_NAME_TRIGGER = re.compile(r"\b(me llamo|mi nombre es|soy)\s+", re.IGNORECASE)
+_NAME_TOKEN = re.compile(r"[^\W\d_]+|\S")
+_NAME_STOP = _words(
+    "y e o mi con de del la el para por que quiero "
+    "necesito correo email telefono celular numero tu su un una"
+)
+
+_PRODUCT = re.compile(r"\b(precio|cuanto|cuesta|servicio|producto|venden)")
+_WORD = re.compile(r"[^\W_]+")
+_STOPWORDS = _words(
+    "a al algo alguna alguno buenas buenos como con cual cuales de del dias el en es esta "
+    "estan favor gracias hay hola la las le les lo los me mi mis noches o para por que "
+    "quiero quisiera saber se sobre son su sus tardes te tiene tienen tienes tu un una "
+    "unas uno unos usted ustedes y ya cuanta cuantas cuantos cuestan costo costos "
+    "informacion info vende ofrecen ofrece"
+)
+
+
+def _fold(text: str) -> str:
+    """Lowercase without accents, so `mañana`/`manana` and `sábado`/`sabado` match alike."""
+    decomposed = unicodedata.normalize("NFD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _safe_date(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _upcoming(month: int, day: int, year: str | None, today: date) -> date | None:
+    """A day without a year is the next one on or after today."""
+    if year is not None:
+        return _safe_date(int(year) + (2000 if len(year) == 2 else 0), month, day)
+    found = _safe_date(today.year, month, day)
+    if found is not None and found < today:
+        found = _safe_date(today.year + 1, month, day)
+    return found
+
+
+def parse_date(text: str, today: date) -> date | None:
+    """The date a Spanish message names (ISO, DD/MM, `1 de diciembre`, hoy, mañana, weekday)."""
+    folded = _MORNING.sub(" ", _fold(text))
+    if match := _ISO_DATE.search(folded):
+        return _safe_date(int(match[1]), int(match[2]), int(match[3]))
+    if match := _SLASH_DATE.search(folded):
+        return _upcoming(int(match[2]), int(match[1]), match[3], today)
+    if match := _WORD_DATE.search(folded):
+        return _upcoming(_MONTHS[match[2]], int(match[1]), match[3], today)
+    if re.search(r"\bpasado\s+manana\b", folded):
+        return today + timedelta(days=2)
+    if re.search(r"\bmanana\b", folded):
+        return today + timedelta(days=1)
+    if re.search(r"\bhoy\b", folded):
+        return today
+    if match := _WEEKDAY.search(folded):
+        # "el lunes" said on a Monday means next week's.
+        ahead = (_WEEKDAYS.index(match[1]) - today.weekday()) % 7 or 7
+        return today + timedelta(days=ahead)
+    return None
+
+
+def _clock(hour: int, minute: int, ampm: str | None, part: str | None) -> str | None:
+    if ampm == "p" or part in ("tarde", "noche"):
+        hour = hour + 12 if hour < 12 else hour
+    elif (ampm == "a" or part == "manana") and hour == 12:
+        hour = 0
+    if hour > 23 or minute > 59:
+        return None
+    return f"{hour:02d}:{minute:02d}"
+
+
+def parse_time(text: str) -> str | None:
+    """The time a Spanish message names, as HH:MM (`3pm`, `15:00`, `4 de la tarde`, `a las 10`)."""
+    folded = _fold(text)
+    if match := _CLOCK.search(folded):
+        return _clock(int(match[1]), int(match[2]), match[3], match[4])
+    if match := _HOUR_MERIDIEM.search(folded):
+        return _clock(int(match[1]), 0, match[2], match[3])
+    if re.search(r"\bmediodia\b", folded):
+        return "12:00"
+    if match := _AT_HOUR.search(folded):
+        hour = int(match[1])
+        # Appointments are in business hours: "a las 3" means 15:00, not 03:00.
+        return _clock(hour + 12 if 1 <= hour <= 7 else hour, 0, None, None)
+    return None
+
+
+def parse_email(text: str) -> str | None:
+    """The last email address in the text."""
+    found = _EMAIL.findall(text)
+    return found[-1] if found else None
+
+
+def parse_phone(text: str) -> str | None:
+    """A Peruvian mobile number (`987654321`, `+51 987 654 321`), normalized without spaces."""
+    match = _PHONE.search(_EMAIL.sub(" ", text))
+    if match is None:
+        return None
+    number = match[2] + match[3] + match[4]
+    return f"+51{number}" if match[1] else number
+
+
+def parse_name(text: str) -> str | None:
+    """1–3 words after `me llamo`, `mi nombre es` or `soy` (which needs capitals: `soy de Lima`)."""
+    name = None
+    for trigger in _NAME_TRIGGER.finditer(text):
+        strict = trigger[1].lower() == "soy"
+        name = _name_words(text[trigger.end() :], strict) or name
+    return name
+
+
+def _name_words(rest: str, strict: bool) -> str | None:
+    words: list[str] = []
+    for token in _NAME_TOKEN.finditer(rest):
+        word = token[0]
+        if len(words) == 3 or not word.isalpha() or _fold(word) in _NAME_STOP:
+            break
+        if strict and not word[0].isupper():
+            break
+        words.append(word[0].upper() + word[1:])
+    return " ".join(words) or None
+
+
+def wants_products(text: str) -> bool:
+    """Whether the message asks about prices, products or services."""
+    return _PRODUCT.search(_fold(text)) is not None
+
+
+def product_query(text: str) -> str:
+    """The message's keywords, without question words and stop words (`servicios` if none)."""
+    words = [
+        word
+        for word in _WORD.findall(text.lower())
+        if _fold(word) not in _STOPWORDS and not _PRODUCT.match(_fold(word))
+    ]
+    return " ".join(words) or "servicios"
+
+
+# --------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the customer has told us so far; later messages override earlier ones."""
+
+    date: str | None = None
+    time: str | None = None
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+    def merged(self, newer: Facts) -> Facts:
+        """These facts updated with every field `newer` knows."""
+        updates = {k: v for k, v in _fields(newer).items() if v is not None}
+        return replace(self, **updates)
+
+    @property
+    def bookable(self) -> bool:
+        """Enough to call create_booking."""
+        return None not in (self.date, self.time, self.name, self.email)
+
+
+def _fields(facts: Facts) -> dict[str, str | None]:
+    return {
+        "date": facts.date,
+        "time": facts.time,
+        "name": facts.name,
+        "email": facts.email,
+        "phone": facts.phone,
+    }
+
+
+def extract_facts(text: str, today: date) -> Facts:
+    """Everything one message says."""
+    day = parse_date(text, today)
+    return Facts(
+        date=day.isoformat() if day else None,
+        time=parse_time(text),
+        name=parse_name(text),
+        email=parse_email(text),
+        phone=parse_phone(text),
+    )
+
+
+def collect_facts(user_texts: Iterable[str], today: date) -> Facts:
+    """Facts from all the customer's messages, the latest winning."""
+    facts = Facts()
+    for text in user_texts:
+        facts = facts.merged(extract_facts(text, today))
+    return facts
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def _today(messages: Sequence[Message]) -> date:
+    for message in reversed(messages):
+        if message.get("role") in ("system", "developer") and (
+            match := _NOW.search(_text(message.get("content")))
+        ):
+            return date.fromisoformat(match[1])
+    # Only when the agent sent no date message: better a live demo than a refusal.
+    return date.today()
+
+
+def _user_texts(messages: Sequence[Message]) -> list[str]:
+    return [_text(m.get("content")) for m in messages if m.get("role") == "user"]
+
+
+def _has_spoken(messages: Sequence[Message]) -> bool:
+    return any(m.get("role") == "assistant" and _text(m.get("content")) for m in messages)
+
+
+def _arguments(tool_call: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        parsed = json.loads(tool_call.get("function", {}).get("arguments") or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _result(message: Message) -> dict[str, Any]:
+    content = _text(message.get("content"))
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"ok": False, "mensaje": content}
+
+
+def _last_round(messages: Sequence[Message]) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+    """(tool call, parsed result) pairs of the latest assistant tool-call group."""
+    start = max((i for i, m in enumerate(messages) if m.get("role") != "tool"), default=0)
+    calls = {c.get("id"): c for c in messages[start].get("tool_calls") or ()}
+    return [
+        (calls.get(m.get("tool_call_id"), {}), _result(m))
+        for m in messages[start + 1 :]
+        if m.get("role") == "tool"
+    ]
+
+
+def _booked(messages: Sequence[Message], facts: Facts) -> bool:
+    """Whether a create_booking for this date and time already succeeded in the conversation."""
+    results = {m.get("tool_call_id"): _result(m) for m in messages if m.get("role") == "tool"}
+    for message in messages:
+        for tool_call in message.get("tool_calls") or ():
+            args = _arguments(tool_call)
+            if (
+                tool_call.get("function", {}).get("name") == "create_booking"
+                and (args.get("date"), args.get("time")) == (facts.date, facts.time)
+                and results.get(tool_call.get("id"), {}).get("ok") is True
+            ):
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def _slot_available(result: Mapping[str, Any]) -> bool:
+    if result.get("ok") is not True:
+        return False
+    for key in ("disponible", "available"):
+        if key in result:
+            return bool(result[key])
+    # Without an explicit flag, offered alternatives mean the asked slot was taken.
+    return not (result.get("alternativas") or result.get("alternatives"))
+
+
+def _missing_contact(facts: Facts) -> str | None:
+    missing = [label for label, v in (("nombre", facts.name), ("correo", facts.email)) if not v]
+    if not missing:
+        return None
+    return f"Para reservarla, ¿me das tu {' y '.join(missing)}?"
+
+
+def _after_tools(messages: Sequence[Message], facts: Facts) -> Step:
+    """Relay each tool result's `mensaje`, then ask for what the booking still needs."""
+    parts: list[str] = []
+    follow_up: str | None = None
+    for tool_call, result in _last_round(messages):
+        parts.append(str(result.get("mensaje") or "No pude completar esa consulta."))
+        if tool_call.get("function", {}).get("name") != "check_availability":
+            continue
+        if "time" not in _arguments(tool_call):
+            follow_up = "¿Qué horario prefieres?" if result.get("ok") else follow_up
+        elif _slot_available(result):
+            follow_up = _missing_contact(facts) or follow_up
+    return reply(" ".join([*parts, *([follow_up] if follow_up else [])]))
+
+
+def _ask_missing(facts: Facts) -> Step:
+    if facts.date is None:
+        thanks = f"Gracias, {facts.name}. " if facts.name else ""
+        return reply(f"{thanks}¿Para qué fecha y hora quieres tu cita?")
+    if facts.time is None:
+        return reply(f"¿A qué hora te acomoda el {facts.date}?")
+    ask = _missing_contact(facts) or "¿Confirmo tu cita?"
+    return reply(f"Tu cita sería el {facts.date} a las {facts.time}. {ask}")
+
+
+def _booking_call(facts: Facts) -> Step:
+    args = {
+        "date": facts.date,
+        "time": facts.time,
+        "customer_name": facts.name,
+        "customer_email": facts.email,
+    }
+    if facts.phone:
+        args["customer_phone"] = facts.phone
+    return Step(tool_calls=(call("create_booking", args),))
+
+
+def _next_action(messages: Sequence[Message], today: date) -> Step:
+    texts = _user_texts(messages)
+    if not texts:
+        return reply(GREETING)
+    latest = texts[-1]
+    facts = collect_facts(texts, today)
+    if wants_products(latest):
+        return Step(tool_calls=(call("search_products", {"query": product_query(latest)}),))
+    if facts.bookable:
+        if _booked(messages, facts):
+            return reply(
+                f"Tu cita del {facts.date} a las {facts.time} ya está registrada. ¿Algo más?"
+            )
+        return _booking_call(facts)
+    said = extract_facts(latest, today)
+    # Only a message that names a date or time re-checks; "ok" or a name alone does not.
+    if facts.date and (said.date or said.time):
+        args = {"date": facts.date, **({"time": facts.time} if facts.time else {})}
+        return Step(tool_calls=(call("check_availability", args),))
+    if facts.date or facts.name or facts.email:
+        return _ask_missing(facts)
+    return reply(GREETING)
+
+
+def _introduced(step: Step, first: bool) -> Step:
+    if not first or not step.text:
+        return step
+    return replace(step, text=f"{DEMO_NOTICE} {step.text}")
+
+
+def demo_responder(request_body: dict[str, Any]) -> Step:
+    """The demo model's next step for a Chat Completions request body; pure of the messages."""
+    messages: list[Message] = list(request_body.get("messages") or ())
+    today = _today(messages)
+    if messages and messages[-1].get("role") == "tool":
+        step = _after_tools(messages, collect_facts(_user_texts(messages), today))
+    else:
+        step = _next_action(messages, today)
+    return _introduced(step, first=not _has_spoken(messages))
