@@ -1,0 +1,3 @@
+from citas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The agent: the explicit tool-calling loop, its tools, prompts and model client."""

@@ -1,0 +1,214 @@
+"""The agent's turn: an explicit tool-calling loop, short enough to read in one sitting.
+
+handle():   lock the conversation → answer a redelivered message from memory → run_turn → save
+run_turn(): load history → build messages → call the model → run its tool calls concurrently →
+            feed the results back → repeat until it answers with text (or the round limit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from citas.agent.llm import (
+    ChatModel,
+    ModelReply,
+    TextSink,
+    assistant_message,
+    system_message,
+    tool_message,
+    user_message,
+)
+from citas.agent.prompt import PromptBuilder
+from citas.agent.tools import ToolRegistry, TurnContext
+from citas.clock import Clock
+from citas.conversation import Conversation, Message
+from citas.domain import ConversationKey, Tenant
+from citas.errors import BackendError, LLMUnavailable
+from citas.metrics import SWALLOWED_ERRORS, TURN_SECONDS
+from citas.services.business import BusinessDirectory
+from citas.store.base import SessionStore
+
+log = structlog.get_logger("citas.agent")
+
+LLM_APOLOGY = (
+    "Disculpa, en este momento no puedo responder. Por favor, escríbeme de nuevo en unos minutos."
+)
+BACKEND_APOLOGY = (
+    "Disculpa, nuestro sistema de reservas no responde en este momento. "
+    "Por favor, inténtalo de nuevo en unos minutos."
+)
+ROUND_LIMIT_REPLY = (
+    "Disculpa, no logré completar tu solicitud. ¿Podrías indicarme de nuevo qué necesitas, "
+    "con la fecha y la hora que prefieres?"
+)
+EMPTY_REPLY = "Disculpa, ¿podrías repetirme tu mensaje?"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    tenant: Tenant
+    session_id: str
+    message: str
+    message_id: str | None = None
+
+    @property
+    def key(self) -> ConversationKey:
+        return ConversationKey(self.tenant.id_empresa, self.session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    reply: str
+    url: str | None = None
+    error: str | None = None  # "llm_unavailable" | "backend_unavailable"
+    replayed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reply": self.reply, "url": self.url, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], replayed: bool = False) -> TurnResult:
+        return cls(data["reply"], data.get("url"), data.get("error"), replayed)
+
+
+@dataclass
+class _Turn:
+    """The messages of the turn in progress and what its tools did."""
+
+    messages: list[Message]
+    context: TurnContext
+    tool_rounds: int = 0
+    final: str | None = field(default=None)
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        model: ChatModel,
+        tools: ToolRegistry,
+        prompts: PromptBuilder,
+        store: SessionStore,
+        directory: BusinessDirectory,
+        clock: Clock,
+        max_tool_rounds: int,
+        history_max_messages: int,
+        turn_deadline_seconds: float,
+    ) -> None:
+        self.model = model
+        self.tools = tools
+        self.prompts = prompts
+        self.store = store
+        self.directory = directory
+        self.clock = clock
+        self.max_tool_rounds = max_tool_rounds
+        self.history_max_messages = history_max_messages
+        self.turn_deadline_seconds = turn_deadline_seconds
+
+    async def handle(self, request: TurnRequest, on_text: TextSink | None = None) -> TurnResult:
+        """Run one customer message, one at a time per conversation, at most once per id."""
+        key = request.key
+        async with self.store.lock(key):
+            if request.message_id:
+                earlier = await self.store.recall_reply(key, request.message_id)
+                if earlier is not None:
+                    log.info("message_redelivered", message_id=request.message_id)
+                    return TurnResult.from_dict(earlier, replayed=True)
+            result = await self._timed_turn(request, on_text)
+            if request.message_id and result.error is None:
+                # Failed turns are not remembered: a redelivery should get a real try.
+                await self.store.remember_reply(key, request.message_id, result.to_dict())
+            return result
+
+    async def _timed_turn(self, request: TurnRequest, on_text: TextSink | None) -> TurnResult:
+        start = time.perf_counter()
+        result: TurnResult | None = None
+        try:
+            result = await self.run_turn(request, on_text)
+            return result
+        finally:
+            outcome = "exception" if result is None else (result.error or "ok")
+            TURN_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - start)
+
+    async def run_turn(self, request: TurnRequest, on_text: TextSink | None = None) -> TurnResult:
+        tenant, key = request.tenant, request.key
+        deadline = time.monotonic() + self.turn_deadline_seconds
+        try:
+            info = await self.directory.get(tenant.id_empresa)
+        except BackendError as exc:
+            SWALLOWED_ERRORS.labels(where="business_info").inc()
+            log.warning("turn_failed", error_code="backend_unavailable", error=str(exc))
+            return TurnResult(BACKEND_APOLOGY, error="backend_unavailable")
+        conversation = await self.store.load(key)
+        conversation.trim(self.history_max_messages)
+        system = system_message(self.prompts.system_prompt(tenant, info))
+        now = self.clock().astimezone(tenant.zone)
+        turn = _Turn(
+            messages=[
+                system_message(self.prompts.clock_message(now)),
+                user_message(request.message),
+            ],
+            context=TurnContext(tenant, key, conversation),
+        )
+        try:
+            await self._rounds(system, conversation, turn, deadline, on_text)
+        except LLMUnavailable as exc:
+            SWALLOWED_ERRORS.labels(where="llm").inc()
+            log.warning("turn_failed", error_code="llm_unavailable", error=str(exc))
+            if turn.tool_rounds:
+                # Tools may have booked: keep what happened, closed by the apology.
+                turn.messages.append(assistant_message(ModelReply(LLM_APOLOGY)))
+                await self._save(key, conversation, turn)
+            return TurnResult(LLM_APOLOGY, turn.context.booking_url, "llm_unavailable")
+        await self._save(key, conversation, turn)
+        error = "backend_unavailable" if turn.context.backend_failed else None
+        return TurnResult(turn.final or EMPTY_REPLY, turn.context.booking_url, error)
+
+    async def _rounds(
+        self,
+        system: Message,
+        conversation: Conversation,
+        turn: _Turn,
+        deadline: float,
+        on_text: TextSink | None,
+    ) -> None:
+        history = conversation.messages()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LLMUnavailable("turn deadline exceeded")
+            reply = await self.model.complete(
+                [system, *history, *turn.messages],
+                self.tools.schemas,
+                timeout=remaining,
+                on_text=on_text,
+            )
+            turn.messages.append(assistant_message(reply))
+            if not reply.tool_calls:
+                turn.final = (reply.text or "").strip() or None
+                return
+            results = await self.tools.run_all(turn.context, reply.tool_calls)
+            turn.messages.extend(
+                tool_message(call.id, content)
+                for call, content in zip(reply.tool_calls, results, strict=True)
+            )
+            turn.tool_rounds += 1
+            if turn.tool_rounds >= self.max_tool_rounds:
+                log.warning("tool_round_limit", rounds=turn.tool_rounds)
+                turn.messages.append(assistant_message(ModelReply(ROUND_LIMIT_REPLY)))
+                turn.final = ROUND_LIMIT_REPLY
+                if on_text is not None:
+                    await on_text(ROUND_LIMIT_REPLY)
+                return
+
+    async def _save(self, key: ConversationKey, conversation: Conversation, turn: _Turn) -> None:
+        conversation.turns.append(turn.messages)
+        await self.store.save(key, conversation)
+
+
+Runner = Callable[[TurnRequest], Awaitable[TurnResult]]

@@ -1,0 +1,66 @@
+"""Prompt rendering from `prompts/` (Jinja2).
+
+The system prompt is byte-identical between turns of a business while its data is unchanged
+(rendered once per business-info value and cached); the clock goes in its own short message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+from cachetools import LRUCache
+
+from citas.domain import WEEKDAY_NAMES, BusinessInfo, Tenant
+
+DEFAULT_PERSONALITY = "Eres la recepcionista virtual del negocio: amable, clara y eficiente."
+
+
+class PromptBuilder:
+    def __init__(self, prompts_dir: Path, cache_size: int = 1024) -> None:
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(prompts_dir),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            autoescape=False,  # plain text for a model, not HTML
+        )
+        self._system = self._env.get_template("system.j2")
+        self._clock = self._env.get_template("clock.j2")
+        # Keyed by the BusinessInfo object itself: the cache hands out the same object while
+        # fresh, so identity means "unchanged data" and hashing it is never needed.
+        self._rendered: LRUCache[tuple[int, str, int, str], tuple[BusinessInfo, str]] = LRUCache(
+            maxsize=cache_size
+        )
+
+    def system_prompt(self, tenant: Tenant, info: BusinessInfo) -> str:
+        key = (
+            tenant.id_empresa,
+            tenant.personalidad or "",
+            tenant.duration_minutes,
+            tenant.zone.key,
+        )
+        cached = self._rendered.get(key)
+        if cached is not None and cached[0] is info:
+            return cached[1]
+        text = self._system.render(
+            personalidad=(tenant.personalidad or DEFAULT_PERSONALITY).strip(),
+            duracion_minutos=tenant.duration_minutes,
+            zona_horaria=tenant.zone.key,
+            contexto=info.context,
+            horario=info.hours.describe(),
+            servicios=info.services,
+            productos=info.products,
+            preguntas=info.faqs,
+        ).strip()
+        self._rendered[key] = (info, text)
+        return text
+
+    def clock_message(self, now: datetime) -> str:
+        """`now` must already be in the business's zone."""
+        zone = getattr(now.tzinfo, "key", str(now.tzinfo))
+        return self._clock.render(
+            now=now, dia=WEEKDAY_NAMES[now.weekday()], zona_horaria=zone
+        ).strip()

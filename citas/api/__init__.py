@@ -1,0 +1,1 @@
+"""The gateway-facing HTTP API: models, middlewares, handlers, OpenAPI description."""

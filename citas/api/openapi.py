@@ -1,0 +1,104 @@
+"""The OpenAPI 3 description of the gateway API, generated from the one set of models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from citas import __version__
+from citas.api.models import ChatRequest, ChatResponse, ErrorResponse, StatusResponse
+
+_REF = "#/components/schemas/{model}"
+
+
+def _json(schema_name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": _REF.format(model=schema_name)}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json("ErrorResponse")}
+
+
+_CHAT_ERRORS = {
+    "400": _error("Invalid JSON or fields (each bad field is named)."),
+    "401": _error("Missing or wrong bearer token (when CITAS_API_TOKEN is set)."),
+    "413": _error("Body larger than 64 KiB."),
+    "429": _error("Rate limited; see Retry-After."),
+    "503": _error("Draining or overloaded; see Retry-After."),
+}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [(m, "validation") for m in (ChatRequest, ChatResponse, ErrorResponse, StatusResponse)],
+        ref_template=_REF,
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "citas",
+            "version": __version__,
+            "description": "Appointment-booking assistant: the gateway API.",
+        },
+        "paths": {
+            "/api/chat": {
+                "post": {
+                    "summary": "Answer one customer message.",
+                    "requestBody": {"required": True, "content": _json("ChatRequest")},
+                    "responses": {
+                        "200": {
+                            "description": "The reply (maybe an apology with `error`).",
+                            "content": _json("ChatResponse"),
+                        },
+                        **_CHAT_ERRORS,
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness.",
+                    "responses": {
+                        "200": {"description": "Alive.", "content": _json("StatusResponse")}
+                    },
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Readiness.",
+                    "responses": {
+                        "200": {"description": "Ready.", "content": _json("StatusResponse")},
+                        "503": {
+                            "description": "Draining or store down.",
+                            "content": _json("StatusResponse"),
+                        },
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics.",
+                    "responses": {
+                        "200": {
+                            "description": "Text exposition format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document.",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": definitions["$defs"]},
+    }

@@ -1,0 +1,145 @@
+"""The aiohttp application factory: wiring, shared clients, start-up and shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import aiohttp
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from citas.admission import Admission
+from citas.agent.llm import ChatModel, create_client
+from citas.agent.loop import Agent
+from citas.agent.prompt import PromptBuilder
+from citas.agent.tools import ToolRegistry, ToolServices
+from citas.api.handlers import setup_routes
+from citas.api.middlewares import bearer_auth, json_errors, request_context
+from citas.backend import BackendClient, BackendPolicy
+from citas.cache import SingleFlightCache
+from citas.clock import Clock, system_clock
+from citas.config import Settings
+from citas.domain import SlotRules
+from citas.runtime import RUNTIME, Runtime
+from citas.services.availability import AvailabilityService
+from citas.services.booking import BookingService
+from citas.services.business import BusinessDirectory
+from citas.store.memory import MemorySessionStore
+
+log = structlog.get_logger("citas.app")
+
+MAX_BODY_BYTES = 64 * 1024
+DRAIN_SECONDS = 25.0
+
+
+def create_app(
+    settings: Settings, *, sandbox: bool = False, clock: Clock = system_clock
+) -> web.Application:
+    """The citas app. With `sandbox`, the sandbox backend (and, without an LLM configured, the
+    scripted demo model) start in-process with it."""
+    middlewares: list[Middleware] = [request_context, json_errors]
+    if settings.api_token:
+        middlewares.append(bearer_auth(settings.api_token))
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
+    setup_routes(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            effective = settings
+            if sandbox:
+                effective = await _start_sandbox(stack, settings, clock)
+            app[RUNTIME] = await _build_runtime(stack, effective, clock)
+            log.info(
+                "citas_started",
+                model=effective.model,
+                sandbox=sandbox,
+                store=type(app[RUNTIME].store).__name__,
+            )
+            yield
+            await app[RUNTIME].admission.drain(DRAIN_SECONDS)
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(_start_draining)
+    return app
+
+
+async def _start_draining(app: web.Application) -> None:
+    # on_shutdown runs once the listener is closed: /ready turns 503, new turns get 503.
+    app[RUNTIME].admission.draining = True
+
+
+async def _start_sandbox(stack: AsyncExitStack, settings: Settings, clock: Clock) -> Settings:
+    from citas.sandbox import SandboxBackend, SandboxSeed, start_sandbox
+
+    running = await start_sandbox(SandboxBackend(SandboxSeed.load(), clock=clock))
+    stack.push_async_callback(running.close)
+    updates: dict[str, object] = {
+        "calendar_api_url": settings.calendar_api_url or running.calendar_url,
+        "info_api_url": settings.info_api_url or running.info_url,
+    }
+    if not settings.openai_api_key and not settings.openai_base_url:
+        from citas.sandbox.demo_model import demo_responder
+        from citas.testing.fake_llm import FakeLLM
+
+        demo = FakeLLM(responder=demo_responder)
+        updates["openai_base_url"] = await demo.start()
+        stack.push_async_callback(demo.close)
+        log.warning(
+            "demo_model_active",
+            detail="no OPENAI_API_KEY/OPENAI_BASE_URL: a scripted "
+            "demo model stands in for the LLM; its answers are canned, not AI",
+        )
+    return settings.with_updates(**updates)
+
+
+async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock) -> Runtime:
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30))
+    stack.push_async_callback(http.close)
+    backend = BackendClient(
+        http,
+        BackendPolicy(
+            connect_timeout=settings.backend_connect_timeout_seconds,
+            read_timeout=settings.backend_read_timeout_seconds,
+            total_timeout=settings.backend_total_timeout_seconds,
+            max_tries=settings.backend_max_tries,
+        ),
+    )
+    store = MemorySessionStore(
+        max_sessions=settings.max_sessions,
+        ttl_seconds=settings.session_ttl_seconds,
+        lock_wait_seconds=settings.turn_deadline_seconds,
+    )
+    stack.push_async_callback(store.close)
+    directory = BusinessDirectory(
+        backend,
+        settings.info_api_url,
+        SingleFlightCache(ttl_seconds=settings.business_cache_ttl_seconds, maxsize=4096),
+    )
+    rules = SlotRules(
+        min_notice=timedelta(minutes=settings.booking_min_notice_minutes),
+        horizon=timedelta(days=settings.booking_horizon_days),
+    )
+    availability = AvailabilityService(backend, settings.calendar_api_url, directory, rules, clock)
+    booking = BookingService(backend, settings.calendar_api_url, availability)
+    llm = create_client(
+        settings.openai_api_key,
+        settings.openai_base_url,
+        settings.llm_timeout_seconds,
+        settings.llm_max_retries,
+    )
+    stack.push_async_callback(llm.close)
+    agent = Agent(
+        model=ChatModel(llm, settings.model),
+        tools=ToolRegistry(ToolServices(availability, booking, backend, settings.info_api_url)),
+        prompts=PromptBuilder(settings.prompts_dir),
+        store=store,
+        directory=directory,
+        clock=clock,
+        max_tool_rounds=settings.max_tool_rounds,
+        history_max_messages=settings.history_max_messages,
+        turn_deadline_seconds=settings.turn_deadline_seconds,
+    )
+    return Runtime(settings, http, backend, store, agent, Admission(settings.max_concurrent_turns))

@@ -1,0 +1,102 @@
+"""The one configuration object, read from the environment and validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from citas.errors import ConfigError
+
+DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+
+class Settings(BaseModel):
+    """Every setting of citas. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    # LLM (the SDK's own variable names, so any OpenAI-compatible endpoint works unchanged).
+    openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY", repr=False)
+    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+    model: str = Field("gpt-4o-mini", alias="CITAS_MODEL", min_length=1)
+    llm_timeout_seconds: float = Field(30.0, alias="CITAS_LLM_TIMEOUT_SECONDS", gt=0)
+    llm_max_retries: int = Field(2, alias="CITAS_LLM_MAX_RETRIES", ge=0, le=10)
+    turn_deadline_seconds: float = Field(90.0, alias="CITAS_TURN_DEADLINE_SECONDS", gt=0)
+    max_tool_rounds: int = Field(6, alias="CITAS_MAX_TOOL_ROUNDS", ge=1, le=50)
+
+    # Server.
+    host: str = Field("127.0.0.1", alias="CITAS_HOST")
+    port: int = Field(8080, alias="CITAS_PORT", ge=0, le=65535)
+    api_token: str | None = Field(None, alias="CITAS_API_TOKEN", repr=False)
+    max_message_chars: int = Field(4096, alias="CITAS_MAX_MESSAGE_CHARS", ge=1, le=60000)
+    max_concurrent_turns: int = Field(200, alias="CITAS_MAX_CONCURRENT_TURNS", ge=1)
+    log_format: Literal["json", "console"] = Field("json", alias="CITAS_LOG_FORMAT")
+    prompts_dir: Path = Field(DEFAULT_PROMPTS_DIR, alias="CITAS_PROMPTS_DIR")
+
+    # Backend.
+    calendar_api_url: str | None = Field(None, alias="CITAS_CALENDAR_API_URL")
+    info_api_url: str | None = Field(None, alias="CITAS_INFO_API_URL")
+    backend_connect_timeout_seconds: float = Field(3.0, alias="CITAS_BACKEND_CONNECT_TIMEOUT", gt=0)
+    backend_read_timeout_seconds: float = Field(10.0, alias="CITAS_BACKEND_READ_TIMEOUT", gt=0)
+    backend_total_timeout_seconds: float = Field(15.0, alias="CITAS_BACKEND_TOTAL_TIMEOUT", gt=0)
+    backend_max_tries: int = Field(3, alias="CITAS_BACKEND_MAX_TRIES", ge=1, le=10)
+    business_cache_ttl_seconds: float = Field(300.0, alias="CITAS_BUSINESS_CACHE_TTL_SECONDS", gt=0)
+
+    # Sessions.
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    session_ttl_seconds: int = Field(86400, alias="CITAS_SESSION_TTL_SECONDS", ge=60)
+    max_sessions: int = Field(10000, alias="CITAS_MAX_SESSIONS", ge=1)
+    history_max_messages: int = Field(60, alias="CITAS_HISTORY_MAX_MESSAGES", ge=4)
+
+    # Scheduling rules.
+    timezone: str = Field("America/Lima", alias="CITAS_TIMEZONE")
+    default_duration_minutes: int = Field(60, alias="CITAS_DEFAULT_DURATION_MINUTES", ge=5, le=600)
+    booking_min_notice_minutes: int = Field(30, alias="CITAS_BOOKING_MIN_NOTICE_MINUTES", ge=0)
+    booking_horizon_days: int = Field(90, alias="CITAS_BOOKING_HORIZON_DAYS", ge=1, le=730)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("calendar_api_url", "info_api_url", "openai_base_url", "redis_url")
+    @classmethod
+    def _url_like(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(f"{value!r} is not a URL")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every known variable from `env` (default: os.environ); empty means unset."""
+        source = os.environ if env is None else env
+        aliases = {field.alias for field in cls.model_fields.values() if field.alias}
+        values: dict[str, Any] = {k: v for k, v in source.items() if k in aliases and v != ""}
+        values.update(overrides)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
+
+    def with_updates(self, **changes: Any) -> Settings:
+        """A validated copy with some fields changed (field names, not aliases)."""
+        data = self.model_dump()
+        data.update(changes)
+        return type(self).model_validate(data)
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else "settings"
+    field = Settings.model_fields.get(name)
+    variable = field.alias if field is not None and field.alias else name
+    return f"invalid configuration: {variable}: {first['msg']}"

@@ -1,0 +1,176 @@
+"""Business types and the pure scheduling rules; no I/O here, so every rule is unit-testable."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+WEEKDAY_KEYS = ("lunes", "martes", "miercoles", "jueves", "viernes", "sabado", "domingo")
+WEEKDAY_NAMES = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
+LOCAL_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """Who a turn is for; taken only from the gateway's request, never from the model."""
+
+    id_empresa: int
+    zone: ZoneInfo
+    duration_minutes: int
+    usuario_id: int | None = None
+    personalidad: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    id_empresa: int
+    session_id: str
+
+    def __str__(self) -> str:
+        return f"{self.id_empresa}:{self.session_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"empty opening range {self.start}-{self.end}")
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningHours:
+    """Opening ranges per weekday, Monday first (index = date.weekday())."""
+
+    days: tuple[tuple[TimeRange, ...], ...] = field(default=((),) * 7)
+
+    def ranges_on(self, day: date) -> tuple[TimeRange, ...]:
+        return self.days[day.weekday()]
+
+    def describe(self) -> list[str]:
+        """One Spanish line per weekday, for the prompt and for refusals."""
+        lines = []
+        for name, ranges in zip(WEEKDAY_NAMES, self.days, strict=True):
+            text = ", ".join(f"{r.start:%H:%M}–{r.end:%H:%M}" for r in ranges) or "cerrado"
+            lines.append(f"{name}: {text}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Faq:
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Offering:
+    """A service or a product of the business."""
+
+    id: int
+    kind: str
+    name: str
+    price: float | None
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessInfo:
+    """What the prompt and the rules know about a business; one cached value per business."""
+
+    context: str
+    faqs: tuple[Faq, ...]
+    hours: OpeningHours
+    services: tuple[Offering, ...]
+    products: tuple[Offering, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """An appointment interval; `start` is aware and expressed in the business's zone."""
+
+    start: datetime
+    duration: timedelta
+
+    @classmethod
+    def at(cls, day: date, at: time, zone: ZoneInfo, minutes: int) -> Slot:
+        return cls(datetime.combine(day, at, tzinfo=zone), timedelta(minutes=minutes))
+
+    @property
+    def end(self) -> datetime:
+        # Absolute arithmetic: a 60-minute slot lasts 60 real minutes even across a DST change.
+        zone = self.start.tzinfo
+        return (self.start.astimezone(ZoneInfo("UTC")) + self.duration).astimezone(zone)
+
+    @property
+    def local_start(self) -> str:
+        return self.start.strftime(LOCAL_FORMAT)
+
+    @property
+    def local_end(self) -> str:
+        return self.end.strftime(LOCAL_FORMAT)
+
+    def exists(self) -> bool:
+        """False for wall times skipped by a DST jump (e.g. 00:30 when clocks go 00:00 → 01:00)."""
+        zone = self.start.tzinfo
+        round_trip = self.start.astimezone(ZoneInfo("UTC")).astimezone(zone)
+        return round_trip.replace(tzinfo=None) == self.start.replace(tzinfo=None)
+
+    def describe(self) -> str:
+        return (
+            f"{WEEKDAY_NAMES[self.start.weekday()]} {self.start:%Y-%m-%d} a las {self.start:%H:%M}"
+        )
+
+
+def parse_local(text: str, zone: ZoneInfo) -> datetime:
+    """A backend date ("YYYY-MM-DD HH:MM:SS", local to the business) as an aware datetime."""
+    return datetime.strptime(text, LOCAL_FORMAT).replace(tzinfo=zone)
+
+
+class SlotProblem(enum.Enum):
+    """Why a slot cannot be booked; the value is the Spanish explanation for the model."""
+
+    NONEXISTENT = "esa hora no existe ese día por el cambio de horario"
+    PAST = "esa fecha y hora ya pasaron"
+    TOO_SOON = "es demasiado pronto: se necesita más anticipación"
+    TOO_FAR = "es demasiado lejana: aún no se agenda con tanta anticipación"
+    CLOSED_DAY = "ese día el negocio no atiende"
+    OUTSIDE_HOURS = "está fuera del horario de atención"
+    TAKEN = "ese horario ya está ocupado"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRules:
+    """The rules a slot must pass before the calendar is even asked."""
+
+    min_notice: timedelta = timedelta(minutes=30)
+    horizon: timedelta = timedelta(days=90)
+
+    def problem(self, slot: Slot, hours: OpeningHours, now: datetime) -> SlotProblem | None:
+        """The first rule `slot` breaks at instant `now`, or None when it may be booked."""
+        if not slot.exists():
+            return SlotProblem.NONEXISTENT
+        if slot.start <= now:
+            return SlotProblem.PAST
+        if slot.start < now + self.min_notice:
+            return SlotProblem.TOO_SOON
+        if slot.start > now + self.horizon:
+            return SlotProblem.TOO_FAR
+        ranges = hours.ranges_on(slot.start.date())
+        if not ranges:
+            return SlotProblem.CLOSED_DAY
+        if not any(_inside(slot, r) for r in ranges):
+            return SlotProblem.OUTSIDE_HOURS
+        return None
+
+
+def _inside(slot: Slot, opening: TimeRange) -> bool:
+    end = slot.end
+    return (
+        end.date() == slot.start.date()
+        and opening.start <= slot.start.time()
+        and end.time() <= opening.end
+    )

@@ -1,0 +1,49 @@
+"""The exception hierarchy of citas: typed inside, mapped to one JSON error shape at the edge."""
+
+from __future__ import annotations
+
+
+class CitasError(Exception):
+    """Base class of every error citas raises on purpose."""
+
+
+class ConfigError(CitasError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class InvalidRequest(CitasError):
+    """The gateway's request is malformed; the message names every bad field."""
+
+
+class BackendError(CitasError):
+    """The platform backend could not answer (timeout, connection, 5xx, bad body, open circuit)."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        super().__init__(f"{operation}: {reason}")
+        self.operation = operation
+        self.reason = reason
+
+
+class BackendRejected(CitasError):
+    """The backend answered `success: false`: a business answer, never retried."""
+
+    def __init__(self, operation: str, message: str) -> None:
+        super().__init__(f"{operation}: {message}")
+        self.operation = operation
+        self.message = message
+
+
+class LLMUnavailable(CitasError):
+    """The model endpoint failed after the SDK's retries, or the turn ran out of time."""
+
+
+class StoreUnavailable(CitasError):
+    """The session store (Redis) cannot be reached."""
+
+
+class Overloaded(CitasError):
+    """Too many turns in flight, or a conversation lock could not be had in time."""
+
+    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

@@ -1,0 +1,116 @@
+"""Prometheus metrics of citas: one registry, every metric defined here and documented in README."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+_FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_SLOW = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
+
+CHAT_REQUESTS = Counter(
+    "citas_chat_requests_total",
+    "Gateway requests by endpoint and HTTP status.",
+    ["endpoint", "status"],
+    registry=REGISTRY,
+)
+TURN_SECONDS = Histogram(
+    "citas_turn_duration_seconds",
+    "Agent turn latency, failed turns included.",
+    ["outcome"],
+    buckets=_SLOW,
+    registry=REGISTRY,
+)
+LLM_CALLS = Counter(
+    "citas_llm_calls_total", "Chat Completions calls by outcome.", ["outcome"], registry=REGISTRY
+)
+LLM_SECONDS = Histogram(
+    "citas_llm_call_duration_seconds",
+    "Chat Completions call latency, failures included.",
+    ["outcome"],
+    buckets=_SLOW,
+    registry=REGISTRY,
+)
+LLM_TOKENS = Counter(
+    "citas_llm_tokens_total", "Tokens reported by the model endpoint.", ["kind"], registry=REGISTRY
+)
+TOOL_CALLS = Counter(
+    "citas_tool_calls_total",
+    "Tool calls by tool and outcome.",
+    ["tool", "outcome"],
+    registry=REGISTRY,
+)
+BACKEND_CALLS = Counter(
+    "citas_backend_calls_total",
+    "Backend HTTP attempts by operation and outcome.",
+    ["operation", "outcome"],
+    registry=REGISTRY,
+)
+BACKEND_SECONDS = Histogram(
+    "citas_backend_call_duration_seconds",
+    "Backend attempt latency, failures included.",
+    ["operation"],
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+CIRCUIT_STATE = Gauge(
+    "citas_circuit_state",
+    "Backend circuit per operation: 0 closed, 1 half-open, 2 open.",
+    ["operation"],
+    registry=REGISTRY,
+)
+CACHE_LOOKUPS = Counter(
+    "citas_cache_lookups_total",
+    "Business-info cache lookups by result (hit, miss, stale).",
+    ["result"],
+    registry=REGISTRY,
+)
+SESSIONS_STORED = Gauge(
+    "citas_sessions_stored", "Conversations held by the in-process store.", registry=REGISTRY
+)
+BOOKINGS = Counter(
+    "citas_bookings_total",
+    "Booking attempts by outcome (created, refused, deduplicated, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+REJECTED_REQUESTS = Counter(
+    "citas_rejected_requests_total",
+    "Requests turned away before the agent ran, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+SWALLOWED_ERRORS = Counter(
+    "citas_handled_errors_total",
+    "Errors turned into a degraded answer instead of a failure.",
+    ["where"],
+    registry=REGISTRY,
+)
+
+
+@contextmanager
+def timed(histogram: Histogram, **labels: str) -> Iterator[dict[str, str]]:
+    """Observe the block's duration whether it succeeds or raises (the audit's O3).
+
+    The yielded dict may be updated with late labels (e.g. the outcome) before the block ends.
+    """
+    late: dict[str, str] = dict(labels)
+    start = time.perf_counter()
+    try:
+        yield late
+    finally:
+        histogram.labels(**late).observe(time.perf_counter() - start)

@@ -1,0 +1,27 @@
+"""The objects one running app shares, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from citas.admission import Admission
+from citas.agent.loop import Agent
+from citas.backend import BackendClient
+from citas.config import Settings
+from citas.store.base import SessionStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings  # effective: with the sandbox's URLs when it runs in-process
+    http: aiohttp.ClientSession
+    backend: BackendClient
+    store: SessionStore
+    agent: Agent
+    admission: Admission
+
+
+RUNTIME = web.AppKey("runtime", Runtime)

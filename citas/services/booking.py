@@ -1,0 +1,189 @@
+"""Creating appointments exactly once. Owns the `CREAR_EVENTO` wire format.
+
+A booking needs the slot to have been found bookable earlier in the conversation, is re-checked
+right before the event is created, and carries an idempotency key derived here from business,
+conversation, slot and customer, so retries and repeats can never create a second event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from citas.backend import BackendClient
+from citas.conversation import Conversation
+from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
+from citas.errors import BackendRejected
+from citas.metrics import BOOKINGS
+from citas.services.availability import AvailabilityService, SlotVerdict
+
+log = structlog.get_logger("citas.booking")
+
+OPERATION = "CREAR_EVENTO"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    name: str
+    email: str
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRequest:
+    slot: Slot
+    customer: Customer
+    service: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    event_id: str
+    url: str | None
+    slot_start: str
+    customer_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "url": self.url,
+            "slot_start": self.slot_start,
+            "customer_name": self.customer_name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Confirmation:
+        return cls(
+            str(data["event_id"]),
+            data.get("url"),
+            str(data["slot_start"]),
+            str(data["customer_name"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BookingOutcome:
+    """Exactly one of: a confirmation (maybe an earlier one), a refusal verdict, `unverified`."""
+
+    confirmation: Confirmation | None = None
+    deduplicated: bool = False
+    refusal: SlotVerdict | None = None
+    unverified: bool = False
+
+
+def idempotency_key(tenant: Tenant, conversation: ConversationKey, request: BookingRequest) -> str:
+    """Stable for the same business, calendar, conversation, slot and customer email."""
+    parts = (
+        str(tenant.id_empresa),
+        str(tenant.usuario_id or ""),
+        conversation.session_id,
+        request.slot.local_start,
+        request.customer.email.strip().lower(),
+    )
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+class BookingService:
+    def __init__(
+        self, client: BackendClient, calendar_url: str | None, availability: AvailabilityService
+    ) -> None:
+        self._client = client
+        self._url = calendar_url
+        self._availability = availability
+        # Parallel identical calls in one round share one attempt (single-flight by key).
+        self._inflight: dict[str, asyncio.Future[BookingOutcome]] = {}
+
+    async def book(
+        self,
+        tenant: Tenant,
+        key: ConversationKey,
+        conversation: Conversation,
+        request: BookingRequest,
+    ) -> BookingOutcome:
+        ikey = idempotency_key(tenant, key, request)
+        earlier = conversation.bookings.get(ikey)
+        if earlier is not None:
+            BOOKINGS.labels(outcome="deduplicated").inc()
+            return BookingOutcome(Confirmation.from_dict(earlier), deduplicated=True)
+        pending = self._inflight.get(ikey)
+        if pending is not None:
+            outcome = await asyncio.shield(pending)
+            if outcome.confirmation is not None:
+                BOOKINGS.labels(outcome="deduplicated").inc()
+                return BookingOutcome(outcome.confirmation, deduplicated=True)
+            return outcome
+        future: asyncio.Future[BookingOutcome] = asyncio.get_running_loop().create_future()
+        self._inflight[ikey] = future
+        try:
+            outcome = await self._book_once(tenant, conversation, request, ikey)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()
+            raise
+        finally:
+            del self._inflight[ikey]
+        future.set_result(outcome)
+        return outcome
+
+    async def _book_once(
+        self, tenant: Tenant, conversation: Conversation, request: BookingRequest, ikey: str
+    ) -> BookingOutcome:
+        if request.slot.local_start not in conversation.verified_slots:
+            BOOKINGS.labels(outcome="unverified").inc()
+            return BookingOutcome(unverified=True)
+        verdict = await self._availability.check_slot(tenant, request.slot)
+        if not verdict.bookable:
+            BOOKINGS.labels(outcome="refused").inc()
+            return BookingOutcome(refusal=verdict)
+        try:
+            answer = await self._client.call(
+                self._url, OPERATION, _event_body(tenant, request, ikey)
+            )
+        except BackendRejected as exc:
+            # The slot was taken between our check and the event: offer what is still free.
+            log.info("booking_refused_by_calendar", error=exc.message)
+            BOOKINGS.labels(outcome="refused").inc()
+            instead = await self._availability.offer_instead(tenant, request.slot)
+            return BookingOutcome(refusal=SlotVerdict(request.slot, SlotProblem.TAKEN, instead))
+        confirmation = Confirmation(
+            event_id=str(answer.get("id_evento")),
+            url=answer.get("url") or None,
+            slot_start=request.slot.local_start,
+            customer_name=request.customer.name,
+        )
+        conversation.remember_booking(ikey, confirmation.to_dict())
+        BOOKINGS.labels(outcome="created").inc()
+        log.info("booking_created", event_id=confirmation.event_id, slot=request.slot.local_start)
+        return BookingOutcome(confirmation)
+
+
+def _event_body(tenant: Tenant, request: BookingRequest, ikey: str) -> dict[str, Any]:
+    customer = request.customer
+    title = (
+        f"Cita: {request.service} - {customer.name}"
+        if request.service
+        else f"Cita - {customer.name}"
+    )
+    description = "Reservada por el asistente."
+    if request.notes:
+        description += f" Notas: {request.notes}"
+    return {
+        "id_empresa": tenant.id_empresa,
+        "usuario_id": tenant.usuario_id,
+        "titulo": title,
+        "descripcion": description,
+        "fecha_inicio": request.slot.local_start,
+        "fecha_fin": request.slot.local_end,
+        "cliente_nombre": customer.name,
+        "cliente_correo": customer.email,
+        "cliente_telefono": customer.phone or "",
+        "idempotency_key": ikey,
+    }

@@ -1,0 +1,95 @@
+"""Business information (context, FAQs, hours, services, products): fetched concurrently and
+cached per business. The single source of opening hours for both the prompt and the rules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import structlog
+
+from citas.backend import BackendClient
+from citas.cache import SingleFlightCache
+from citas.domain import BusinessInfo, Faq, OpeningHours
+from citas.errors import BackendRejected
+from citas.metrics import SWALLOWED_ERRORS
+from citas.services.products import fetch_products, fetch_services
+from citas.services.schedule import fetch_opening_hours
+
+log = structlog.get_logger("citas.business")
+
+T = TypeVar("T")
+
+
+class BusinessDirectory:
+    """`await directory.get(id_empresa)` → `BusinessInfo`, at most one backend round per TTL."""
+
+    def __init__(
+        self,
+        client: BackendClient,
+        info_url: str | None,
+        cache: SingleFlightCache[int, BusinessInfo],
+    ) -> None:
+        self._client = client
+        self._info_url = info_url
+        self._cache = cache
+
+    async def get(self, id_empresa: int) -> BusinessInfo:
+        return await self._cache.get(id_empresa, lambda: self._fetch(id_empresa))
+
+    async def _fetch(self, id_empresa: int) -> BusinessInfo:
+        client, url = self._client, self._info_url
+        context, faqs, hours, services, products = await _gather_or_cancel(
+            _or_empty(fetch_context(client, url, id_empresa), "", id_empresa),
+            _or_empty(fetch_faqs(client, url, id_empresa), (), id_empresa),
+            _or_empty(fetch_opening_hours(client, url, id_empresa), OpeningHours(), id_empresa),
+            _or_empty(fetch_services(client, url, id_empresa), (), id_empresa),
+            _or_empty(fetch_products(client, url, id_empresa), (), id_empresa),
+        )
+        return BusinessInfo(context, faqs, hours, services, products)
+
+
+async def fetch_context(client: BackendClient, info_url: str | None, id_empresa: int) -> str:
+    answer = await client.call(info_url, "OBTENER_CONTEXTO_NEGOCIO", {"id_empresa": id_empresa})
+    return str(answer.get("contexto") or "").strip()
+
+
+async def fetch_faqs(
+    client: BackendClient, info_url: str | None, id_empresa: int
+) -> tuple[Faq, ...]:
+    answer = await client.call(info_url, "OBTENER_PREGUNTAS_FRECUENTES", {"id_empresa": id_empresa})
+    raw = answer.get("preguntas")
+    if not isinstance(raw, list):
+        return ()
+    return tuple(
+        Faq(str(item["pregunta"]).strip(), str(item["respuesta"]).strip())
+        for item in raw
+        if isinstance(item, dict) and item.get("pregunta") and item.get("respuesta")
+    )
+
+
+async def _or_empty(aw: Awaitable[T], empty: T, id_empresa: int) -> T:
+    """Optional parts: a business that has none configured answers `success: false`."""
+    try:
+        return await aw
+    except BackendRejected as exc:
+        SWALLOWED_ERRORS.labels(where=exc.operation).inc()
+        log.info(
+            "business_part_missing",
+            operation=exc.operation,
+            id_empresa=id_empresa,
+            error=exc.message,
+        )
+        return empty
+
+
+async def _gather_or_cancel(*aws: Awaitable[Any]) -> list[Any]:
+    """Run concurrently; the first failure cancels the rest and is raised as itself."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise

@@ -1,0 +1,60 @@
+"""Services and products: `OBTENER_SERVICIOS_CITAS`, `OBTENER_PRODUCTOS_CITAS`,
+`BUSCAR_PRODUCTOS_SERVICIOS_CITAS` wire formats → `Offering`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from citas.backend import BackendClient
+from citas.domain import Offering
+
+log = structlog.get_logger("citas.products")
+
+
+async def fetch_services(
+    client: BackendClient, info_url: str | None, id_empresa: int
+) -> tuple[Offering, ...]:
+    answer = await client.call(info_url, "OBTENER_SERVICIOS_CITAS", {"id_empresa": id_empresa})
+    return parse_offerings(answer.get("servicios"), default_kind="servicio")
+
+
+async def fetch_products(
+    client: BackendClient, info_url: str | None, id_empresa: int
+) -> tuple[Offering, ...]:
+    answer = await client.call(info_url, "OBTENER_PRODUCTOS_CITAS", {"id_empresa": id_empresa})
+    return parse_offerings(answer.get("productos"), default_kind="producto")
+
+
+async def search_offerings(
+    client: BackendClient, info_url: str | None, id_empresa: int, query: str, limit: int = 10
+) -> tuple[Offering, ...]:
+    """The backend's own search over services and products."""
+    answer = await client.call(
+        info_url,
+        "BUSCAR_PRODUCTOS_SERVICIOS_CITAS",
+        {"id_empresa": id_empresa, "busqueda": query, "limite": limit},
+    )
+    return parse_offerings(answer.get("resultados"), default_kind="producto")
+
+
+def parse_offerings(raw: Any, default_kind: str) -> tuple[Offering, ...]:
+    if not isinstance(raw, list):
+        return ()
+    items = []
+    for entry in raw:
+        try:
+            price = entry.get("precio")
+            items.append(
+                Offering(
+                    id=int(entry.get("id") or 0),
+                    kind=str(entry.get("tipo") or default_kind),
+                    name=str(entry["nombre"]),
+                    price=None if price is None else float(price),
+                    description=str(entry.get("descripcion") or ""),
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("offering_ignored", entry=str(entry), error=str(exc))
+    return tuple(items)

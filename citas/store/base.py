@@ -1,0 +1,36 @@
+"""The `SessionStore` protocol: what the agent needs from wherever conversations live."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from citas.conversation import Conversation
+from citas.domain import ConversationKey
+
+
+class SessionStore(Protocol):
+    async def load(self, key: ConversationKey) -> Conversation:
+        """The saved conversation, or an empty one. The caller may mutate what it gets."""
+        ...
+
+    async def save(self, key: ConversationKey, conversation: Conversation) -> None:
+        """Replace the conversation in one atomic write and refresh its time to live."""
+        ...
+
+    def lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
+        """Hold the conversation: turns of one conversation run one at a time, in order.
+        Raises `Overloaded` when it cannot be had within the store's bounded wait."""
+        ...
+
+    async def recall_reply(self, key: ConversationKey, message_id: str) -> dict[str, Any] | None:
+        """The reply already given to this channel message id, if any (redelivery dedupe)."""
+        ...
+
+    async def remember_reply(
+        self, key: ConversationKey, message_id: str, reply: dict[str, Any]
+    ) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,107 @@
+"""The in-process store: conversations, locks and dedupe records, all bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from cachetools import TTLCache
+
+from citas.conversation import Conversation
+from citas.domain import ConversationKey
+from citas.errors import Overloaded
+from citas.metrics import SESSIONS_STORED
+
+
+class KeyedLocks:
+    """One FIFO `asyncio.Lock` per key, kept only while someone holds or waits for it, so the
+    number of locks is bounded by the requests in flight, not by the conversations seen."""
+
+    def __init__(self, wait_seconds: float) -> None:
+        self._wait_seconds = wait_seconds
+        self._locks: dict[Any, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, key: Any) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            try:
+                async with asyncio.timeout(self._wait_seconds):
+                    await lock.acquire()
+            except TimeoutError:
+                raise Overloaded(
+                    "la conversación está ocupada; reintente en unos segundos"
+                ) from None
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class MemorySessionStore:
+    """Conversations in a TTL + LRU bounded cache (`max_sessions`, `ttl_seconds` idle)."""
+
+    def __init__(self, max_sessions: int, ttl_seconds: float, lock_wait_seconds: float) -> None:
+        self._conversations: TTLCache[ConversationKey, dict[str, Any]] = TTLCache(
+            maxsize=max_sessions, ttl=ttl_seconds
+        )
+        self._replies: TTLCache[tuple[ConversationKey, str], dict[str, Any]] = TTLCache(
+            maxsize=max_sessions, ttl=ttl_seconds
+        )
+        self._locks = KeyedLocks(lock_wait_seconds)
+
+    def __len__(self) -> int:
+        return len(self._conversations)
+
+    @property
+    def locks_held(self) -> int:
+        return len(self._locks)
+
+    async def load(self, key: ConversationKey) -> Conversation:
+        data = self._conversations.get(key)
+        if data is None:
+            return Conversation()
+        # Shallow copies: saved turns are never mutated, only the lists that hold them.
+        return Conversation(
+            list(data["turns"]), list(data["verified_slots"]), dict(data["bookings"])
+        )
+
+    async def save(self, key: ConversationKey, conversation: Conversation) -> None:
+        self._conversations[key] = {
+            "turns": list(conversation.turns),
+            "verified_slots": list(conversation.verified_slots),
+            "bookings": dict(conversation.bookings),
+        }
+        SESSIONS_STORED.set(len(self._conversations))
+
+    def lock(self, key: ConversationKey) -> Any:
+        return self._locks.hold(key)
+
+    async def recall_reply(self, key: ConversationKey, message_id: str) -> dict[str, Any] | None:
+        return self._replies.get((key, message_id))
+
+    async def remember_reply(
+        self, key: ConversationKey, message_id: str, reply: dict[str, Any]
+    ) -> None:
+        self._replies[(key, message_id)] = reply
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._conversations.clear()
+        self._replies.clear()

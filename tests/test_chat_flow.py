@@ -1,0 +1,215 @@
+"""The agent over HTTP: booking, slot taken, products, tools in parallel, limits, history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Any
+
+from citas.agent.loop import LLM_APOLOGY, ROUND_LIMIT_REPLY
+from citas.agent.tools import ToolRegistry
+from citas.runtime import RUNTIME
+from citas.sandbox import Fault, RunningSandbox
+from citas.testing import FakeLLM, call, reply, tool_calls
+from tests.conftest import ChatFn, tool_results
+
+SLOT = {"date": "2026-12-01", "time": "15:00"}
+CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
+
+
+async def test_booking_end_to_end(chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox) -> None:
+    llm.add(
+        call("check_availability", SLOT), reply("El martes a las 15:00 está libre. ¿Tu nombre?")
+    )
+    first = await chat("Quiero una cita el martes 1 a las 3pm")
+    assert first.status == 200
+    assert await first.json() == {
+        "reply": "El martes a las 15:00 está libre. ¿Tu nombre?",
+        "url": None,
+    }
+    assert tool_results(llm.requests[-1])[-1]["disponible"] is True
+
+    llm.add(call("create_booking", {**SLOT, **CUSTOMER}, id="call_model_1"), reply("¡Listo!"))
+    second = await chat("Ana Pérez, ana.perez@example.com")
+    body = await second.json()
+
+    [event] = sandbox.backend.events
+    assert body == {"reply": "¡Listo!", "url": event.url}
+    assert (event.id_empresa, event.usuario_id) == (12, 7)
+    assert (event.fecha_inicio, event.fecha_fin) == (
+        datetime(2026, 12, 1, 15, 0),
+        datetime(2026, 12, 1, 15, 30),
+    )
+    assert event.cliente_correo == "ana.perez@example.com"
+    assert event.idempotency_key and "call_model_1" not in event.idempotency_key
+    confirmation = tool_results(llm.requests[-1])[-1]
+    assert confirmation["reservado"] is True and confirmation["url"] == event.url
+
+
+async def test_slot_taken_offers_nearest_alternatives(
+    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+) -> None:
+    sandbox.backend.handle(
+        "calendar",
+        {
+            "codOpe": "CREAR_EVENTO",
+            "id_empresa": 12,
+            "usuario_id": 7,
+            "titulo": "ocupado",
+            "descripcion": "",
+            "fecha_inicio": "2026-12-01 15:00:00",
+            "fecha_fin": "2026-12-01 15:30:00",
+            "cliente_nombre": "Otro",
+            "cliente_correo": "o@x.pe",
+            "cliente_telefono": "",
+            "idempotency_key": "seeded",
+        },
+    )
+    llm.add(call("check_availability", SLOT), reply("Ese horario está ocupado."))
+    await chat("¿Tienen el martes a las 3pm?")
+
+    result = tool_results(llm.requests[-1])[-1]
+    assert result["disponible"] is False
+    assert result["motivo"] == "ese horario ya está ocupado"
+    offered = [(a["fecha"], a["hora"]) for a in result["alternativas"]]
+    assert 1 <= len(offered) <= 5
+    assert ("2026-12-01", "15:00") not in offered
+    distances = [
+        abs(int(h[:2]) * 60 + int(h[3:]) - 15 * 60) for d, h in offered if d == "2026-12-01"
+    ]
+    assert distances == sorted(distances), "alternatives must come nearest first"
+
+
+async def test_product_question_uses_search(chat: ChatFn, llm: FakeLLM) -> None:
+    llm.add(call("search_products", {"query": "blanqueamiento"}), reply("Cuesta S/ 350."))
+    response = await chat("¿Cuánto cuesta el blanqueamiento?")
+    assert (await response.json())["reply"] == "Cuesta S/ 350."
+    result = tool_results(llm.requests[-1])[-1]
+    assert [(r["nombre"], r["precio"]) for r in result["resultados"]] == [("Blanqueamiento", 350.0)]
+
+
+async def test_two_tool_calls_in_one_round_run_concurrently(
+    chat: ChatFn, llm: FakeLLM, monkeypatch: Any
+) -> None:
+    barrier = asyncio.Barrier(2)
+    original = ToolRegistry.dispatch
+
+    async def dispatch(self: ToolRegistry, ctx: Any, tool_call: Any) -> str:
+        # Sequential dispatch would wait here forever: both calls must be in flight at once.
+        async with asyncio.timeout(5):
+            await barrier.wait()
+        return await original(self, ctx, tool_call)
+
+    monkeypatch.setattr(ToolRegistry, "dispatch", dispatch)
+    llm.add(
+        tool_calls(
+            call("check_availability", {"date": "2026-12-01", "time": "09:00"}, id="a"),
+            call("check_availability", {"date": "2026-12-01", "time": "16:00"}, id="b"),
+        ),
+        reply("Ambos horarios están libres."),
+    )
+    response = await chat("¿Tienen el martes a las 9 o a las 4pm?")
+    assert response.status == 200
+    tool_messages = [m for m in llm.requests[-1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == ["a", "b"]
+    assert [json.loads(m["content"])["hora"] for m in tool_messages] == ["09:00", "16:00"]
+
+
+async def test_round_limit_ends_politely_with_a_valid_history(
+    chat: ChatFn, llm: FakeLLM, client: Any
+) -> None:
+    limit = client.app[RUNTIME].settings.max_tool_rounds
+    for _ in range(limit):
+        llm.add(call("search_products", {"query": "limpieza"}))
+    response = await chat("Hola")
+    assert (await response.json())["reply"] == ROUND_LIMIT_REPLY
+    assert len(llm.requests) == limit
+    llm.add(reply("¿En qué te ayudo?"))
+    follow_up = await chat("¿Sigues ahí?")
+    assert (await follow_up.json())["reply"] == "¿En qué te ayudo?"  # fake LLM accepted history
+
+
+async def test_bad_tool_calls_come_back_as_tool_results(chat: ChatFn, llm: FakeLLM) -> None:
+    llm.add(
+        tool_calls(
+            call("delete_everything", {}, id="x1"),
+            call("check_availability", "{not json", id="x2"),
+            call(
+                "create_booking",
+                {**SLOT, "customer_name": "ana@x.com", "customer_email": "nope"},
+                id="x3",
+            ),
+        ),
+        reply("¿Me confirmas tu correo?"),
+    )
+    response = await chat("Resérvame")
+    assert response.status == 200
+    unknown, malformed, invalid = tool_results(llm.requests[-1])
+    assert unknown["ok"] is False and "no existe" in unknown["mensaje"]
+    assert malformed["ok"] is False and "JSON" in malformed["mensaje"]
+    assert invalid["ok"] is False
+    assert "customer_email" in invalid["mensaje"] and "customer_name" in invalid["mensaje"]
+
+
+async def test_llm_failure_answers_200_with_apology(chat: ChatFn, llm: FakeLLM) -> None:
+    llm.fail_next(500)
+    response = await chat("Hola")
+    assert response.status == 200
+    body = await response.json()
+    assert body["reply"] == LLM_APOLOGY
+    assert body["error"]["code"] == "llm_unavailable"
+
+
+async def test_backend_down_answers_200_with_apology(
+    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+) -> None:
+    sandbox.backend.faults.add("*", Fault("status", http_status=503), times=None)
+    response = await chat("Hola")
+    body = await response.json()
+    assert response.status == 200
+    assert body["error"]["code"] == "backend_unavailable"
+    assert llm.requests == []
+
+
+async def test_booking_survives_llm_failure_after_it(
+    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox, monkeypatch: Any
+) -> None:
+    llm.add(call("check_availability", SLOT), reply("Libre."))
+    await chat("martes 3pm")
+    original = ToolRegistry.dispatch
+
+    async def dispatch_then_break_llm(self: ToolRegistry, ctx: Any, tool_call: Any) -> str:
+        result = await original(self, ctx, tool_call)
+        llm.fail_next(500)  # the model call right after the booking fails
+        return result
+
+    monkeypatch.setattr(ToolRegistry, "dispatch", dispatch_then_break_llm)
+    llm.add(call("create_booking", {**SLOT, **CUSTOMER}))
+    failed = await chat("Ana Pérez, ana.perez@example.com")
+    body = await failed.json()
+    assert body["error"]["code"] == "llm_unavailable"
+    assert body["url"] == sandbox.backend.events[0].url  # the booking made is still reported
+
+    monkeypatch.setattr(ToolRegistry, "dispatch", original)
+    llm.add(reply("Tu cita ya está registrada."))
+    await chat("¿Quedó?")
+    history = llm.requests[-1]["messages"]
+    assert any(m["role"] == "tool" and '"reservado":true' in m["content"] for m in history)
+
+
+async def test_redelivered_message_gets_the_first_reply(chat: ChatFn, llm: FakeLLM) -> None:
+    llm.add(reply("Hola, ¿en qué te ayudo?"))
+    first = await chat("Hola", message_id="wamid.1")
+    again = await chat("Hola", message_id="wamid.1")
+    assert await first.json() == await again.json()
+    assert len(llm.requests) == 1
+
+
+async def test_concurrent_redeliveries_run_the_agent_once(chat: ChatFn, llm: FakeLLM) -> None:
+    llm.add(reply("Hola."))
+    llm.delay_next(0.2)
+    responses = await asyncio.gather(*(chat("Hola", message_id="wamid.2") for _ in range(3)))
+    bodies = [await r.json() for r in responses]
+    assert bodies == [{"reply": "Hola.", "url": None}] * 3
+    assert len(llm.requests) == 1
