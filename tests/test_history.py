@@ -1,0 +1,105 @@
+"""Conversation history: isolation per business, trimming by whole turns, the stable prefix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from citas.conversation import Conversation
+from citas.testing import FakeLLM, call, reply
+from citas.testing.fake_llm import validate_request
+from tests.conftest import ChatFn
+
+
+def _contents(request: dict[str, Any]) -> list[str]:
+    return [m.get("content") or "" for m in request["messages"]]
+
+
+async def test_same_session_id_in_two_businesses_is_two_conversations(
+    chat: ChatFn, llm: FakeLLM
+) -> None:
+    llm.add(reply("Hola clínica"), reply("Hola barbería"))
+    await chat("Soy cliente de la clínica", session_id="shared", id_empresa=12)
+    await chat("Soy cliente de la barbería", session_id="shared", id_empresa=27)
+    barber_request = _contents(llm.requests[-1])
+    assert "Soy cliente de la barbería" in barber_request
+    assert not any("clínica" in c and c.startswith("Soy") for c in barber_request)
+    assert "Hola clínica" not in barber_request
+
+
+async def test_system_prompt_is_byte_identical_and_clock_separate(
+    chat: ChatFn, llm: FakeLLM
+) -> None:
+    llm.add(reply("uno"), reply("dos"))
+    await chat("Hola")
+    await chat("¿Qué horario tienen?")
+    first, second = llm.requests
+    assert first["messages"][0] == second["messages"][0]
+    assert first["messages"][0]["role"] == "system"
+    assert "Fecha y hora actuales" not in first["messages"][0]["content"]
+    clock = second["messages"][-2]
+    assert clock["role"] == "system"
+    assert clock["content"].startswith("Fecha y hora actuales: lunes 2026-11-30 10:00")
+    # The earlier turn is an exact prefix of the later request (prompt caching).
+    assert second["messages"][: len(first["messages"])] == first["messages"]
+    assert first["tools"] == second["tools"]
+
+
+async def test_long_conversation_trims_whole_turns_and_stays_valid(
+    make_client: Any, settings: Any, llm: FakeLLM
+) -> None:
+    client = await make_client(settings.with_updates(history_max_messages=12))
+    for turn in range(15):
+        llm.add(call("search_products", {"query": f"limpieza {turn}"}), reply(f"respuesta {turn}"))
+        body = {
+            "message": f"pregunta {turn}",
+            "session_id": "long",
+            "context": {"config": {"id_empresa": 12}},
+        }
+        response = await client.post("/api/chat", json=body)
+        assert (await response.json())["reply"] == f"respuesta {turn}"
+    assert not llm.rejections
+    for request in llm.requests:
+        validate_request(request)  # raises on any orphan or unanswered tool call
+        history = len(request["messages"]) - 1 - 5  # system prompt, this turn (≤5)
+        assert history <= 12
+    last = _contents(llm.requests[-1])
+    assert "pregunta 14" in last and "pregunta 0" not in last
+
+
+def _turn(n: int, with_tools: bool) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": f"u{n}"}]
+    if with_tools:
+        messages += [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"c{n}",
+                        "type": "function",
+                        "function": {"name": "t", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": f"c{n}", "content": "{}"},
+        ]
+    messages.append({"role": "assistant", "content": f"a{n}"})
+    return messages
+
+
+def test_trim_drops_oldest_whole_turns_in_chunks() -> None:
+    conversation = Conversation(turns=[_turn(n, n % 2 == 0) for n in range(10)])
+    conversation.trim(20)
+    assert conversation.message_count() <= 20 * 2 // 3
+    assert conversation.turns[-1] == _turn(9, False)
+    first = conversation.turns[0]
+    assert first[0]["role"] == "user"  # a turn is never cut in the middle
+    untouched = Conversation(turns=[_turn(0, True)] * 3)
+    untouched.trim(20)
+    assert len(untouched.turns) == 3
+
+
+def test_trim_keeps_the_latest_turn_even_when_alone_over_budget() -> None:
+    conversation = Conversation(turns=[_turn(0, True), [*_turn(1, True), *_turn(2, True)]])
+    conversation.trim(4)
+    assert len(conversation.turns) == 1
