@@ -1,4 +1,4 @@
-"""Command line: `citas serve [--host H] [--port P] [--sandbox]`."""
+"""Command line: `citas serve [--host H] [--port P] [--sandbox]` and `citas chat [--sandbox]`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run the bundled sandbox backend in-process (demo businesses)",
     )
+    chat = commands.add_parser("chat", help="talk to the agent in this terminal")
+    _chat_arguments(chat)
     args = parser.parse_args(argv)
+    if args.command == "chat":
+        from citas.chat import run as run_chat
+
+        return run_chat(args)
 
     overrides = {
         k: v for k, v in {"CITAS_HOST": args.host, "CITAS_PORT": args.port}.items() if v is not None
@@ -46,3 +52,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=None,
     )
     return 0
+
+
+def _chat_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="use the bundled sandbox backend (and, without OPENAI_API_KEY, the demo model)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tool calls and timings")
+    parser.add_argument("--empresa", type=int, default=12, help="id_empresa (default 12)")
+    parser.add_argument("--usuario", type=int, help="usuario_id: whose calendar gets bookings")
+    parser.add_argument("--duracion", type=int, help="duracion_cita_minutos")
+    parser.add_argument("--zona", help="zona_horaria (default CITAS_TIMEZONE)")
+    parser.add_argument("--session", help="session_id (default: a new random one)")
+    parser.add_argument(
+        "--now", help="freeze the clock at this ISO datetime with offset (demos and tests)"
+    )

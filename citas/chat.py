@@ -1,0 +1,192 @@
+"""`citas chat`: a conversation with the agent in a terminal, for people trying it out.
+
+The app runs in this process behind a loopback test server, on an event loop in a background
+thread, so the terminal keeps readline's line editing and Ctrl-C while the loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+import threading
+from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, TextIO, TypeVar
+
+from citas.clock import Clock, frozen_clock, system_clock
+from citas.config import Settings
+from citas.errors import ConfigError
+from citas.logs import configure_logging
+from citas.replay.harness import LiveCitas
+from citas.replay.report import transcript
+
+T = TypeVar("T")
+
+EXIT_WORDS = frozenset({"/salir", "/exit", "/quit"})
+PROMPT = "tú> "
+AGENT = "citas> "
+
+
+def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    """The chat command; returns the process exit status."""
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    try:
+        settings = Settings.from_env()
+        clock = _clock(args.now)
+    except (ConfigError, ValueError) as exc:
+        print(f"citas chat: {exc}", file=sys.stderr)
+        return 2
+    problem = _missing_setup(settings, args.sandbox)
+    if problem:
+        print(f"citas chat: {problem}", file=sys.stderr)
+        return 2
+    # Log lines would break the conversation; --verbose keeps warnings (e.g. the demo model).
+    configure_logging("console", logging.WARNING if args.verbose else logging.ERROR)
+    config: dict[str, Any] = {"id_empresa": args.empresa}
+    for key, value in (
+        ("usuario_id", args.usuario),
+        ("duracion_cita_minutos", args.duracion),
+        ("zona_horaria", args.zona),
+    ):
+        if value is not None:
+            config[key] = value
+    session = _Session(
+        settings,
+        clock,
+        sandbox=args.sandbox,
+        context={"config": config},
+        session_id=args.session or f"chat-{secrets.token_hex(4)}",
+    )
+    return session.talk(stdin, stdout, verbose=args.verbose)
+
+
+def _clock(now: str | None) -> Clock:
+    if not now:
+        return system_clock
+    instant = datetime.fromisoformat(now)
+    if instant.tzinfo is None:
+        raise ValueError("--now needs an offset, e.g. 2026-11-30T10:00:00-05:00")
+    return frozen_clock(instant)
+
+
+def _missing_setup(settings: Settings, sandbox: bool) -> str | None:
+    if sandbox:
+        return None
+    if not (settings.calendar_api_url and settings.info_api_url):
+        return "set CITAS_CALENDAR_API_URL and CITAS_INFO_API_URL, or use --sandbox"
+    if not (settings.openai_api_key or settings.openai_base_url):
+        return "set OPENAI_API_KEY (and OPENAI_BASE_URL if needed), or use --sandbox"
+    return None
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread; `run` waits for one coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="citas-chat")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class _Session:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        *,
+        sandbox: bool,
+        context: dict[str, Any],
+        session_id: str,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.sandbox = sandbox
+        self.context = context
+        self.session_id = session_id
+
+    def talk(self, stdin: TextIO, stdout: TextIO, *, verbose: bool) -> int:
+        interactive = stdin.isatty()
+        if interactive:
+            import readline  # noqa: F401  (importing it gives input() line editing and history)
+        loop = _LoopThread()
+        manager: AbstractAsyncContextManager[LiveCitas] = LiveCitas.start(
+            self.settings, clock=self.clock, bundled_sandbox=self.sandbox
+        )
+        try:
+            citas = loop.run(manager.__aenter__())
+            self._banner(citas, stdout)
+            while (message := self._read(stdin, stdout, interactive)) is not None:
+                if message:
+                    self._turn(loop, citas, message, stdout, verbose)
+        except KeyboardInterrupt:
+            print(file=stdout)
+        finally:
+            loop.run(manager.__aexit__(None, None, None))
+            loop.stop()
+        return 0
+
+    def _banner(self, citas: LiveCitas, stdout: TextIO) -> None:
+        settings = citas.runtime.settings
+        backend = "sandbox" if self.sandbox else settings.calendar_api_url
+        print(
+            f"citas chat · empresa {self.context['config']['id_empresa']} · sesión "
+            f"{self.session_id} · modelo {settings.model} · backend {backend}\n"
+            "Escribe tu mensaje (Ctrl-D o /salir para terminar).",
+            file=stdout,
+            flush=True,
+        )
+
+    def _read(self, stdin: TextIO, stdout: TextIO, interactive: bool) -> str | None:
+        """The next message ("" to skip a blank line), or None at the end."""
+        try:
+            if interactive:
+                line = input(PROMPT)
+            else:
+                line = stdin.readline()
+                if not line:
+                    return None
+                if line.strip():
+                    # Piped input is not echoed by a terminal; show it so the transcript reads.
+                    print(f"{PROMPT}{line.strip()}", file=stdout)
+        except EOFError:
+            print(file=stdout)
+            return None
+        text = line.strip()
+        return None if text.lower() in EXIT_WORDS else text
+
+    def _turn(
+        self, loop: _LoopThread, citas: LiveCitas, message: str, stdout: TextIO, verbose: bool
+    ) -> None:
+        try:
+            outcome = loop.run(
+                citas.send(message, session_id=self.session_id, context=self.context)
+            )
+        except KeyboardInterrupt:
+            print("\n(interrumpido)", file=stdout, flush=True)
+            return
+        lines = [f"{AGENT}{outcome.reply}"]
+        if outcome.url:
+            lines.append(f"{' ' * len(AGENT)}enlace: {outcome.url}")
+        if outcome.error:
+            lines.append(f"{' ' * len(AGENT)}({outcome.error})")
+        if verbose:
+            lines += [f"    · {line}" for line in transcript(outcome, timings=True, reply=False)]
+        print("\n".join(lines), file=stdout, flush=True)
