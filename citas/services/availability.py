@@ -100,10 +100,10 @@ class AvailabilityService:
                     slots.setdefault(slot.instant, slot)
         if slots:
             return DayListing(day, tuple(sorted(slots.values(), key=lambda s: s.instant)))
-        # Nothing that day: offer what is nearest to its start (or to now, for today).
-        day_start = datetime.combine(day, time(0), tzinfo=tenant.zone).astimezone(UTC)
+        # Nothing that day: offer what is nearest to its middle (or to now, if later).
+        midday = datetime.combine(day, time(12), tzinfo=tenant.zone).astimezone(UTC)
         near = Slot(
-            max(day_start, now.astimezone(UTC)).astimezone(tenant.zone),
+            max(midday, now.astimezone(UTC)).astimezone(tenant.zone),
             timedelta(minutes=tenant.duration_minutes),
         )
         alternatives = await self.alternatives(tenant, near, hours, now)
