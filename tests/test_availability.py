@@ -236,7 +236,7 @@ async def test_a_full_day_has_no_problem_but_offers_the_nearest_others(
     occupy(sandbox, "2026-12-01 09:00:00", "2026-12-01 19:00:00")
     listing = await service(backend, sandbox).list_day(CLINIC, date(2026, 12, 1))
     assert (listing.slots, listing.problem) == ((), None)
-    # Nearest to Tuesday 00:00: Monday evening before Wednesday morning.
+    # Nearest to Tuesday noon: Monday evening (17.5 h) before Wednesday morning (21 h).
     assert hhmm(listing.alternatives)[:2] == ["2026-11-30 18:30", "2026-11-30 18:00"]
 
 
