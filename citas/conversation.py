@@ -21,6 +21,8 @@ class Conversation:
     turns: list[list[Message]] = field(default_factory=list)
     verified_slots: list[str] = field(default_factory=list)
     bookings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unsettled: list[str] = field(default_factory=list)
+    """Idempotency keys of `CREAR_EVENTO` calls whose answer never came (maybe committed)."""
 
     def messages(self) -> list[Message]:
         return [message for turn in self.turns for message in turn]
@@ -41,6 +43,15 @@ class Conversation:
         for old in list(self.bookings)[:-_MAX_BOOKINGS]:
             del self.bookings[old]
 
+    def remember_unsettled(self, key: str) -> None:
+        if key not in self.unsettled:
+            self.unsettled.append(key)
+        del self.unsettled[:-_MAX_BOOKINGS]
+
+    def settle(self, key: str) -> None:
+        if key in self.unsettled:
+            self.unsettled.remove(key)
+
     def trim(self, max_messages: int) -> None:
         """Drop the oldest whole turns once over `max_messages`, down to about two thirds of it.
 
@@ -59,6 +70,7 @@ class Conversation:
             "turns": self.turns,
             "verified_slots": self.verified_slots,
             "bookings": self.bookings,
+            "unsettled": self.unsettled,
         }
 
     @classmethod
@@ -69,4 +81,5 @@ class Conversation:
             turns=list(data.get("turns", [])),
             verified_slots=list(data.get("verified_slots", [])),
             bookings=dict(data.get("bookings", {})),
+            unsettled=list(data.get("unsettled", [])),
         )

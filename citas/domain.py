@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 WEEKDAY_KEYS = ("lunes", "martes", "miercoles", "jueves", "viernes", "sabado", "domingo")
@@ -90,7 +90,11 @@ class BusinessInfo:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """An appointment interval; `start` is aware and expressed in the business's zone."""
+    """An appointment interval; `start` is aware and expressed in the business's zone.
+
+    A wall time that occurs twice (a DST fall-back) means its first occurrence (`fold=0`), as
+    the backend's naive local dates cannot tell the two apart anyway.
+    """
 
     start: datetime
     duration: timedelta
@@ -100,10 +104,15 @@ class Slot:
         return cls(datetime.combine(day, at, tzinfo=zone), timedelta(minutes=minutes))
 
     @property
+    def instant(self) -> datetime:
+        """The start in UTC. Aware datetimes that share a tzinfo compare and subtract as wall
+        times (ignoring DST), so every comparison between instants goes through UTC."""
+        return self.start.astimezone(UTC)
+
+    @property
     def end(self) -> datetime:
         # Absolute arithmetic: a 60-minute slot lasts 60 real minutes even across a DST change.
-        zone = self.start.tzinfo
-        return (self.start.astimezone(ZoneInfo("UTC")) + self.duration).astimezone(zone)
+        return (self.instant + self.duration).astimezone(self.start.tzinfo)
 
     @property
     def local_start(self) -> str:
@@ -115,8 +124,7 @@ class Slot:
 
     def exists(self) -> bool:
         """False for wall times skipped by a DST jump (e.g. 00:30 when clocks go 00:00 → 01:00)."""
-        zone = self.start.tzinfo
-        round_trip = self.start.astimezone(ZoneInfo("UTC")).astimezone(zone)
+        round_trip = self.instant.astimezone(self.start.tzinfo)
         return round_trip.replace(tzinfo=None) == self.start.replace(tzinfo=None)
 
     def describe(self) -> str:
@@ -144,20 +152,33 @@ class SlotProblem(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SlotRules:
-    """The rules a slot must pass before the calendar is even asked."""
+    """The rules a slot must pass before the calendar is even asked.
+
+    Notice and horizon are elapsed time (UTC arithmetic); opening hours are wall-clock times of
+    the slot's own zone. The process's zone (`TZ`) plays no part.
+    """
 
     min_notice: timedelta = timedelta(minutes=30)
     horizon: timedelta = timedelta(days=90)
 
+    def earliest(self, now: datetime) -> datetime:
+        """The first bookable instant (UTC): `now` plus the minimum notice."""
+        return now.astimezone(UTC) + self.min_notice
+
+    def latest(self, now: datetime) -> datetime:
+        """The last bookable instant (UTC): `now` plus the horizon."""
+        return now.astimezone(UTC) + self.horizon
+
     def problem(self, slot: Slot, hours: OpeningHours, now: datetime) -> SlotProblem | None:
-        """The first rule `slot` breaks at instant `now`, or None when it may be booked."""
+        """The first rule `slot` breaks at instant `now` (any aware datetime), or None."""
         if not slot.exists():
             return SlotProblem.NONEXISTENT
-        if slot.start <= now:
+        start = slot.instant
+        if start <= now.astimezone(UTC):
             return SlotProblem.PAST
-        if slot.start < now + self.min_notice:
+        if start < self.earliest(now):
             return SlotProblem.TOO_SOON
-        if slot.start > now + self.horizon:
+        if start > self.latest(now):
             return SlotProblem.TOO_FAR
         ranges = hours.ranges_on(slot.start.date())
         if not ranges:
@@ -168,6 +189,8 @@ class SlotRules:
 
 
 def _inside(slot: Slot, opening: TimeRange) -> bool:
+    # Wall-clock comparison on the slot's date: start and real end (start + duration) both
+    # inside the range, so an hour lost or repeated by DST is judged as the clock shows it.
     end = slot.end
     return (
         end.date() == slot.start.date()

@@ -249,9 +249,12 @@ async def create_booking(
         return {
             "ok": False,
             "reservado": False,
-            "mensaje": "Antes de reservar, verifica ese horario con check_availability.",
+            "mensaje": "No se reservó: ese horario no se verificó en esta conversación. Antes "
+            "de reservar, consulta ese horario con check_availability y confírmalo con el cliente.",
         }
     if outcome.refusal is not None:
+        # The alternatives are shown as bookable, as check_availability's are.
+        ctx.conversation.remember_verified(*(s.local_start for s in outcome.refusal.alternatives))
         return {**_verdict_result(outcome.refusal), "reservado": False}
     confirmation = outcome.confirmation
     assert confirmation is not None
@@ -412,6 +415,15 @@ class ToolRegistry:
                 "El sistema de reservas no responde en este momento. Discúlpate con el cliente "
                 "y sugiere intentarlo en unos minutos; no confirmes nada.",
                 code="backend_unavailable",
+            )
+        except BackendRejected as exc:
+            # A `success: false` the service did not expect (e.g. an unknown calendar owner).
+            SWALLOWED_ERRORS.labels(where=f"tool_{call.name}").inc()
+            log.warning("tool_backend_rejected", tool=call.name, error=str(exc))
+            return "backend_rejected", _error(
+                f"El sistema de reservas rechazó la operación ({exc.message}). Discúlpate con el "
+                "cliente; no confirmes nada.",
+                code="backend_rejected",
             )
 
 

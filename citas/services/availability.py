@@ -6,7 +6,7 @@ Owns the `CONSULTAR_DISPONIBILIDAD` and `SUGERIR_HORARIOS` wire formats.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import structlog
@@ -14,6 +14,8 @@ import structlog
 from citas.backend import BackendClient
 from citas.clock import Clock
 from citas.domain import OpeningHours, Slot, SlotProblem, SlotRules, Tenant, parse_local
+from citas.errors import BackendRejected
+from citas.metrics import SWALLOWED_ERRORS
 from citas.services.business import BusinessDirectory
 
 log = structlog.get_logger("citas.availability")
@@ -21,6 +23,8 @@ log = structlog.get_logger("citas.availability")
 MAX_ALTERNATIVES = 5
 _SUGGESTIONS_ASKED = 20
 _DAY_LISTING_ASKED = 48
+_DAYS_ASKED = 3  # at most this many SUGERIR_HORARIOS calls for one set of alternatives
+_DAYS_SEARCHED = 8  # a week each way finds an open day of any weekly schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +42,8 @@ class SlotVerdict:
 
 @dataclass(frozen=True, slots=True)
 class DayListing:
-    """The free slots of a date, or why the date has none (then alternatives on other days)."""
+    """The free slots of a date, or none: then `problem` says why (None: the day is full) and
+    `alternatives` are the nearest slots on other days."""
 
     day: date
     slots: tuple[Slot, ...]
@@ -64,12 +69,15 @@ class AvailabilityService:
     def now(self, tenant: Tenant) -> datetime:
         return self._clock().astimezone(tenant.zone)
 
-    async def check_slot(self, tenant: Tenant, slot: Slot) -> SlotVerdict:
-        """Rules first (no backend call for a slot they refuse), then the calendar."""
+    async def check_slot(
+        self, tenant: Tenant, slot: Slot, *, ask_calendar: bool = True
+    ) -> SlotVerdict:
+        """Rules first (no backend call for a slot they refuse), then the calendar (unless
+        `ask_calendar` is False: the rules alone)."""
         hours = (await self._directory.get(tenant.id_empresa)).hours
         now = self.now(tenant)
         problem = self.rules.problem(slot, hours, now)
-        if problem is None and not await self.is_free(tenant, slot):
+        if problem is None and ask_calendar and not await self.is_free(tenant, slot):
             problem = SlotProblem.TAKEN
         if problem is None:
             return SlotVerdict(slot, None)
@@ -81,44 +89,71 @@ class AvailabilityService:
         return await self.alternatives(tenant, slot, hours, self.now(tenant))
 
     async def list_day(self, tenant: Tenant, day: date) -> DayListing:
+        """The date's bookable free slots; when there are none, why and the nearest others."""
         hours = (await self._directory.get(tenant.id_empresa)).hours
         now = self.now(tenant)
         problem = self._day_problem(day, hours, now)
-        slots: tuple[Slot, ...] = ()
+        slots: dict[datetime, Slot] = {}
         if problem is None:
-            found = await self.suggest(tenant, day, _DAY_LISTING_ASKED)
-            slots = tuple(
-                s
-                for s in found
-                if s.start.date() == day and self.rules.problem(s, hours, now) is None
-            )
+            for slot in await self.suggest(tenant, day, _DAY_LISTING_ASKED):
+                if slot.start.date() == day and self.rules.problem(slot, hours, now) is None:
+                    slots.setdefault(slot.instant, slot)
         if slots:
-            return DayListing(day, slots)
-        day_start = datetime.combine(day, time(0), tzinfo=tenant.zone)
-        near = Slot(max(day_start, now), timedelta(minutes=tenant.duration_minutes))
+            return DayListing(day, tuple(sorted(slots.values(), key=lambda s: s.instant)))
+        # Nothing that day: offer what is nearest to its middle (or to now, if later).
+        midday = datetime.combine(day, time(12), tzinfo=tenant.zone).astimezone(UTC)
+        near = Slot(
+            max(midday, now.astimezone(UTC)).astimezone(tenant.zone),
+            timedelta(minutes=tenant.duration_minutes),
+        )
         alternatives = await self.alternatives(tenant, near, hours, now)
-        return DayListing(day, (), problem or SlotProblem.TAKEN, alternatives)
+        return DayListing(day, (), problem, alternatives)
 
     async def alternatives(
         self, tenant: Tenant, near: Slot, hours: OpeningHours, now: datetime
     ) -> tuple[Slot, ...]:
-        """Up to 5 bookable slots, nearest to `near` first: its date, then the next open day."""
-        first_day = max(near.start.date(), now.date())
-        last_day = (now + self.rules.horizon).date()
+        """Up to 5 slots that pass the rules, nearest to `near` first (in real time), taken
+        from `SUGERIR_HORARIOS` on the open days nearest to `near`'s date."""
         found: dict[datetime, Slot] = {}
-        for day in _open_days(first_day, last_day, hours, limit=2):
-            for slot in await self.suggest(tenant, day, _SUGGESTIONS_ASKED):
-                if self.rules.problem(slot, hours, now) is None and slot != near:
-                    found.setdefault(slot.start, slot)
-            if len(found) >= MAX_ALTERNATIVES:
-                break
-        ranked = sorted(found.values(), key=lambda s: (abs(s.start - near.start), s.start))
+        ranked: list[Slot] = []
+        days = self._nearest_open_days(near.start.date(), hours, now)
+        for index, day in enumerate(days):
+            try:
+                suggested = await self.suggest(tenant, day, _SUGGESTIONS_ASKED)
+            except BackendRejected as exc:
+                SWALLOWED_ERRORS.labels(where="alternatives").inc()
+                log.warning("suggestions_refused", day=day.isoformat(), error=exc.message)
+                continue
+            for slot in suggested:
+                if slot.instant != near.instant and self.rules.problem(slot, hours, now) is None:
+                    found.setdefault(slot.instant, slot)
+            ranked = sorted(
+                found.values(), key=lambda s: (abs(s.instant - near.instant), s.instant)
+            )
+            if len(ranked) >= MAX_ALTERNATIVES:
+                # Enough, unless a day not asked yet could still hold a nearer slot.
+                worst = abs(ranked[MAX_ALTERNATIVES - 1].instant - near.instant)
+                if all(_gap(later, near, tenant) >= worst for later in days[index + 1 :]):
+                    break
         return tuple(ranked[:MAX_ALTERNATIVES])
+
+    def _nearest_open_days(self, target: date, hours: OpeningHours, now: datetime) -> list[date]:
+        """Open days between today and the horizon, nearest to `target` first (earlier first on
+        a tie); a date outside that window is moved to its nearer end (past → today)."""
+        first = now.date()
+        last = self.rules.latest(now).astimezone(now.tzinfo).date()
+        anchor = min(max(target, first), last)
+        days: list[date] = []
+        for offset in range(_DAYS_SEARCHED):
+            for day in (anchor - timedelta(days=offset), anchor + timedelta(days=offset)):
+                if first <= day <= last and hours.ranges_on(day) and day not in days:
+                    days.append(day)
+        return days[:_DAYS_ASKED]
 
     def _day_problem(self, day: date, hours: OpeningHours, now: datetime) -> SlotProblem | None:
         if day < now.date():
             return SlotProblem.PAST
-        if day > (now + self.rules.horizon).date():
+        if day > self.rules.latest(now).astimezone(now.tzinfo).date():
             return SlotProblem.TOO_FAR
         if not hours.ranges_on(day):
             return SlotProblem.CLOSED_DAY
@@ -152,14 +187,12 @@ class AvailabilityService:
         return _parse_suggestions(answer.get("horarios"), tenant)
 
 
-def _open_days(first: date, last: date, hours: OpeningHours, limit: int) -> list[date]:
-    days: list[date] = []
-    day = first
-    while day <= last and len(days) < limit:
-        if hours.ranges_on(day):
-            days.append(day)
-        day += timedelta(days=1)
-    return days
+def _gap(day: date, near: Slot, tenant: Tenant) -> timedelta:
+    """The least real time between `near` and any slot starting on `day`."""
+    if day == near.start.date():
+        return timedelta(0)
+    edge = day if day > near.start.date() else day + timedelta(days=1)
+    return abs(datetime.combine(edge, time(0), tzinfo=tenant.zone).astimezone(UTC) - near.instant)
 
 
 def _parse_suggestions(raw: Any, tenant: Tenant) -> list[Slot]:

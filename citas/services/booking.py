@@ -17,7 +17,7 @@ import structlog
 from citas.backend import BackendClient
 from citas.conversation import Conversation
 from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
-from citas.errors import BackendRejected
+from citas.errors import BackendError, BackendRejected
 from citas.metrics import BOOKINGS
 from citas.services.availability import AvailabilityService, SlotVerdict
 
@@ -139,7 +139,12 @@ class BookingService:
         if request.slot.local_start not in conversation.verified_slots:
             BOOKINGS.labels(outcome="unverified").inc()
             return BookingOutcome(unverified=True)
-        verdict = await self._availability.check_slot(tenant, request.slot)
+        # After an unanswered CREAR_EVENTO our own event may hold the slot, so the calendar
+        # would call it taken: the rules alone are re-checked and the backend decides by key.
+        unsettled = ikey in conversation.unsettled
+        verdict = await self._availability.check_slot(
+            tenant, request.slot, ask_calendar=not unsettled
+        )
         if not verdict.bookable:
             BOOKINGS.labels(outcome="refused").inc()
             return BookingOutcome(refusal=verdict)
@@ -149,10 +154,17 @@ class BookingService:
             )
         except BackendRejected as exc:
             # The slot was taken between our check and the event: offer what is still free.
+            conversation.settle(ikey)
             log.info("booking_refused_by_calendar", error=exc.message)
             BOOKINGS.labels(outcome="refused").inc()
             instead = await self._availability.offer_instead(tenant, request.slot)
             return BookingOutcome(refusal=SlotVerdict(request.slot, SlotProblem.TAKEN, instead))
+        except BackendError:
+            # Every attempt went unanswered; the backend may still have committed one of them.
+            conversation.remember_unsettled(ikey)
+            BOOKINGS.labels(outcome="failed").inc()
+            raise
+        conversation.settle(ikey)
         confirmation = Confirmation(
             event_id=str(answer.get("id_evento")),
             url=answer.get("url") or None,
@@ -161,7 +173,12 @@ class BookingService:
         )
         conversation.remember_booking(ikey, confirmation.to_dict())
         BOOKINGS.labels(outcome="created").inc()
-        log.info("booking_created", event_id=confirmation.event_id, slot=request.slot.local_start)
+        log.info(
+            "booking_created",
+            event_id=confirmation.event_id,
+            slot=request.slot.local_start,
+            after_unanswered_attempt=unsettled,
+        )
         return BookingOutcome(confirmation)
 
 

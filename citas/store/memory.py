@@ -77,7 +77,10 @@ class MemorySessionStore:
             return Conversation()
         # Shallow copies: saved turns are never mutated, only the lists that hold them.
         return Conversation(
-            list(data["turns"]), list(data["verified_slots"]), dict(data["bookings"])
+            list(data["turns"]),
+            list(data["verified_slots"]),
+            dict(data["bookings"]),
+            list(data["unsettled"]),
         )
 
     async def save(self, key: ConversationKey, conversation: Conversation) -> None:
@@ -85,6 +88,7 @@ class MemorySessionStore:
             "turns": list(conversation.turns),
             "verified_slots": list(conversation.verified_slots),
             "bookings": dict(conversation.bookings),
+            "unsettled": list(conversation.unsettled),
         }
         SESSIONS_STORED.set(len(self._conversations))
 
