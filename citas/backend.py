@@ -47,9 +47,16 @@ class BackendClient:
     failure for the breaker) and `BackendError` when the backend could not answer.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, policy: BackendPolicy | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        policy: BackendPolicy | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session = session
         self.policy = policy or BackendPolicy()
+        self._monotonic = monotonic
         self._timeout = aiohttp.ClientTimeout(
             total=self.policy.total_timeout,
             sock_connect=self.policy.connect_timeout,
@@ -72,7 +79,10 @@ class BackendClient:
     def breaker(self, operation: str) -> CircuitBreaker:
         if operation not in self._breakers:
             self._breakers[operation] = CircuitBreaker(
-                operation, self.policy.breaker_threshold, self.policy.breaker_reset_seconds
+                operation,
+                self.policy.breaker_threshold,
+                self.policy.breaker_reset_seconds,
+                self._monotonic,
             )
         return self._breakers[operation]
 
@@ -86,6 +96,7 @@ class BackendClient:
             raise BackendError(operation, "backend URL not configured")
         breaker = self.breaker(operation)
         if not breaker.allow():
+            # No attempt, so no backend_call line: the caller logs the failure it turns into.
             BACKEND_CALLS.labels(operation=operation, outcome="circuit_open").inc()
             raise BackendError(operation, "circuit open")
         body = {"codOpe": operation, **payload}
@@ -93,6 +104,9 @@ class BackendClient:
             answer = await self._post_with_retries(url, operation, body)
         except BackendError:
             breaker.record_failure()
+            raise
+        except BaseException:
+            breaker.release()
             raise
         breaker.record_success()
         if answer.get("success") is not True:
@@ -106,6 +120,9 @@ class BackendClient:
             return await self._exchange(url, operation, body)
         except BackendError as exc:
             outcome = exc.reason.split(":")[0]
+            raise
+        except BaseException:
+            outcome = "cancelled"
             raise
         finally:
             elapsed = time.perf_counter() - start
@@ -121,7 +138,7 @@ class BackendClient:
     async def _exchange(self, url: str, operation: str, body: JSONObject) -> JSONObject:
         try:
             async with self._session.post(url, json=body, timeout=self._timeout) as response:
-                text = await response.text()
+                raw = await response.read()
                 status = response.status
         except TimeoutError:
             raise _Transient(operation, "timeout") from None
@@ -132,7 +149,8 @@ class BackendClient:
         if status >= 400:
             raise BackendError(operation, f"http_{status}")
         try:
-            answer = json.loads(text)
+            # Bytes: undecodable text is a ValueError here too (UnicodeDecodeError), not a crash.
+            answer = json.loads(raw)
         except ValueError:
             raise _Transient(operation, "malformed: not JSON") from None
         if not isinstance(answer, dict):
@@ -143,6 +161,7 @@ class BackendClient:
 def _log_retry(details: Any) -> None:
     log.warning(
         "backend_retry",
+        operation=details["args"][1],
         attempt=details["tries"],
         wait_s=round(details["wait"], 3),
         error=str(details.get("exception", "")),
