@@ -3,7 +3,8 @@
 While draining the listener stays open: `/ready` answers 503 (the load balancer stops sending),
 new turns get a fast 503 with `Retry-After`, and the turns in flight finish, for at most
 `drain_seconds`. Then the listener closes, requests still running are cancelled after
-`CUTOFF_SECONDS`, and the app's cleanup closes its clients. A second signal ends the wait.
+at most twice `CUTOFF_SECONDS` (aiohttp waits once before cancelling them and once after), and
+the app's cleanup closes its clients. A second signal ends the wait.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from citas.runtime import RUNTIME
 
 log = structlog.get_logger("citas.server")
 
-CUTOFF_SECONDS = 2.0
+CUTOFF_SECONDS = 1.0
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
