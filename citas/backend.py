@@ -30,6 +30,8 @@ class _Transient(BackendError):
 
 @dataclass(frozen=True, slots=True)
 class BackendPolicy:
+    """`max_retry_seconds` is the budget of one logical call: every attempt and wait in it."""
+
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
     total_timeout: float = 15.0
@@ -57,24 +59,21 @@ class BackendClient:
         self._session = session
         self.policy = policy or BackendPolicy()
         self._monotonic = monotonic
-        self._timeout = aiohttp.ClientTimeout(
-            total=self.policy.total_timeout,
-            sock_connect=self.policy.connect_timeout,
-            sock_read=self.policy.read_timeout,
-        )
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._post_with_retries: Callable[[str, str, JSONObject], Coroutine[Any, Any, Any]] = (
-            backoff.on_exception(
-                backoff.expo,
-                _Transient,
-                max_tries=self.policy.max_tries,
-                max_time=self.policy.max_retry_seconds,
-                factor=self.policy.backoff_factor,
-                jitter=backoff.full_jitter,
-                on_backoff=_log_retry,
-                logger=None,
-            )(self._post_once)
-        )
+        # backoff's max_time only stops new attempts once the *previous* one started past it,
+        # so each attempt's own timeout is also cut to what is left of the budget.
+        self._post_with_retries: Callable[
+            [str, str, JSONObject, float], Coroutine[Any, Any, Any]
+        ] = backoff.on_exception(
+            backoff.expo,
+            _Transient,
+            max_tries=self.policy.max_tries,
+            max_time=self.policy.max_retry_seconds,
+            factor=self.policy.backoff_factor,
+            jitter=backoff.full_jitter,
+            on_backoff=_log_retry,
+            logger=None,
+        )(self._post_once)
 
     def breaker(self, operation: str) -> CircuitBreaker:
         if operation not in self._breakers:
@@ -100,8 +99,9 @@ class BackendClient:
             BACKEND_CALLS.labels(operation=operation, outcome="circuit_open").inc()
             raise BackendError(operation, "circuit open")
         body = {"codOpe": operation, **payload}
+        deadline = time.monotonic() + self.policy.max_retry_seconds
         try:
-            answer = await self._post_with_retries(url, operation, body)
+            answer = await self._post_with_retries(url, operation, body, deadline)
         except BackendError:
             breaker.record_failure()
             raise
@@ -113,11 +113,17 @@ class BackendClient:
             raise BackendRejected(operation, str(answer.get("error") or "sin detalle"))
         return answer  # type: ignore[no-any-return]
 
-    async def _post_once(self, url: str, operation: str, body: JSONObject) -> JSONObject:
+    async def _post_once(
+        self, url: str, operation: str, body: JSONObject, deadline: float
+    ) -> JSONObject:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # Not transient: backoff stops here. No attempt was made, so none is counted.
+            raise BackendError(operation, "retry budget spent")
         start = time.perf_counter()
         outcome = "ok"
         try:
-            return await self._exchange(url, operation, body)
+            return await self._exchange(url, operation, body, self._attempt_timeout(remaining))
         except BackendError as exc:
             outcome = exc.reason.split(":")[0]
             raise
@@ -135,9 +141,19 @@ class BackendClient:
                 duration_ms=round(elapsed * 1000, 1),
             )
 
-    async def _exchange(self, url: str, operation: str, body: JSONObject) -> JSONObject:
+    def _attempt_timeout(self, remaining: float) -> aiohttp.ClientTimeout:
+        policy = self.policy
+        return aiohttp.ClientTimeout(
+            total=min(policy.total_timeout, remaining),
+            sock_connect=min(policy.connect_timeout, remaining),
+            sock_read=min(policy.read_timeout, remaining),
+        )
+
+    async def _exchange(
+        self, url: str, operation: str, body: JSONObject, timeout: aiohttp.ClientTimeout
+    ) -> JSONObject:
         try:
-            async with self._session.post(url, json=body, timeout=self._timeout) as response:
+            async with self._session.post(url, json=body, timeout=timeout) as response:
                 raw = await response.read()
                 status = response.status
         except TimeoutError:

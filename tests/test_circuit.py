@@ -1,4 +1,4 @@
-"""The circuit breaker alone (with an injected clock) and inside the backend client."""
+"""The circuit breaker alone (with an injected clock), and the backend client's bounds."""
 
 from __future__ import annotations
 
@@ -193,3 +193,18 @@ async def test_a_cancelled_probe_does_not_jam_the_breaker(
     answer = await client.call(sandbox.info_url, OP, {"id_empresa": 12})
     assert answer["success"] is True
     assert client.breaker(OP).state is CircuitState.CLOSED
+
+
+async def test_the_retry_budget_bounds_a_call_whatever_max_tries_says(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    client = BackendClient(
+        http, policy(max_tries=10, read_timeout=0.2, total_timeout=1, max_retry_seconds=0.5)
+    )
+    sandbox.backend.faults.add(OP, Fault("latency", seconds=5), times=None)
+    delta = Delta()
+    with pytest.raises(BackendError, match="retry budget spent"):
+        await client.call(sandbox.info_url, OP, {"id_empresa": 12})
+    timeouts = delta.of("citas_backend_calls_total", operation=OP, outcome="timeout")
+    assert 1 <= timeouts < 10
+    assert len(sandbox.backend.faults.triggered) == timeouts
