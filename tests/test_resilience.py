@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from citas.agent.loop import BACKEND_APOLOGY, LLM_APOLOGY
 from citas.circuit import CircuitState
 from citas.config import Settings
-from citas.errors import BackendError
+from citas.errors import BackendError, ConfigError
 from citas.runtime import RUNTIME
 from citas.sandbox import ANY_OPERATION, Fault, RunningSandbox
 from citas.services.availability import AvailabilityService
@@ -338,3 +338,43 @@ async def test_overload_is_a_fast_503_with_retry_after(
     assert (await response.json())["error"]["code"] == "unavailable"
     assert await first == (200, {"reply": "Hola.", "url": None})
     assert delta.of("citas_rejected_requests_total", reason="overloaded") == 1
+
+
+# --------------------------------------------------------------------------- settings
+
+
+async def test_resilience_settings_reach_the_runtime(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    env = Settings.from_env(
+        {
+            "CITAS_BREAKER_THRESHOLD": "7",
+            "CITAS_BREAKER_RESET_SECONDS": "12.5",
+            "CITAS_BACKEND_MAX_RETRY_SECONDS": "4",
+        }
+    )
+    client = await make_client(
+        settings.with_updates(
+            breaker_threshold=env.breaker_threshold,
+            breaker_reset_seconds=env.breaker_reset_seconds,
+            backend_max_retry_seconds=env.backend_max_retry_seconds,
+        )
+    )
+    backend = client.app[RUNTIME].backend
+    assert (backend.policy.breaker_reset_seconds, backend.policy.max_retry_seconds) == (12.5, 4)
+    assert backend.breaker("CREAR_EVENTO").failure_threshold == 7
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "CITAS_BREAKER_THRESHOLD",
+        "CITAS_BREAKER_RESET_SECONDS",
+        "CITAS_BACKEND_MAX_RETRY_SECONDS",
+        "CITAS_BUSINESS_CACHE_STALE_SECONDS",
+        "CITAS_SHUTDOWN_DRAIN_SECONDS",
+    ],
+)
+def test_resilience_settings_refuse_zero(variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: "0"})
