@@ -154,7 +154,7 @@ class BackendClient:
     ) -> JSONObject:
         try:
             async with self._session.post(url, json=body, timeout=timeout) as response:
-                raw = await response.read()
+                text = await response.text(errors="replace")
                 status = response.status
         except TimeoutError:
             raise _Transient(operation, "timeout") from None
@@ -165,8 +165,8 @@ class BackendClient:
         if status >= 400:
             raise BackendError(operation, f"http_{status}")
         try:
-            # Bytes: undecodable text is a ValueError here too (UnicodeDecodeError), not a crash.
-            answer = json.loads(raw)
+            # Undecodable bytes became U+FFFD above: a garbled answer fails here, not as a crash.
+            answer = json.loads(text)
         except ValueError:
             raise _Transient(operation, "malformed: not JSON") from None
         if not isinstance(answer, dict):

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
 from citas.backend import BackendClient, BackendPolicy
@@ -208,3 +209,13 @@ async def test_the_retry_budget_bounds_a_call_whatever_max_tries_says(
     timeouts = delta.of("citas_backend_calls_total", operation=OP, outcome="timeout")
     assert 1 <= timeouts < 10
     assert len(sandbox.backend.faults.triggered) == timeouts
+
+
+async def test_an_undecodable_body_is_read_not_a_crash(http: aiohttp.ClientSession) -> None:
+    url = "http://backend.invalid/ws_informacion_ia.php"
+    client = BackendClient(http, policy())
+    with aioresponses() as mocked:
+        # Latin-1 from a PHP service that says nothing of its charset (JSON means UTF-8).
+        mocked.post(url, body='{"success": true, "contexto": "Clínica"}'.encode("latin-1"))
+        answer = await client.call(url, OP, {"id_empresa": 12})
+    assert answer["contexto"] == "Cl\ufffdnica"
