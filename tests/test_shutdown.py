@@ -74,7 +74,7 @@ async def citas_process(llm: FakeLLM, **env: str) -> AsyncIterator[Server]:
 
 async def test_sigterm_drains_in_flight_turns_while_ready_says_503(llm: FakeLLM) -> None:
     llm.responder = lambda body: reply("Hola, ¿en qué te ayudo?")
-    llm.delay_next(1.0)  # the turn in flight when SIGTERM arrives
+    llm.delay_next(2.0)  # the turn in flight when SIGTERM arrives
     async with citas_process(llm) as server, aiohttp.ClientSession() as http:
         in_flight = asyncio.create_task(
             http.post(f"{server.url}/api/chat", json=chat_body("Hola", session_id="51900000001"))
