@@ -32,7 +32,6 @@ from citas.store.memory import MemorySessionStore
 log = structlog.get_logger("citas.app")
 
 MAX_BODY_BYTES = 64 * 1024
-DRAIN_SECONDS = 25.0
 
 
 def create_app(
@@ -59,7 +58,7 @@ def create_app(
                 store=type(app[RUNTIME].store).__name__,
             )
             yield
-            await app[RUNTIME].admission.drain(DRAIN_SECONDS)
+            await app[RUNTIME].admission.drain(effective.shutdown_drain_seconds)
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(_start_draining)
@@ -105,6 +104,9 @@ async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock
             read_timeout=settings.backend_read_timeout_seconds,
             total_timeout=settings.backend_total_timeout_seconds,
             max_tries=settings.backend_max_tries,
+            max_retry_seconds=settings.backend_max_retry_seconds,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_reset_seconds=settings.breaker_reset_seconds,
         ),
     )
     store = MemorySessionStore(
@@ -116,7 +118,11 @@ async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock
     directory = BusinessDirectory(
         backend,
         settings.info_api_url,
-        SingleFlightCache(ttl_seconds=settings.business_cache_ttl_seconds, maxsize=4096),
+        SingleFlightCache(
+            ttl_seconds=settings.business_cache_ttl_seconds,
+            maxsize=4096,
+            stale_seconds=settings.business_cache_stale_seconds,
+        ),
     )
     rules = SlotRules(
         min_notice=timedelta(minutes=settings.booking_min_notice_minutes),
@@ -132,7 +138,7 @@ async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock
     )
     stack.push_async_callback(llm.close)
     agent = Agent(
-        model=ChatModel(llm, settings.model),
+        model=ChatModel(llm, settings.model, call_timeout=settings.llm_timeout_seconds),
         tools=ToolRegistry(ToolServices(availability, booking, backend, settings.info_api_url)),
         prompts=PromptBuilder(settings.prompts_dir),
         store=store,

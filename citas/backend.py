@@ -30,6 +30,8 @@ class _Transient(BackendError):
 
 @dataclass(frozen=True, slots=True)
 class BackendPolicy:
+    """`max_retry_seconds` is the budget of one logical call: every attempt and wait in it."""
+
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
     total_timeout: float = 15.0
@@ -47,32 +49,39 @@ class BackendClient:
     failure for the breaker) and `BackendError` when the backend could not answer.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, policy: BackendPolicy | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        policy: BackendPolicy | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session = session
         self.policy = policy or BackendPolicy()
-        self._timeout = aiohttp.ClientTimeout(
-            total=self.policy.total_timeout,
-            sock_connect=self.policy.connect_timeout,
-            sock_read=self.policy.read_timeout,
-        )
+        self._monotonic = monotonic
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._post_with_retries: Callable[[str, str, JSONObject], Coroutine[Any, Any, Any]] = (
-            backoff.on_exception(
-                backoff.expo,
-                _Transient,
-                max_tries=self.policy.max_tries,
-                max_time=self.policy.max_retry_seconds,
-                factor=self.policy.backoff_factor,
-                jitter=backoff.full_jitter,
-                on_backoff=_log_retry,
-                logger=None,
-            )(self._post_once)
-        )
+        # backoff's max_time only stops new attempts once the *previous* one started past it,
+        # so each attempt's own timeout is also cut to what is left of the budget.
+        self._post_with_retries: Callable[
+            [str, str, JSONObject, float], Coroutine[Any, Any, Any]
+        ] = backoff.on_exception(
+            backoff.expo,
+            _Transient,
+            max_tries=self.policy.max_tries,
+            max_time=self.policy.max_retry_seconds,
+            factor=self.policy.backoff_factor,
+            jitter=backoff.full_jitter,
+            on_backoff=_log_retry,
+            logger=None,
+        )(self._post_once)
 
     def breaker(self, operation: str) -> CircuitBreaker:
         if operation not in self._breakers:
             self._breakers[operation] = CircuitBreaker(
-                operation, self.policy.breaker_threshold, self.policy.breaker_reset_seconds
+                operation,
+                self.policy.breaker_threshold,
+                self.policy.breaker_reset_seconds,
+                self._monotonic,
             )
         return self._breakers[operation]
 
@@ -86,26 +95,40 @@ class BackendClient:
             raise BackendError(operation, "backend URL not configured")
         breaker = self.breaker(operation)
         if not breaker.allow():
+            # No attempt, so no backend_call line: the caller logs the failure it turns into.
             BACKEND_CALLS.labels(operation=operation, outcome="circuit_open").inc()
             raise BackendError(operation, "circuit open")
         body = {"codOpe": operation, **payload}
+        deadline = time.monotonic() + self.policy.max_retry_seconds
         try:
-            answer = await self._post_with_retries(url, operation, body)
+            answer = await self._post_with_retries(url, operation, body, deadline)
         except BackendError:
             breaker.record_failure()
+            raise
+        except BaseException:
+            breaker.release()
             raise
         breaker.record_success()
         if answer.get("success") is not True:
             raise BackendRejected(operation, str(answer.get("error") or "sin detalle"))
         return answer  # type: ignore[no-any-return]
 
-    async def _post_once(self, url: str, operation: str, body: JSONObject) -> JSONObject:
+    async def _post_once(
+        self, url: str, operation: str, body: JSONObject, deadline: float
+    ) -> JSONObject:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # Not transient: backoff stops here. No attempt was made, so none is counted.
+            raise BackendError(operation, "retry budget spent")
         start = time.perf_counter()
         outcome = "ok"
         try:
-            return await self._exchange(url, operation, body)
+            return await self._exchange(url, operation, body, self._attempt_timeout(remaining))
         except BackendError as exc:
             outcome = exc.reason.split(":")[0]
+            raise
+        except BaseException:
+            outcome = "cancelled"
             raise
         finally:
             elapsed = time.perf_counter() - start
@@ -118,10 +141,20 @@ class BackendClient:
                 duration_ms=round(elapsed * 1000, 1),
             )
 
-    async def _exchange(self, url: str, operation: str, body: JSONObject) -> JSONObject:
+    def _attempt_timeout(self, remaining: float) -> aiohttp.ClientTimeout:
+        policy = self.policy
+        return aiohttp.ClientTimeout(
+            total=min(policy.total_timeout, remaining),
+            sock_connect=min(policy.connect_timeout, remaining),
+            sock_read=min(policy.read_timeout, remaining),
+        )
+
+    async def _exchange(
+        self, url: str, operation: str, body: JSONObject, timeout: aiohttp.ClientTimeout
+    ) -> JSONObject:
         try:
-            async with self._session.post(url, json=body, timeout=self._timeout) as response:
-                text = await response.text()
+            async with self._session.post(url, json=body, timeout=timeout) as response:
+                text = await response.text(errors="replace")
                 status = response.status
         except TimeoutError:
             raise _Transient(operation, "timeout") from None
@@ -132,6 +165,7 @@ class BackendClient:
         if status >= 400:
             raise BackendError(operation, f"http_{status}")
         try:
+            # Undecodable bytes became U+FFFD above: a garbled answer fails here, not as a crash.
             answer = json.loads(text)
         except ValueError:
             raise _Transient(operation, "malformed: not JSON") from None
@@ -143,6 +177,7 @@ class BackendClient:
 def _log_retry(details: Any) -> None:
     log.warning(
         "backend_retry",
+        operation=details["args"][1],
         attempt=details["tries"],
         wait_s=round(details["wait"], 3),
         error=str(details.get("exception", "")),

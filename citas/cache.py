@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -20,16 +21,23 @@ log = structlog.get_logger("citas.cache")
 class SingleFlightCache(Generic[K, V]):
     """`get(key, load)` returns a fresh value, loading it at most once however many ask at once.
 
-    When a refresh fails and a value younger than `stale_seconds` exists, that value is served
-    (logged and counted) instead of the error.
+    When a refresh fails and the last good value expired less than `stale_seconds` ago, that
+    value is served (logged and counted) instead of the error.
     """
 
     def __init__(
-        self, ttl_seconds: float, maxsize: int = 1024, stale_seconds: float = 3600
+        self,
+        ttl_seconds: float,
+        maxsize: int = 1024,
+        stale_seconds: float = 3600,
+        *,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._fresh: TTLCache[K, V] = TTLCache(maxsize=maxsize, ttl=ttl_seconds)
-        self._stale: TTLCache[K, V] = TTLCache(maxsize=maxsize, ttl=stale_seconds)
-        self._inflight: dict[K, asyncio.Future[V]] = {}
+        self._fresh: TTLCache[K, V] = TTLCache(maxsize=maxsize, ttl=ttl_seconds, timer=timer)
+        self._stale: TTLCache[K, V] = TTLCache(
+            maxsize=maxsize, ttl=ttl_seconds + stale_seconds, timer=timer
+        )
+        self._inflight: dict[K, asyncio.Task[V]] = {}
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         try:
@@ -39,28 +47,23 @@ class SingleFlightCache(Generic[K, V]):
         else:
             CACHE_LOOKUPS.labels(result="hit").inc()
             return value
-        pending = self._inflight.get(key)
-        if pending is not None:
-            CACHE_LOOKUPS.labels(result="hit").inc()
-            # shield: one waiter being cancelled must not cancel the load the others await.
-            return await asyncio.shield(pending)
-        CACHE_LOOKUPS.labels(result="miss").inc()
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            value = await self._load(key, load)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: nobody else may be waiting
-            raise
+        task = self._inflight.get(key)
+        if task is None:
+            CACHE_LOOKUPS.labels(result="miss").inc()
+            # The load is its own task, owned by no caller: whoever started it may be cancelled
+            # (or time out) without failing the others who wait for the same key.
+            task = asyncio.ensure_future(self._load(key, load))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._settled(key, done))
         else:
-            future.set_result(value)
-            return value
-        finally:
+            CACHE_LOOKUPS.labels(result="hit").inc()
+        return await asyncio.shield(task)
+
+    def _settled(self, key: K, task: asyncio.Task[V]) -> None:
+        if self._inflight.get(key) is task:
             del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone away
 
     async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         try:

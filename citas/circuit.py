@@ -6,7 +6,11 @@ import enum
 import time
 from collections.abc import Callable
 
+import structlog
+
 from citas.metrics import CIRCUIT_STATE
+
+log = structlog.get_logger("citas.circuit")
 
 
 class CircuitState(enum.IntEnum):
@@ -17,7 +21,11 @@ class CircuitState(enum.IntEnum):
 
 class CircuitBreaker:
     """Closed → open after `failure_threshold` consecutive failures → one half-open probe after
-    `reset_seconds` → closed on its success, open again on its failure."""
+    `reset_seconds` → closed on its success, open again on its failure.
+
+    Every call that `allow()` lets through must end in exactly one of `record_success()`,
+    `record_failure()` or `release()` (the call was abandoned, e.g. cancelled).
+    """
 
     def __init__(
         self,
@@ -64,6 +72,24 @@ class CircuitBreaker:
             self._opened_at = self._monotonic()
             self._set(CircuitState.OPEN)
 
+    def release(self) -> None:
+        """The call let through ended with no verdict: free the probe slot, change nothing else.
+
+        Without it a cancelled half-open probe would keep the circuit refusing every call.
+        """
+        self._probing = False
+
     def _set(self, state: CircuitState) -> None:
-        self._state = state
+        if state is self._state:
+            return
+        previous, self._state = self._state, state
         CIRCUIT_STATE.labels(operation=self.name).set(state)
+        # A transition is rare and worth a line: it is when a dependency died or came back.
+        emit = log.warning if state is CircuitState.OPEN else log.info
+        emit(
+            "circuit_" + state.name.lower(),
+            operation=self.name,
+            previous=previous.name.lower(),
+            failures=self._failures,
+            reset_seconds=self.reset_seconds,
+        )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
+from citas import server
 from citas.app import create_app
 from citas.config import Settings
 from citas.errors import ConfigError
@@ -43,13 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format)
     app = create_app(settings, sandbox=args.sandbox)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        shutdown_timeout=30.0,
-        access_log=None,
+    asyncio.run(
+        server.serve(
+            app, settings.host, settings.port, drain_seconds=settings.shutdown_drain_seconds
+        )
     )
     return 0
 

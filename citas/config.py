@@ -36,6 +36,7 @@ class Settings(BaseModel):
     max_message_chars: int = Field(4096, alias="CITAS_MAX_MESSAGE_CHARS", ge=1, le=60000)
     max_concurrent_turns: int = Field(200, alias="CITAS_MAX_CONCURRENT_TURNS", ge=1)
     log_format: Literal["json", "console"] = Field("json", alias="CITAS_LOG_FORMAT")
+    shutdown_drain_seconds: float = Field(25.0, alias="CITAS_SHUTDOWN_DRAIN_SECONDS", gt=0)
     prompts_dir: Path = Field(DEFAULT_PROMPTS_DIR, alias="CITAS_PROMPTS_DIR")
 
     # Backend.
@@ -45,7 +46,13 @@ class Settings(BaseModel):
     backend_read_timeout_seconds: float = Field(10.0, alias="CITAS_BACKEND_READ_TIMEOUT", gt=0)
     backend_total_timeout_seconds: float = Field(15.0, alias="CITAS_BACKEND_TOTAL_TIMEOUT", gt=0)
     backend_max_tries: int = Field(3, alias="CITAS_BACKEND_MAX_TRIES", ge=1, le=10)
+    backend_max_retry_seconds: float = Field(20.0, alias="CITAS_BACKEND_MAX_RETRY_SECONDS", gt=0)
+    breaker_threshold: int = Field(5, alias="CITAS_BREAKER_THRESHOLD", ge=1, le=1000)
+    breaker_reset_seconds: float = Field(30.0, alias="CITAS_BREAKER_RESET_SECONDS", gt=0)
     business_cache_ttl_seconds: float = Field(300.0, alias="CITAS_BUSINESS_CACHE_TTL_SECONDS", gt=0)
+    business_cache_stale_seconds: float = Field(
+        3600.0, alias="CITAS_BUSINESS_CACHE_STALE_SECONDS", gt=0
+    )
 
     # Sessions.
     redis_url: str | None = Field(None, alias="REDIS_URL")

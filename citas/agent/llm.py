@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -65,11 +66,16 @@ def create_client(
 
 
 class ChatModel:
-    """Calls the model with the tools and returns its text or tool calls."""
+    """Calls the model with the tools and returns its text or tool calls.
 
-    def __init__(self, client: AsyncOpenAI, model: str) -> None:
+    `call_timeout` bounds each HTTP attempt (the SDK's `timeout`); `complete(timeout=...)`
+    bounds the whole call, the SDK's retries and their `Retry-After` waits included.
+    """
+
+    def __init__(self, client: AsyncOpenAI, model: str, call_timeout: float | None = None) -> None:
         self.client = client
         self.model = model
+        self.call_timeout = call_timeout
 
     async def complete(
         self,
@@ -81,16 +87,25 @@ class ChatModel:
     ) -> ModelReply:
         start = time.perf_counter()
         outcome = "ok"
+        attempt_timeout = min(timeout, self.call_timeout or timeout)
         try:
-            completion = await self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                tools=tools,  # type: ignore[arg-type]
-                timeout=timeout,
-            )
+            # The SDK would honour a Retry-After of up to two minutes: the turn's deadline wins.
+            async with asyncio.timeout(timeout):
+                completion = await self.client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    tools=tools,  # type: ignore[arg-type]
+                    timeout=attempt_timeout,
+                )
         except openai.APIError as exc:
             outcome = _outcome(exc)
             raise LLMUnavailable(f"{outcome}: {exc}") from exc
+        except TimeoutError:
+            outcome = "deadline"
+            raise LLMUnavailable("deadline: the turn ran out of time") from None
+        except BaseException:
+            outcome = "cancelled"
+            raise
         finally:
             elapsed = time.perf_counter() - start
             LLM_CALLS.labels(outcome=outcome).inc()

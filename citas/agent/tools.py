@@ -425,6 +425,16 @@ class ToolRegistry:
                 "cliente; no confirmes nada.",
                 code="backend_rejected",
             )
+        except Exception:
+            # A bug or an unexpected answer must not cost the customer the turn (nor reach the
+            # gateway as a 500): the model reads that this step failed and can say so.
+            SWALLOWED_ERRORS.labels(where=f"tool_{call.name}").inc()
+            log.exception("tool_failed", tool=call.name)
+            return "error", _error(
+                "No pude completar esta consulta por un error interno. Discúlpate con el "
+                "cliente y ofrece intentarlo de nuevo más tarde; no confirmes nada.",
+                code="tool_failed",
+            )
 
 
 def _error(message: str, code: str = "invalid_arguments") -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import uuid
@@ -43,6 +44,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status = response.status
         response.headers["X-Request-ID"] = request_id
         return response
+    except asyncio.CancelledError:
+        status = 499  # closed without an answer (nginx's code), e.g. cut off at shutdown
+        raise
     finally:
         elapsed_ms = round((time.perf_counter() - start) * 1000, 1)
         if request.path.startswith("/api/"):

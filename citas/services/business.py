@@ -40,7 +40,7 @@ class BusinessDirectory:
 
     async def _fetch(self, id_empresa: int) -> BusinessInfo:
         client, url = self._client, self._info_url
-        context, faqs, hours, services, products = await _gather_or_cancel(
+        context, faqs, hours, services, products = await _gather_all(
             _or_empty(fetch_context(client, url, id_empresa), "", id_empresa),
             _or_empty(fetch_faqs(client, url, id_empresa), (), id_empresa),
             _or_empty(fetch_opening_hours(client, url, id_empresa), OpeningHours(), id_empresa),
@@ -84,12 +84,15 @@ async def _or_empty(aw: Awaitable[T], empty: T, id_empresa: int) -> T:
         return empty
 
 
-async def _gather_or_cancel(*aws: Awaitable[Any]) -> list[Any]:
-    """Run concurrently; the first failure cancels the rest and is raised as itself."""
-    tasks = [asyncio.ensure_future(aw) for aw in aws]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        raise
+async def _gather_all(*aws: Awaitable[Any]) -> list[Any]:
+    """Run concurrently to the end, then raise the first failure as itself.
+
+    Not cancelling the rest at the first failure costs a little latency when the backend is
+    down, but lets every operation's circuit breaker count its own failure: cancelled calls
+    teach a breaker nothing, and the breakers would open only by chance.
+    """
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

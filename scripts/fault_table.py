@@ -1,0 +1,626 @@
+"""Measure what a customer gets under each fault, and what the metrics show: the README's table.
+
+    python scripts/fault_table.py            # markdown table on stdout (about a minute)
+
+Each scenario runs the real app against the sandbox backend and the fake LLM on 127.0.0.1 with
+the default settings, except where a row names a shorter timeout (to keep the run short).
+Figures are wall-clock times of one `/api/chat` request on this machine: indicative, not goals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from aiohttp.test_utils import TestClient, TestServer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's citas, whatever is installed
+
+from citas.app import create_app  # noqa: E402
+from citas.clock import frozen_clock  # noqa: E402
+from citas.config import Settings  # noqa: E402
+from citas.logs import configure_logging  # noqa: E402
+from citas.metrics import REGISTRY  # noqa: E402
+from citas.sandbox import (  # noqa: E402
+    ANY_OPERATION,
+    Fault,
+    RunningSandbox,
+    SandboxBackend,
+    SandboxSeed,
+    start_sandbox,
+)
+from citas.testing import FakeLLM, call, reply  # noqa: E402
+
+NOW = datetime(2026, 11, 30, 10, 0, tzinfo=ZoneInfo("America/Lima"))
+SLOT = {"date": "2026-12-01", "time": "15:00"}
+BOOKING = {**SLOT, "customer_name": "Ana Pérez", "customer_email": "ana@example.com"}
+INFO = (
+    "OBTENER_CONTEXTO_NEGOCIO",
+    "OBTENER_PREGUNTAS_FRECUENTES",
+    "OBTENER_HORARIO_REUNIONES",
+    "OBTENER_SERVICIOS_CITAS",
+    "OBTENER_PRODUCTOS_CITAS",
+)
+
+
+@dataclass
+class Row:
+    fault: str
+    customer: str
+    signals: str
+    figure: str
+
+
+@dataclass
+class Harness:
+    client: TestClient[Any, Any]
+    sandbox: RunningSandbox
+    llm: FakeLLM
+    settings: Settings
+    session: int = 0
+
+    async def chat(self, message: str, session: str | None = None) -> tuple[float, int, Any]:
+        """POST one message; returns (seconds, status, body)."""
+        if session is None:
+            self.session += 1
+            session = f"5190000{self.session:04d}"
+        body = {
+            "message": message,
+            "session_id": session,
+            "context": {"config": {"id_empresa": 12, "usuario_id": 7, "duracion_cita_minutos": 30}},
+        }
+        start = time.perf_counter()
+        response = await self.client.post("/api/chat", json=body)
+        answer = await response.json()
+        return time.perf_counter() - start, response.status, answer
+
+
+@asynccontextmanager
+async def harness(**overrides: Any) -> AsyncIterator[Harness]:
+    sandbox = await start_sandbox(SandboxBackend(SandboxSeed.load(), clock=frozen_clock(NOW)))
+    llm = FakeLLM()
+    await llm.start()
+    settings = Settings.from_env(
+        {},
+        OPENAI_API_KEY="k",
+        OPENAI_BASE_URL=llm.base_url,
+        CITAS_CALENDAR_API_URL=sandbox.calendar_url,
+        CITAS_INFO_API_URL=sandbox.info_url,
+    ).with_updates(**overrides)
+    client = TestClient(TestServer(create_app(settings, clock=frozen_clock(NOW))))
+    await client.start_server()
+    try:
+        yield Harness(client, sandbox, llm, settings)
+    finally:
+        await client.close()
+        await llm.close()
+        await sandbox.close()
+
+
+class Delta:
+    """Counter movements since creation, as `name{labels}: n` lines worth showing."""
+
+    def __init__(self) -> None:
+        self.before = self._read()
+
+    @staticmethod
+    def _read() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in REGISTRY.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
+        }
+
+    def moved(self, *names: str) -> dict[str, float]:
+        after = self._read()
+        out: dict[str, float] = {}
+        for (name, labels), value in sorted(after.items()):
+            change = value - self.before.get((name, labels), 0.0)
+            if change and (not names or name in names):
+                short = name.removeprefix("citas_").removesuffix("_total")
+                label = ",".join(v for _, v in labels)
+                out[f"{short}{{{label}}}"] = change
+        return out
+
+    def attempts(self, outcome_filter: Callable[[str], bool] = lambda o: True) -> int:
+        after = self._read()
+        return int(
+            sum(
+                value - self.before.get((name, labels), 0.0)
+                for (name, labels), value in after.items()
+                if name == "citas_backend_calls_total"
+                and outcome_filter(dict(labels)["outcome"])
+                and dict(labels)["outcome"] != "circuit_open"
+            )
+        )
+
+
+def fmt(moved: dict[str, float]) -> str:
+    return ", ".join(f"{k} +{v:g}" for k, v in moved.items())
+
+
+def customer(status: int, body: Any) -> str:
+    if status != 200:
+        return f"{status} `{body['error']['code']}`"
+    code = body.get("error", {}).get("code") if isinstance(body.get("error"), dict) else None
+    text = body["reply"][:48] + ("…" if len(body["reply"]) > 48 else "")
+    return f"200 «{text}»" + (f" + `{code}`" if code else "")
+
+
+# --------------------------------------------------------------------------- scenarios
+
+Scenario = Callable[[], Awaitable[list[Row]]]
+SHOWN = ("citas_backend_calls_total", "citas_llm_calls_total", "citas_tool_calls_total")
+
+
+async def baseline() -> list[Row]:
+    async with harness() as h:
+        h.llm.add(reply("Hola, ¿en qué te ayudo?"))
+        seconds, status, body = await h.chat("Hola")
+    return [
+        Row("none (first message)", customer(status, body), "5 info calls ok", f"{seconds:.3f} s")
+    ]
+
+
+async def latency_short() -> list[Row]:
+    async with harness() as h:
+        h.sandbox.backend.faults.add("OBTENER_CONTEXTO_NEGOCIO", Fault("latency", seconds=0.5))
+        h.llm.add(reply("Hola."))
+        seconds, status, body = await h.chat("Hola")
+    return [
+        Row(
+            "latency 0.5 s on one info call (< read timeout)",
+            customer(status, body),
+            "`backend_call` duration_ms≈500, outcome ok",
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def latency_long() -> list[Row]:
+    async with harness(backend_read_timeout_seconds=1.0) as h:
+        await warm(h)
+        h.sandbox.backend.faults.add("CONSULTAR_DISPONIBILIDAD", Fault("latency", seconds=30))
+        h.llm.add(call("check_availability", SLOT), reply("Está libre."))
+        delta = Delta()
+        seconds, status, body = await h.chat("¿martes 3pm?")
+    return [
+        Row(
+            "latency 30 s on CONSULTAR_DISPONIBILIDAD once (read timeout 1 s)",
+            customer(status, body),
+            "`backend_retry` warning; " + fmt(delta.moved("citas_backend_calls_total")),
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def warm(h: Harness) -> None:
+    """One turn so the business info is cached and later rows measure only their fault."""
+    h.llm.add(reply("Hola."))
+    await h.chat("Hola", session="warm")
+
+
+async def status_once() -> list[Row]:
+    async with harness() as h:
+        await warm(h)
+        h.sandbox.backend.faults.add("CONSULTAR_DISPONIBILIDAD", Fault("status", http_status=502))
+        h.llm.add(call("check_availability", SLOT), reply("Está libre."))
+        delta = Delta()
+        seconds, status, body = await h.chat("¿martes 3pm?")
+    return [
+        Row(
+            "HTTP 502 once on CONSULTAR_DISPONIBILIDAD",
+            customer(status, body),
+            fmt(delta.moved("citas_backend_calls_total")),
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def status_persistent() -> list[Row]:
+    async with harness() as h:
+        await warm(h)
+        h.sandbox.backend.faults.add(
+            "CONSULTAR_DISPONIBILIDAD", Fault("status", http_status=503), times=None
+        )
+        h.llm.add(
+            call("check_availability", SLOT),
+            reply("Disculpa, el sistema de reservas no responde; intenta en unos minutos."),
+        )
+        delta = Delta()
+        seconds, status, body = await h.chat("¿martes 3pm?")
+    return [
+        Row(
+            "HTTP 503 on every CONSULTAR_DISPONIBILIDAD",
+            customer(status, body) + " (the model read a `backend_unavailable` tool result)",
+            "`tool_backend_failure` warning; " + fmt(delta.moved(*SHOWN)),
+            f"{seconds:.2f} s, {delta.attempts()} attempts",
+        )
+    ]
+
+
+async def malformed_once() -> list[Row]:
+    async with harness() as h:
+        h.sandbox.backend.faults.add("OBTENER_HORARIO_REUNIONES", Fault("malformed_json"))
+        h.llm.add(reply("Hola."))
+        delta = Delta()
+        seconds, status, body = await h.chat("Hola")
+        moved = delta.moved("citas_backend_calls_total")
+    shown = {k: v for k, v in moved.items() if "HORARIO" in k}
+    return [
+        Row(
+            "malformed JSON once on OBTENER_HORARIO_REUNIONES",
+            customer(status, body),
+            fmt(shown),
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def malformed_persistent() -> list[Row]:
+    async with harness() as h:
+        h.sandbox.backend.faults.add(
+            "OBTENER_HORARIO_REUNIONES", Fault("malformed_json"), times=None
+        )
+        delta = Delta()
+        seconds, status, body = await h.chat("Hola")
+        moved = delta.moved("citas_backend_calls_total", "citas_handled_errors_total")
+        llm_asked = len(h.llm.requests)
+    shown = {k: v for k, v in moved.items() if "HORARIO" in k or "business_info" in k}
+    return [
+        Row(
+            "malformed JSON on every OBTENER_HORARIO_REUNIONES",
+            customer(status, body) + f"; LLM not called ({llm_asked} requests)",
+            "`turn_failed` warning; " + fmt(shown),
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def booking_fault(fault: Fault, label: str, **overrides: Any) -> list[Row]:
+    async with harness(**overrides) as h:
+        h.llm.add(call("check_availability", SLOT), reply("Libre. ¿Nombre y correo?"))
+        await h.chat("martes 3pm", session="519111")
+        h.sandbox.backend.faults.add("CREAR_EVENTO", fault)
+        h.llm.add(call("create_booking", BOOKING), reply("¡Reservado!"))
+        delta = Delta()
+        seconds, status, body = await h.chat("Ana Pérez, ana@example.com", session="519111")
+        events = len(h.sandbox.backend.events)
+        sent = [b for _, b in h.sandbox.backend.calls if b["codOpe"] == "CREAR_EVENTO"]
+    keys = len({b["idempotency_key"] for b in sent})
+    moved = {k: v for k, v in delta.moved("citas_backend_calls_total").items() if "CREAR" in k}
+    moved.update(delta.moved("citas_bookings_total"))
+    return [
+        Row(
+            label,
+            customer(status, body) + f" with the url; events in calendar: {events}",
+            fmt(moved) + f"; {len(sent)} CREAR_EVENTO sent, {keys} idempotency key",
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def connection_reset() -> list[Row]:
+    return await booking_fault(Fault("connection_reset"), "connection reset on CREAR_EVENTO")
+
+
+async def commit_then_late() -> list[Row]:
+    return await booking_fault(
+        Fault("commit_then_late", seconds=30),
+        "CREAR_EVENTO commits, answers after 30 s (read timeout 1 s)",
+        backend_read_timeout_seconds=1.0,
+    )
+
+
+async def backend_down() -> list[Row]:
+    rows = []
+    async with harness() as h:
+        await h.sandbox.close()  # connection refused: the backend is gone
+        delta = Delta()
+        times = []
+        opened_after = None
+        for turn in range(1, 8):
+            seconds, _status, body = await h.chat("Hola")
+            times.append(seconds)
+            states = [
+                REGISTRY.get_sample_value("citas_circuit_state", {"operation": op}) for op in INFO
+            ]
+            if opened_after is None and all(s == 2 for s in states):
+                opened_after = (turn, delta.attempts())
+        last = body
+        assert opened_after is not None
+        turn, attempts = opened_after
+    rows.append(
+        Row(
+            "backend down (connection refused), breaker threshold 5",
+            customer(200, last) + "; LLM not called",
+            "`backend_retry`, `turn_failed`, `circuit_open` warnings; "
+            "`citas_circuit_state`=2 per operation; then `outcome=circuit_open`",
+            f"turns 1–{turn}: {min(times[:turn]):.2f}–{max(times[:turn]):.2f} s each; "
+            f"{attempts} attempts before all 5 breakers opened (after turn {turn}); "
+            f"then {min(times[turn:]) * 1000:.1f}–{max(times[turn:]) * 1000:.1f} ms, 0 attempts",
+        )
+    )
+    return rows
+
+
+async def backend_hanging() -> list[Row]:
+    rows = []
+    for overrides, label in (
+        ({"backend_read_timeout_seconds": 1.0}, "read timeout 1 s"),
+        ({}, "default timeouts: read 10 s, retry budget 20 s"),
+    ):
+        async with harness(**overrides) as h:
+            h.sandbox.backend.faults.add(ANY_OPERATION, Fault("latency", seconds=60), times=None)
+            delta = Delta()
+            seconds, status, body = await h.chat("Hola")
+        rows.append(
+            Row(
+                f"backend hanging: every call takes 60 s ({label})",
+                customer(status, body),
+                f"`outcome=timeout` attempts: {delta.attempts()} (5 operations)",
+                f"{seconds:.2f} s per turn until the breakers open",
+            )
+        )
+    return rows
+
+
+async def stale() -> list[Row]:
+    async with harness(business_cache_ttl_seconds=0.2) as h:
+        await warm(h)
+        await asyncio.sleep(0.3)
+        h.sandbox.backend.faults.add(ANY_OPERATION, Fault("status", http_status=503), times=None)
+        h.llm.add(reply("Abrimos de 9 a 13 y de 15 a 19."))
+        delta = Delta()
+        seconds, status, body = await h.chat("¿Horario?")
+        moved = delta.moved("citas_cache_lookups_total", "citas_handled_errors_total")
+    return [
+        Row(
+            "info refresh fails after the TTL (stale copy ≤ 1 h old)",
+            customer(status, body) + " from the last good business data",
+            "`cache_serving_stale` warning; " + fmt(moved),
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def llm_429() -> list[Row]:
+    async with harness() as h:
+        await warm(h)
+        h.llm.fail_next(429, retry_after=1)
+        h.llm.add(reply("Hola."))
+        delta = Delta()
+        seconds, status, body = await h.chat("Hola")
+    return [
+        Row(
+            "LLM 429 with `Retry-After: 1`",
+            customer(status, body),
+            "SDK log `Retrying request in 1.000000 seconds`; "
+            + fmt(delta.moved("citas_llm_calls_total")),
+            f"{seconds:.2f} s (2 LLM requests)",
+        )
+    ]
+
+
+async def llm_500() -> list[Row]:
+    async with harness() as h:
+        await warm(h)
+        h.llm.fail_next(500, times=3)
+        delta = Delta()
+        seconds, status, body = await h.chat("Hola")
+        sent = len(h.llm.requests) - 1
+    return [
+        Row(
+            "LLM 500 on every attempt (SDK max_retries 2)",
+            customer(status, body),
+            "`turn_failed` warning; " + fmt(delta.moved("citas_llm_calls_total")),
+            f"{seconds:.2f} s ({sent} LLM requests)",
+        )
+    ]
+
+
+async def llm_timeout() -> list[Row]:
+    async with harness(llm_timeout_seconds=1.0) as h:
+        await warm(h)
+        h.llm.delay = 30
+        delta = Delta()
+        seconds, status, body = await h.chat("Hola")
+        sent = len(h.llm.requests) - 1
+    return [
+        Row(
+            "LLM never answers (timeout 1 s, SDK max_retries 2)",
+            customer(status, body),
+            fmt(delta.moved("citas_llm_calls_total")),
+            f"{seconds:.2f} s ({sent} LLM requests)",
+        )
+    ]
+
+
+async def deadline() -> list[Row]:
+    async with harness(turn_deadline_seconds=2.0) as h:
+        await warm(h)
+        h.llm.fail_next(429, retry_after=60)
+        delta = Delta()
+        seconds, status, body = await h.chat("Hola")
+    return [
+        Row(
+            "LLM 429 with `Retry-After: 60` (turn deadline 2 s)",
+            customer(status, body),
+            fmt(delta.moved("citas_llm_calls_total")),
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def tool_raises() -> list[Row]:
+    from citas.services.availability import AvailabilityService
+
+    async def broken(*_args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    original = AvailabilityService.check_slot
+    AvailabilityService.check_slot = broken  # type: ignore[method-assign]
+    try:
+        async with harness() as h:
+            await warm(h)
+            h.llm.add(call("check_availability", SLOT), reply("Disculpa, no pude revisarlo."))
+            delta = Delta()
+            seconds, status, body = await h.chat("¿martes 3pm?")
+    finally:
+        AvailabilityService.check_slot = original  # type: ignore[method-assign]
+    moved = delta.moved("citas_tool_calls_total", "citas_handled_errors_total")
+    return [
+        Row(
+            "a tool raises (a bug)",
+            customer(status, body) + " (the model read a `tool_failed` result)",
+            "`tool_failed` error with traceback; " + fmt(moved),
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def overload() -> list[Row]:
+    async with harness(max_concurrent_turns=1) as h:
+        await warm(h)
+        h.llm.delay_next(1)
+        h.llm.add(reply("Hola."))
+        first = asyncio.create_task(h.chat("Hola"))
+        while not len(h.llm.requests) > 1:  # noqa: ASYNC110 - a measurement script
+            await asyncio.sleep(0.002)
+        delta = Delta()
+        seconds, status, body = await h.chat("Hola")
+        await first
+    return [
+        Row(
+            "more turns than `CITAS_MAX_CONCURRENT_TURNS`",
+            customer(status, body) + " with `Retry-After: 1`",
+            fmt(delta.moved("citas_rejected_requests_total")),
+            f"{seconds * 1000:.1f} ms",
+        )
+    ]
+
+
+async def sigterm() -> list[Row]:
+    rows = []
+    for bound, delay, label in (
+        (25.0, 1.0, "SIGTERM with a 1 s turn in flight"),
+        (0.5, 60.0, "SIGTERM with a 60 s turn in flight (drain bound 0.5 s)"),
+    ):
+        async with FakeLLM(responder=lambda body: reply("Hola.")) as llm:
+            llm.delay_next(delay)
+            result = await _sigterm_once(llm, bound)
+        rows.append(Row(label, *result))
+    return rows
+
+
+async def _sigterm_once(llm: FakeLLM, bound: float) -> tuple[str, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CITAS_", "OPENAI_"))}
+    env.update(
+        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_API_KEY="k",
+        CITAS_SHUTDOWN_DRAIN_SECONDS=str(bound),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "citas", "serve", "--sandbox", "--port", "0"),
+        cwd=ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stderr is not None
+    logs: list[dict[str, Any]] = []
+    port = None
+    while port is None:
+        entry = json.loads(await process.stderr.readline())
+        logs.append(entry)
+        port = entry.get("port") if entry["event"] == "citas_listening" else None
+    url = f"http://127.0.0.1:{port}"
+    collector = asyncio.create_task(_collect(process.stderr, logs))
+    async with aiohttp.ClientSession() as http:
+        body = {"message": "Hola", "session_id": "1", "context": {"config": {"id_empresa": 12}}}
+        in_flight = asyncio.create_task(http.post(f"{url}/api/chat", json=body))
+        while not llm.requests:  # noqa: ASYNC110 - a measurement script
+            await asyncio.sleep(0.002)
+        sent = time.perf_counter()
+        process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        ready = (await http.get(f"{url}/ready")).status
+        refused = await http.post(f"{url}/api/chat", json={**body, "session_id": "2"})
+        try:
+            answer = await in_flight
+            got = f"in-flight turn: {answer.status}"
+        except aiohttp.ClientError as exc:
+            got = f"in-flight turn: connection dropped ({type(exc).__name__})"
+        code = await process.wait()
+        took = time.perf_counter() - sent
+    await collector
+    drained = next(e for e in logs if e["event"] == "drain_finished")
+    return (
+        f"`/ready` {ready}; new turn {refused.status} (`Retry-After: "
+        f"{refused.headers.get('Retry-After')}`); {got}",
+        f"`drain_started`, `drain_finished` drained={drained['drained']} "
+        f"in_flight={drained['in_flight']}, `citas_stopped`; exit code {code}",
+        f"drain {drained['duration_ms'] / 1000:.2f} s; process gone {took:.2f} s after SIGTERM",
+    )
+
+
+async def _collect(stream: asyncio.StreamReader, logs: list[dict[str, Any]]) -> None:
+    async for line in stream:
+        try:
+            logs.append(json.loads(line))
+        except ValueError:
+            continue
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    baseline,
+    latency_short,
+    latency_long,
+    status_once,
+    status_persistent,
+    malformed_once,
+    malformed_persistent,
+    connection_reset,
+    commit_then_late,
+    backend_down,
+    backend_hanging,
+    stale,
+    llm_429,
+    llm_500,
+    llm_timeout,
+    deadline,
+    tool_raises,
+    overload,
+    sigterm,
+)
+
+
+async def main() -> None:
+    # Quiet: only the table goes out. Logs of the scenarios are not what is measured.
+    configure_logging("json", level=50)
+    rows: list[Row] = []
+    for scenario in SCENARIOS:
+        rows.extend(await scenario())
+    print("| fault | the customer gets | logs and metrics | measured |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print(f"| {row.fault} | {row.customer} | {row.signals} | {row.figure} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
