@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import uuid
@@ -18,6 +19,11 @@ from citas.metrics import CHAT_REQUESTS, REJECTED_REQUESTS
 log = structlog.get_logger("citas.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID = web.RequestKey("request_id", str)
+"""For handlers that send their headers themselves (a stream) before this middleware could."""
+
+CLIENT_CLOSED = 499  # nginx's code: the client went away before the answer
 
 _STATUS_CODES = {
     400: "invalid_request",
@@ -36,6 +42,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    request[REQUEST_ID] = request_id
     start = time.perf_counter()
     status = 500
     try:
@@ -43,6 +50,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status = response.status
         response.headers["X-Request-ID"] = request_id
         return response
+    except asyncio.CancelledError:
+        # The server cancels a handler whose client disconnected: not a server error.
+        status = CLIENT_CLOSED
+        raise
     finally:
         elapsed_ms = round((time.perf_counter() - start) * 1000, 1)
         if request.path.startswith("/api/"):
