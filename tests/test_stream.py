@@ -51,9 +51,10 @@ async def stream(client: Client, message: str, **kwargs: Any) -> list[Event]:
     body = chat_body(message, **kwargs)
     if message_id:
         body["message_id"] = message_id
-    response = await client.post(STREAM, json=body)
+    response = await client.post(STREAM, json=body, headers={"X-Request-ID": "gw-42"})
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["X-Request-ID"] == "gw-42"
     return parse_events(await response.text())
 
 
@@ -236,7 +237,7 @@ async def test_stream_and_chat_share_the_redelivery_record(client: Client, llm: 
 @pytest.fixture(params=[True, False], ids=["handler-cancelled", "handler-kept"])
 async def server(
     request: pytest.FixtureRequest, settings: Settings, now: datetime
-) -> AsyncIterator[tuple[str, web.Application]]:
+) -> AsyncIterator[tuple[str, web.Application, bool]]:
     """citas on its own runner: aiohttp's test server always cancels handlers of a client that
     disconnects, while `web.run_app` (production) by default does not; both must be safe."""
     app = create_app(settings, clock=frozen_clock(now))
@@ -245,17 +246,17 @@ async def server(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}", app
+    yield f"http://{host}:{port}", app, request.param
     await runner.cleanup()
 
 
 async def test_disconnect_mid_booking_still_books_and_saves(
-    server: tuple[str, web.Application],
+    server: tuple[str, web.Application, bool],
     llm: FakeLLM,
     sandbox: RunningSandbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    base, app = server
+    base, app, cancels_handlers = server
     booking_started = asyncio.Event()
     original = ToolRegistry.dispatch
 
@@ -266,13 +267,14 @@ async def test_disconnect_mid_booking_still_books_and_saves(
 
     monkeypatch.setattr(ToolRegistry, "dispatch", dispatch)
     gone_before = metric("citas_streams_total", outcome="client_gone")
+    closed_before = metric("citas_chat_requests_total", endpoint=STREAM, status="499")
     async with aiohttp.ClientSession() as http:
         llm.add(call("check_availability", SLOT), reply("Libre."))
         async with http.post(f"{base}/api/chat", json=chat_body("martes 3pm")) as first:
             assert first.status == 200
 
         # The backend takes a while to book: the client gives up in the middle of it.
-        sandbox.backend.faults.add("CREAR_EVENTO", Fault("latency", seconds=0.3))
+        sandbox.backend.faults.add("CREAR_EVENTO", Fault("latency", seconds=0.5))
         llm.add(call("create_booking", {**SLOT, **CUSTOMER}), reply("¡Listo!"))
         body = {**chat_body("Ana Pérez, ana.perez@example.com"), "message_id": "wamid.9"}
         response = await http.post(f"{base}{STREAM}", json=body)
@@ -282,6 +284,17 @@ async def test_disconnect_mid_booking_still_books_and_saves(
         response.close()
 
         admission = app[RUNTIME].admission
+        if cancels_handlers:
+            # The handler is gone (logged as 499) while the booking is still in the backend:
+            # the turn keeps its admission slot, so draining would wait for it.
+            await until(
+                lambda: (
+                    metric("citas_chat_requests_total", endpoint=STREAM, status="499")
+                    > closed_before
+                )
+            )
+            assert not sandbox.backend.events
+            assert admission.in_flight == 1
         await until(lambda: admission.in_flight == 0)
         await until(lambda: metric("citas_streams_total", outcome="client_gone") > gone_before)
 
