@@ -102,6 +102,20 @@ SWALLOWED_ERRORS = Counter(
 )
 
 
+STREAMS = Counter(
+    "citas_streams_total",
+    "Streamed replies by how they ended (done, error, client_gone).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+STREAM_FIRST_TEXT_SECONDS = Histogram(
+    "citas_stream_first_text_seconds",
+    "Time from a stream request's arrival to its first `delta` event.",
+    buckets=_SLOW,
+    registry=REGISTRY,
+)
+
+
 @contextmanager
 def timed(histogram: Histogram, **labels: str) -> Iterator[dict[str, str]]:
     """Observe the block's duration whether it succeeds or raises (the audit's O3).

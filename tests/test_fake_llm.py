@@ -316,6 +316,20 @@ async def test_chunk_delay_paces_the_stream(fake: FakeLLM, client: openai.AsyncO
     assert time.monotonic() - started >= 0.07
 
 
+async def test_on_chunk_sent_sees_every_streamed_chunk_in_order(
+    fake: FakeLLM, client: openai.AsyncOpenAI
+) -> None:
+    seen: list[dict[str, Any]] = []
+    fake.on_chunk_sent = seen.append
+    fake.add(reply("abcdefgh"))
+    stream = await create(client, stream=True, stream_options={"include_usage": True})
+    received = [chunk async for chunk in stream]
+    assert len(seen) == len(received)
+    texts = [c["choices"][0]["delta"].get("content") for c in seen if c["choices"]]
+    assert texts == ["", "abcd", "efgh", None]
+    assert seen[-1]["usage"]["completion_tokens"] > 0
+
+
 # --------------------------------------------------------------------------- validation
 
 REJECTED: list[tuple[str, dict[str, Any]]] = [

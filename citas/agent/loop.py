@@ -111,7 +111,9 @@ class Agent:
         self.turn_deadline_seconds = turn_deadline_seconds
 
     async def handle(self, request: TurnRequest, on_text: TextSink | None = None) -> TurnResult:
-        """Run one customer message, one at a time per conversation, at most once per id."""
+        """Run one customer message, one at a time per conversation, at most once per id.
+        `on_text` gets the model's answer once, as soon as it is known and before the turn is
+        saved; a reply the model did not write (apology, round limit, replay) is only returned."""
         key = request.key
         async with self.store.lock(key):
             if request.message_id:
@@ -178,6 +180,7 @@ class Agent:
         on_text: TextSink | None,
     ) -> None:
         history = conversation.messages()
+        on_answer = _answer_sink(on_text)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -186,11 +189,11 @@ class Agent:
                 [system, *history, *turn.messages],
                 self.tools.schemas,
                 timeout=remaining,
-                on_text=on_text,
+                on_text=on_answer,
             )
             turn.messages.append(assistant_message(reply))
             if not reply.tool_calls:
-                turn.final = (reply.text or "").strip() or None
+                turn.final = _final_text(reply.text)
                 return
             results = await self.tools.run_all(turn.context, reply.tool_calls)
             turn.messages.extend(
@@ -202,13 +205,30 @@ class Agent:
                 log.warning("tool_round_limit", rounds=turn.tool_rounds)
                 turn.messages.append(assistant_message(ModelReply(ROUND_LIMIT_REPLY)))
                 turn.final = ROUND_LIMIT_REPLY
-                if on_text is not None:
-                    await on_text(ROUND_LIMIT_REPLY)
                 return
 
     async def _save(self, key: ConversationKey, conversation: Conversation, turn: _Turn) -> None:
         conversation.turns.append(turn.messages)
         await self.store.save(key, conversation)
+
+
+def _final_text(text: str | None) -> str | None:
+    return (text or "").strip() or None
+
+
+def _answer_sink(on_text: TextSink | None) -> TextSink | None:
+    """`on_text` sees the model's answer exactly as the turn's reply will carry it; replies the
+    loop writes itself (apologies, the round limit) or replays only come in the `TurnResult`."""
+    if on_text is None:
+        return None
+    sink = on_text
+
+    async def answer(text: str) -> None:
+        final = _final_text(text)
+        if final is not None:
+            await sink(final)
+
+    return answer
 
 
 Runner = Callable[[TurnRequest], Awaitable[TurnResult]]

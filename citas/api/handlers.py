@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from citas.agent.loop import TurnRequest, TurnResult
 from citas.api.models import ChatRequest
 from citas.api.openapi import openapi_document
+from citas.api.turns import finish_turn, start_turn
 from citas.domain import Tenant
 from citas.errors import InvalidRequest
 from citas.metrics import REGISTRY
@@ -25,7 +26,10 @@ _ERROR_MESSAGES = {
 
 
 def setup_routes(app: web.Application) -> None:
+    from citas.api.stream import chat_stream  # it builds on this module's parsing
+
     app.router.add_post("/api/chat", chat)
+    app.router.add_post("/api/chat/stream", chat_stream)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
@@ -35,8 +39,7 @@ def setup_routes(app: web.Application) -> None:
 async def chat(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     turn = await parse_turn_request(request, runtime)
-    with runtime.admission.admit():
-        result = await runtime.agent.handle(turn)
+    result = await finish_turn(start_turn(runtime, turn))
     return web.json_response(chat_body(result))
 
 

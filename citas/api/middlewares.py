@@ -20,6 +20,11 @@ log = structlog.get_logger("citas.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+REQUEST_ID = web.RequestKey("request_id", str)
+"""For handlers that send their headers themselves (a stream) before this middleware could."""
+
+CLIENT_CLOSED = 499  # nginx's code: the client went away before the answer
+
 _STATUS_CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -37,6 +42,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    request[REQUEST_ID] = request_id
     start = time.perf_counter()
     status = 500
     try:
@@ -45,7 +51,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["X-Request-ID"] = request_id
         return response
     except asyncio.CancelledError:
-        status = 499  # closed without an answer (nginx's code), e.g. cut off at shutdown
+        # Cancelled: the client disconnected, or the request was cut off at shutdown.
+        status = CLIENT_CLOSED
         raise
     finally:
         elapsed_ms = round((time.perf_counter() - start) * 1000, 1)

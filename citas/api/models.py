@@ -85,5 +85,11 @@ class ChatResponse(_Model):
     )
 
 
+class StreamDelta(_Model):
+    """Data of a stream's `delta` event; the deltas of a stream concatenate to `done`'s reply."""
+
+    text: str = Field(description="The next piece of the reply.")
+
+
 class StatusResponse(_Model):
     status: str

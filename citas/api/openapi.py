@@ -8,7 +8,13 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from citas import __version__
-from citas.api.models import ChatRequest, ChatResponse, ErrorResponse, StatusResponse
+from citas.api.models import (
+    ChatRequest,
+    ChatResponse,
+    ErrorResponse,
+    StatusResponse,
+    StreamDelta,
+)
 
 _REF = "#/components/schemas/{model}"
 
@@ -30,10 +36,23 @@ _CHAT_ERRORS = {
 }
 
 
+_STREAM_DESCRIPTION = (
+    "Same request, validation and limits as `/api/chat`; those errors are JSON answers before "
+    "the stream starts. Then `text/event-stream`: `event: delta` events (`StreamDelta`) carry the "
+    "reply, and exactly one `event: done` (`ChatResponse`, the body `/api/chat` answers with 200) "
+    "or `event: error` (`ErrorResponse`: `unavailable` when the conversation stayed busy, "
+    "`internal`) ends it. The deltas concatenate to `done`'s `reply`. Text the model writes "
+    "before calling tools is never sent; its answer is sent once the model has finished it."
+)
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     _, definitions = models_json_schema(
-        [(m, "validation") for m in (ChatRequest, ChatResponse, ErrorResponse, StatusResponse)],
+        [
+            (m, "validation")
+            for m in (ChatRequest, ChatResponse, ErrorResponse, StatusResponse, StreamDelta)
+        ],
         ref_template=_REF,
     )
     return {
@@ -52,6 +71,29 @@ def openapi_document() -> dict[str, Any]:
                         "200": {
                             "description": "The reply (maybe an apology with `error`).",
                             "content": _json("ChatResponse"),
+                        },
+                        **_CHAT_ERRORS,
+                    },
+                }
+            },
+            "/api/chat/stream": {
+                "post": {
+                    "summary": "Answer one customer message as Server-Sent Events.",
+                    "description": _STREAM_DESCRIPTION,
+                    "requestBody": {"required": True, "content": _json("ChatRequest")},
+                    "responses": {
+                        "200": {
+                            "description": "An event stream (see the operation's description).",
+                            "content": {
+                                "text/event-stream": {
+                                    "schema": {"type": "string"},
+                                    "x-events": {
+                                        "delta": {"$ref": _REF.format(model="StreamDelta")},
+                                        "done": {"$ref": _REF.format(model="ChatResponse")},
+                                        "error": {"$ref": _REF.format(model="ErrorResponse")},
+                                    },
+                                }
+                            },
                         },
                         **_CHAT_ERRORS,
                     },

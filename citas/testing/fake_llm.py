@@ -494,6 +494,8 @@ class FakeLLM:
         self.rejections: list[str] = []
         self.delay: float = 0.0
         self.chunk_delay: float = 0.0
+        # Called with each streamed chunk right after it is written (benchmarks time them).
+        self.on_chunk_sent: Callable[[JSON], None] | None = None
         self.responder = responder
         self.models = tuple(models)
         self.api_key = api_key
@@ -669,6 +671,8 @@ class FakeLLM:
         await response.prepare(request)
         for chunk in chunks:
             await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+            if self.on_chunk_sent is not None:
+                self.on_chunk_sent(chunk)
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
         await response.write(b"data: [DONE]\n\n")

@@ -1,0 +1,106 @@
+"""`POST /api/chat/stream`: the turn of `/api/chat`, answered as Server-Sent Events.
+
+`event: delta` `{"text"}` carries the reply; one `event: done` carries `/api/chat`'s 200 body, or
+one `event: error` carries the JSON error shape. The concatenated deltas always equal `done`'s
+`reply`. Validation, body size, auth and admission fail as JSON before the stream starts.
+
+The model's answer is sent as soon as the model ends it (see `ChatModel.complete`: text that comes
+with tool calls is not an answer, and nothing tells which it is before the end). A reply the model
+did not write (an apology, the round limit, a redelivered message's first reply) comes as a single
+delta. A client that goes away does not stop the turn (see `citas.api.turns`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from citas.agent.llm import TextSink
+from citas.agent.loop import TurnResult
+from citas.api.errors import error_body
+from citas.api.handlers import chat_body, parse_turn_request
+from citas.api.sse import EventStream
+from citas.api.turns import abandon, start_turn
+from citas.errors import Overloaded
+from citas.metrics import REJECTED_REQUESTS, STREAM_FIRST_TEXT_SECONDS, STREAMS
+from citas.runtime import RUNTIME
+
+log = structlog.get_logger("citas.stream")
+
+_END = None
+
+
+async def chat_stream(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    started = time.perf_counter()
+    turn = await parse_turn_request(request, runtime)
+    # The turn only queues its text: a slow or vanished client never stalls a turn that holds
+    # the conversation's lock.
+    texts: asyncio.Queue[str | None] = asyncio.Queue()
+    task = start_turn(runtime, turn, _queue_sink(texts))
+    task.add_done_callback(lambda _: texts.put_nowait(_END))
+    events = EventStream(request)
+    try:
+        outcome = await _relay(events, texts, task, started)
+    except asyncio.CancelledError:
+        STREAMS.labels(outcome="client_gone").inc()
+        abandon(task)
+        raise
+    STREAMS.labels(outcome=outcome).inc()
+    return events.response
+
+
+def _queue_sink(texts: asyncio.Queue[str | None]) -> TextSink:
+    async def put(text: str) -> None:
+        texts.put_nowait(text)
+
+    return put
+
+
+async def _relay(
+    events: EventStream,
+    texts: asyncio.Queue[str | None],
+    task: asyncio.Task[TurnResult],
+    started: float,
+) -> str:
+    """Forward the turn's text as it comes, then its end; returns how the stream ended."""
+    await events.open()
+    sent = False
+    while (text := await texts.get()) is not _END:
+        await _delta(events, text, first=not sent, started=started)
+        sent = True
+    # The task is done: its end was queued after all its text.
+    error = None if task.cancelled() else task.exception()
+    if task.cancelled() or error is not None:
+        await events.send("error", _error_body(error))
+        outcome = "error"
+    else:
+        result = task.result()
+        if not sent:
+            await _delta(events, result.reply, first=True, started=started)
+        await events.send("done", chat_body(result))
+        outcome = "done"
+    await events.close()
+    if events.gone:
+        outcome = "client_gone"
+    log.info("stream_finished", outcome=outcome)
+    return outcome
+
+
+async def _delta(events: EventStream, text: str, *, first: bool, started: float) -> None:
+    if first:
+        STREAM_FIRST_TEXT_SECONDS.observe(time.perf_counter() - started)
+    await events.send("delta", {"text": text})
+
+
+def _error_body(error: BaseException | None) -> dict[str, Any]:
+    """What `/api/chat` would have answered as an HTTP error, as the `error` event's data."""
+    if isinstance(error, Overloaded):
+        REJECTED_REQUESTS.labels(reason="overloaded").inc()
+        return error_body("unavailable", str(error))
+    log.error("stream_turn_failed", exc_info=error)
+    return error_body("internal", "Unexpected internal error.")
