@@ -10,6 +10,7 @@ from typing import Any
 import openai
 import structlog
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
 
 from citas.conversation import Message
 from citas.errors import LLMUnavailable
@@ -82,11 +83,16 @@ class ChatModel:
         start = time.perf_counter()
         outcome = "ok"
         try:
-            completion = await self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                tools=tools,  # type: ignore[arg-type]
-                timeout=timeout,
+            # The SDK's low-level `post` (same client: auth, retries, timeout, error types,
+            # response model) instead of `chat.completions.create`, which re-walks every message
+            # of every request to apply typed-param transforms: none applies to the wire-shaped
+            # dicts citas keeps (tests/test_llm_wire.py checks the walk is the identity), and
+            # with a 10-turn history the walk alone cost more CPU than the rest of the turn.
+            completion = await self.client.post(
+                "/chat/completions",
+                cast_to=ChatCompletion,
+                body={"model": self.model, "messages": messages, "tools": tools},
+                options={"timeout": timeout, "security": {"bearer_auth": True}},
             )
         except openai.APIError as exc:
             outcome = _outcome(exc)
