@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -57,6 +58,7 @@ def serve_floor(port: int, llm_url: str, calendar_url: str, prompt_file: str, ke
     from openai import AsyncOpenAI
     from openai.types.chat import ChatCompletion
 
+    llm_key, http_key = web.AppKey("llm", AsyncOpenAI), web.AppKey("http", ClientSession)
     prompt = json.loads(Path(prompt_file).read_text())
     system, tools = {"role": "system", "content": prompt["system"]}, prompt["tools"]
     sessions: dict[tuple[int, str], list[dict[str, Any]]] = {}
@@ -71,7 +73,7 @@ def serve_floor(port: int, llm_url: str, calendar_url: str, prompt_file: str, ke
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
-        config, llm, http = body["context"]["config"], request.app["llm"], request.app["http"]
+        config, llm, http = body["context"]["config"], request.app[llm_key], request.app[http_key]
         history = sessions.pop((config["id_empresa"], body["session_id"]), [])
         turn: list[dict[str, Any]] = [{"role": "user", "content": body["message"]}]
         first = await complete(llm, [system, *history, *turn])
@@ -95,15 +97,18 @@ def serve_floor(port: int, llm_url: str, calendar_url: str, prompt_file: str, ke
             del sessions[next(iter(sessions))]
         return web.json_response({"reply": text, "url": None})
 
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
     async def clients(app: web.Application) -> AsyncIterator[None]:
-        app["llm"] = AsyncOpenAI(api_key="bench", base_url=llm_url, max_retries=2, timeout=30)
-        async with ClientSession() as app["http"]:
+        app[llm_key] = AsyncOpenAI(api_key="bench", base_url=llm_url, max_retries=2, timeout=30)
+        async with ClientSession() as app[http_key]:
             yield
-        await app["llm"].close()
+        await app[llm_key].close()
 
     app = web.Application()
     app.router.add_post("/api/chat", chat)
-    app.router.add_get("/health", lambda _: web.json_response({"status": "ok"}))  # type: ignore[arg-type,return-value]
+    app.router.add_get("/health", health)
     app.cleanup_ctx.append(clients)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
@@ -232,7 +237,6 @@ class Run:
     llm_calls: int = 0
     tool_calls: int = 0
     backend_calls: int = 0
-    rss_full: float | None = None  # RSS when the store became full
     rss_end: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
@@ -314,6 +318,7 @@ class Bench:
     max_sessions: int
     runs: int = 0
     started: dict[str, int] = field(default_factory=dict)  # conversations started per server
+    rss_full: dict[str, float] = field(default_factory=dict)  # RSS as the store became full
 
     async def measure(
         self, server: Server, concurrency: int, conversations: int, turns: int, into: Run
@@ -327,7 +332,7 @@ class Bench:
         def on_conversation() -> None:
             self.started[server.name] = count = self.started.get(server.name, 0) + 1
             if count == self.max_sessions + 1:  # the store is full from here on
-                into.rss_full = server.rss_mib()
+                self.rss_full[server.name] = server.rss_mib()
 
         cpu0, own0, wall0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
         load = Load(f"{server.name}-{self.runs}", concurrency, conversations, turns)
@@ -361,21 +366,29 @@ def common_prefix(a: str, b: str) -> int:
     return low
 
 
-async def prefix_shares(bench: Bench, server: Server, turns: int) -> list[float]:
-    """For turns 2..`turns` of one conversation: the share of the turn's first request
-    (serialized messages) identical to the start of the previous turn's last request, the
-    longest prefix a provider's prompt cache can have seen."""
+@dataclass(frozen=True)
+class PrefixTurn:
+    share: float  # of the turn's first request, identical to the previous turn's last request
+    appended: bool  # the previous request is a prefix of this one: nothing was trimmed
+
+
+async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixTurn]:
+    """Turns 2..`turns` of one conversation: how much of each turn's first request (serialized
+    messages) is identical to the start of the previous turn's last request — the longest
+    prefix a provider's prompt cache can have seen."""
     bench.model.probe = []
     try:
         await drive(bench.http, server, Load(f"{server.name}-prefix", 1, 1, turns))
         requests = bench.model.probe
     finally:
         bench.model.probe = None
-    shares = []
-    for previous, current in itertools.pairwise(requests):
-        if current[0]:  # the first request of a turn
-            shares.append(common_prefix(previous[1], current[1]) / len(current[1]))
-    return shares
+    found = []
+    for (_, previous), (opening, current) in itertools.pairwise(requests):
+        if opening:
+            same = common_prefix(previous, current)
+            # `previous` minus its closing "]" is all in `current` when history only grew.
+            found.append(PrefixTurn(same / len(current), same >= len(previous) - 1))
+    return found
 
 
 # --------------------------------------------------------------------------- report
@@ -443,7 +456,7 @@ def print_level(concurrency: int, runs: dict[str, Run]) -> None:
         print(f"  failed turns: {failed}")
 
 
-def print_targets(levels: dict[int, dict[str, Run]]) -> None:
+def print_targets(levels: dict[int, dict[str, Run]], rss_full: dict[str, float]) -> None:
     def cpu_per_turn(name: str) -> float:
         runs = [level[name] for level in levels.values()]
         return sum(r.cpu for r in runs) / sum(r.turns for r in runs)
@@ -467,24 +480,31 @@ def print_targets(levels: dict[int, dict[str, Run]]) -> None:
         f"  backend calls per turn: {backend / turns:.2f} for {tools / turns:.2f} tool calls"
         f" (≤ tool calls, business info cached: {verdict(backend <= tools)})"
     )
-    last = citas[-1]
-    if last.rss_full is None:
+    full = rss_full.get("citas")
+    if full is None:
         print("  citas RSS once the store is full: not reached (more conversations needed)")
     else:
+        end = citas[-1].rss_end
         print(
-            f"  citas RSS once the store was full: {last.rss_full:.1f} → {last.rss_end:.1f} MiB"
-            f" ({last.rss_end - last.rss_full:+.1f} MiB over the rest of the last level)"
+            f"  citas RSS from the moment the store was full to the end: {full:.1f} → {end:.1f}"
+            f" MiB ({end - full:+.1f} MiB)"
         )
 
 
-def print_prefix(label: str, shares: list[float]) -> None:
-    later = shares[1:]  # turn 3 onwards
-    cells = " ".join(f"{100 * s:.0f}" for s in shares)
-    low = min(later, default=float("nan"))
-    mean = statistics.fmean(later) if later else float("nan")
+def print_prefix(label: str, turns: list[PrefixTurn]) -> None:
+    cells = " ".join(f"{100 * t.share:.0f}" for t in turns)
+    print(f"  {label}: turns 2..{len(turns) + 1}: {cells} %")
+    later = turns[1:]  # turn 3 onwards
+    if not later:
+        return
+    grown = [t.share for t in later if t.appended]
+    trimmed = [n for n, t in enumerate(later, start=3) if not t.appended]
+    low = min(grown, default=float("nan"))
     print(
-        f"  {label}: turns 2..{len(shares) + 1}: {cells} %; from turn 3: min {100 * low:.0f}%,"
-        f" mean {100 * mean:.0f}% (min ≥ 90%: {verdict(low >= 0.9)})"
+        f"    from turn 3: mean {100 * statistics.fmean(t.share for t in later):.0f}%;"
+        f" min {100 * low:.0f}% where history only grew (≥ 90%: {verdict(low >= 0.9)});"
+        f" trimmed before turns: {', '.join(map(str, trimmed)) or '-'}"
+        f" (not every turn: {verdict(len(trimmed) < len(later))})"
     )
 
 
@@ -508,6 +528,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run a floor calling the SDK's chat.completions.create",
     )
     parser.add_argument("--profile", metavar="FILE", help="run citas under pyinstrument")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     # Internal: this script is also the floor's server.
     parser.add_argument("--serve-floor", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -561,14 +582,14 @@ async def run_prefix(
     turns = 4 if args.quick else 10
     print("\nstable prefix: each turn's first request against the previous turn's last")
     budget = Settings.model_fields["history_max_messages"].default
-    print_prefix(f"history budget {budget}", await prefix_shares(runner, citas, turns))
+    print_prefix(f"history budget {budget}", await prefix_turns(runner, citas, turns))
     small_env = {**env, "CITAS_HISTORY_MAX_MESSAGES": str(args.small_budget)}
     small = await start_server("citas-small", CITAS_ARGV, small_env, args.workdir)
     try:
-        shares = await prefix_shares(runner, small, turns)
+        found = await prefix_turns(runner, small, turns)
     finally:
         small.stop()
-    print_prefix(f"history budget {args.small_budget}", shares)
+    print_prefix(f"history budget {args.small_budget}", found)
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -580,7 +601,7 @@ async def bench(args: argparse.Namespace) -> None:
     model = Model()
     print(
         f"citas bench: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{args.turns} turns per conversation, one tool round per turn; logs in {args.workdir}"
+        f"{args.turns} turns per conversation, one tool round per turn"
     )
     servers: dict[str, Server] = {}
     async with (
@@ -604,7 +625,7 @@ async def bench(args: argparse.Namespace) -> None:
             assert model.first_body is not None
             urls = (llm.base_url, sandbox.calendar_url)
             servers |= await start_floors(runner, model.first_body, urls, args)
-            print_targets(await run_levels(runner, servers, args))
+            print_targets(await run_levels(runner, servers, args), runner.rss_full)
             await run_prefix(runner, servers["citas"], env, args)
         finally:
             for server in servers.values():
@@ -626,7 +647,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         profiler = ["-m", "pyinstrument", "-o", os.path.abspath(args.profile)]
         args.citas_argv = [sys.executable, *profiler, *CITAS_ARGV[1:]]
-    asyncio.run(bench(args))
+    try:
+        asyncio.run(bench(args))
+    finally:
+        if args.keep_logs:
+            print(f"logs: {args.workdir}")
+        else:
+            shutil.rmtree(args.workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
