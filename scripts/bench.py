@@ -371,6 +371,7 @@ def common_prefix(a: str, b: str) -> int:
 class PrefixTurn:
     share: float  # of the turn's first request, identical to the previous turn's last request
     appended: bool  # the previous request is a prefix of this one: nothing was trimmed
+    share_of_first: float  # the same against the previous turn's first request
 
 
 async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixTurn]:
@@ -384,11 +385,15 @@ async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixT
     finally:
         bench.model.probe = None
     found = []
+    turn_first = ""
     for (_, previous), (opening, current) in itertools.pairwise(requests):
         if opening:
             same = common_prefix(previous, current)
             # `previous` minus its closing "]" is all in `current` when history only grew.
-            found.append(PrefixTurn(same / len(current), same >= len(previous) - 1))
+            appended = same >= len(previous) - 1
+            of_first = common_prefix(turn_first or requests[0][1], current) / len(current)
+            found.append(PrefixTurn(same / len(current), appended, of_first))
+            turn_first = current
     return found
 
 
@@ -509,6 +514,8 @@ def print_prefix(label: str, turns: list[PrefixTurn]) -> None:
         f" trimmed before turns: {', '.join(map(str, trimmed)) or '-'}"
         f" (not every turn: {verdict(len(trimmed) < len(later))})"
     )
+    cells = " ".join(f"{100 * t.share_of_first:.0f}" for t in turns)
+    print(f"    against the previous turn's first request instead: {cells} %")
 
 
 # --------------------------------------------------------------------------- main
