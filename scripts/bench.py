@@ -611,7 +611,9 @@ async def bench(args: argparse.Namespace) -> None:
     model = Model()
     print(
         f"citas bench: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{args.turns} turns per conversation, one tool round per turn"
+        f"{args.turns} turns per conversation, one tool round per turn\n"
+        "(CPU ms/turn: the server process's own; harness: this process's CPU — fake LLM,"
+        " sandbox, load — as a share of one core)"
     )
     servers: dict[str, Server] = {}
     async with (
