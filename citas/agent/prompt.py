@@ -34,6 +34,10 @@ class PromptBuilder:
         self._rendered: LRUCache[tuple[int, str, int, str], tuple[BusinessInfo, str]] = LRUCache(
             maxsize=cache_size
         )
+        # (zone, minute) → clock text: a turn would otherwise render a template for a line
+        # that changes once a minute. The zone is part of the key because aware datetimes
+        # compare (and hash) as instants: 10:00 in Lima equals 12:00 in Santiago.
+        self._clocks: LRUCache[tuple[str, datetime], str] = LRUCache(maxsize=256)
 
     def system_prompt(self, tenant: Tenant, info: BusinessInfo) -> str:
         key = (
@@ -59,8 +63,14 @@ class PromptBuilder:
         return text
 
     def clock_message(self, now: datetime) -> str:
-        """`now` must already be in the business's zone."""
+        """`now` must already be in the business's zone; the message is to the minute (the
+        template gets `now` with seconds cut)."""
         zone = getattr(now.tzinfo, "key", str(now.tzinfo))
-        return self._clock.render(
-            now=now, dia=WEEKDAY_NAMES[now.weekday()], zona_horaria=zone
-        ).strip()
+        minute = now.replace(second=0, microsecond=0)
+        text = self._clocks.get((zone, minute))
+        if text is None:
+            text = self._clock.render(
+                now=minute, dia=WEEKDAY_NAMES[minute.weekday()], zona_horaria=zone
+            ).strip()
+            self._clocks[(zone, minute)] = text
+        return text

@@ -1,0 +1,703 @@
+#!/usr/bin/env python3
+"""What citas adds to a turn, next to the least any agent must do (the floor), on this machine.
+
+citas and the floor each run as their own process behind the same instant fake LLM and sandbox
+backend (both in this process). Every turn is one tool round: the model asks
+`check_availability`, the agent asks the backend, the model answers with text. Figures are
+printed per concurrency level, with citas/floor ratios, then the prompt-prefix stability of a
+10-turn conversation with the default and with a small history budget.
+
+    python scripts/bench.py            # the default run (about a minute)
+    python scripts/bench.py --quick    # a few seconds: a smoke run, not a measurement
+
+Linux only: CPU and memory are read from /proc/<pid>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing it
+
+ID_EMPRESA, USUARIO_ID, DURATION = 12, 7, 30  # the sandbox's clinic, open 09-13 and 15-19
+LIMA = ZoneInfo("America/Lima")
+ASK = re.compile(r"(\d{4}-\d{2}-\d{2}) a las (\d{2}:\d{2})")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TARGET = 1.3
+CITAS_ARGV = [sys.executable, "-m", "citas", "serve"]
+
+
+# --------------------------------------------------------------------------- the floor
+# The least any agent must do for the same turn: read the request, keep the history, call the
+# model through the same SDK, call the backend for the tool, call the model again, answer.
+
+
+def serve_floor(port: int, llm_url: str, calendar_url: str, prompt_file: str, keep: int) -> None:
+    from aiohttp import ClientSession, web
+    from openai import AsyncOpenAI, AsyncStream
+
+    llm_key, http_key = web.AppKey("llm", AsyncOpenAI), web.AppKey("http", ClientSession)
+    prompt = json.loads(Path(prompt_file).read_text())
+    system, tools = {"role": "system", "content": prompt["system"]}, prompt["tools"]
+    sessions: dict[tuple[int, str], list[dict[str, Any]]] = {}
+
+    async def complete(llm: AsyncOpenAI, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        if prompt["sdk_call"] == "create":  # the SDK's typed call: it walks every message
+            done = await llm.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=messages,
+                tools=tools,  # type: ignore[arg-type]
+            )
+            return done.choices[0].message.model_dump(include={"role", "content", "tool_calls"})
+        # Streamed like citas (its loop streams every round): text and tool-call fragments.
+        body = {"model": "gpt-4o-mini", "messages": messages, "tools": tools, "stream": True}
+        stream = await llm.post(
+            "/chat/completions",
+            cast_to=object,
+            body=body,
+            stream=True,
+            stream_cls=AsyncStream[object],
+        )
+        return await assemble(stream)
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        config, llm, http = body["context"]["config"], request.app[llm_key], request.app[http_key]
+        history = sessions.pop((config["id_empresa"], body["session_id"]), [])
+        turn: list[dict[str, Any]] = [{"role": "user", "content": body["message"]}]
+        asked = await complete(llm, [system, *history, *turn])
+        turn.append(asked)
+        for call in asked.get("tool_calls") or ():
+            args = json.loads(call["function"]["arguments"])
+            start = datetime.fromisoformat(f"{args['date']}T{args['time']}")
+            end = start + timedelta(minutes=config["duracion_cita_minutos"])
+            payload = {"codOpe": "CONSULTAR_DISPONIBILIDAD", "id_empresa": config["id_empresa"]}
+            payload |= {"usuario_id": config["usuario_id"], "fecha_inicio": f"{start:%F %T}"}
+            async with http.post(calendar_url, json={**payload, "fecha_fin": f"{end:%F %T}"}) as r:
+                free = (await r.json())["disponible"]
+            result = json.dumps({"ok": True, "disponible": free})
+            turn.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+        text = (await complete(llm, [system, *history, *turn]))["content"]
+        turn.append({"role": "assistant", "content": text})
+        sessions[(config["id_empresa"], body["session_id"])] = history + turn
+        if len(sessions) > keep:  # bounded like citas's store: the oldest goes
+            del sessions[next(iter(sessions))]
+        return web.json_response({"reply": text, "url": None})
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def clients(app: web.Application) -> AsyncIterator[None]:
+        app[llm_key] = AsyncOpenAI(api_key="bench", base_url=llm_url, max_retries=2, timeout=30)
+        async with ClientSession() as app[http_key]:
+            yield
+        await app[llm_key].close()
+
+    app = web.Application()
+    app.router.add_post("/api/chat", chat)
+    app.router.add_get("/health", health)
+    app.cleanup_ctx.append(clients)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def assemble(stream: AsyncIterator[Any]) -> dict[str, Any]:
+    """The floor's reading of a streamed reply: text, and tool-call fragments joined by index."""
+    text, calls = "", {}  # type: ignore[var-annotated]
+    async for chunk in stream:
+        for choice in chunk["choices"]:
+            text += choice["delta"].get("content") or ""
+            for part in choice["delta"].get("tool_calls") or ():
+                old = calls.get(
+                    part["index"], {"id": None, "function": {"name": "", "arguments": ""}}
+                )
+                fn = part.get("function") or {}
+                calls[part["index"]] = {
+                    "id": part.get("id") or old["id"],
+                    "type": "function",
+                    "function": {
+                        "name": old["function"]["name"] + (fn.get("name") or ""),
+                        "arguments": old["function"]["arguments"] + (fn.get("arguments") or ""),
+                    },
+                }
+    message = {"role": "assistant", "content": text or None}
+    return message | ({"tool_calls": list(calls.values())} if calls else {})
+
+
+# --------------------------------------------------------------------------- the fake model
+
+
+def slot_day() -> date:
+    """A weekday at least two days ahead, so 09:00-12:00 is open and bookable."""
+    day = datetime.now(LIMA).date() + timedelta(days=2)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+class Model:
+    """The fake LLM's responder: a tool call for the customer's message, then a text answer."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.tool_calls = 0
+        self.first_body: dict[str, Any] | None = None
+        # While probing: (first request of a turn?, serialized messages) of every request.
+        self.probe: list[tuple[bool, str]] | None = None
+
+    def __call__(self, body: dict[str, Any]) -> Any:
+        from citas.testing.fake_llm import call, reply
+
+        self.calls += 1
+        if self.first_body is None:
+            self.first_body = body
+        messages = body["messages"]
+        opening = messages[-1]["role"] != "tool"
+        if self.probe is not None:
+            self.probe.append((opening, json.dumps(messages, ensure_ascii=False)))
+        if opening:
+            self.tool_calls += 1
+            asked = ASK.search(messages[-1]["content"])
+            day, at = asked.groups() if asked else (slot_day().isoformat(), "10:00")
+            return call("check_availability", {"date": day, "time": at})
+        return reply("Ese horario está libre. ¿Te lo reservo? Dime tu nombre y tu correo.")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def cpu_seconds(self) -> float:
+        # Fields after the command name: utime and stime are the 12th and 13th (clock ticks).
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path) -> Server:
+    port = free_port()
+    log = workdir / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*argv, "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return Server(name, process, f"http://127.0.0.1:{port}", log)
+
+
+async def start_server(name: str, argv: list[str], env: dict[str, str], workdir: Path) -> Server:
+    """Start a server process and wait until its /health answers."""
+    import aiohttp
+
+    server = spawn(name, argv, env, workdir)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if server.process.poll() is not None:
+                break
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(server.url + "/health") as answer:
+                    if answer.status == 200:
+                        return server
+            await asyncio.sleep(0.05)
+    server.stop()
+    tail = server.log.read_text(errors="replace")[-2000:]
+    raise SystemExit(f"bench: {name} did not start:\n{tail}")
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Run:
+    """One system at one concurrency level."""
+
+    turns: int = 0
+    errors: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+    harness_cpu: float = 0.0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    backend_calls: int = 0
+    rss_end: float = 0.0
+    # RSS as the last round began, if the store was already full of earlier conversations.
+    rss_full_before_last_round: float | None = None
+    latencies: list[float] = field(default_factory=list)
+
+    def per_turn(self, value: float) -> float:
+        return value / self.turns if self.turns else float("nan")
+
+    @property
+    def throughput(self) -> float:
+        return self.turns / self.wall if self.wall else float("nan")
+
+    def latency_ms(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def request_body(session_id: str, turn: int, day: date) -> bytes:
+    at = f"{9 + turn % 4:02d}:00"
+    return json.dumps(
+        {
+            "message": f"Hola, ¿tienen libre el {day.isoformat()} a las {at}?",
+            "session_id": session_id,
+            "message_id": f"{session_id}-{turn}",
+            "context": {
+                "config": {
+                    "id_empresa": ID_EMPRESA,
+                    "usuario_id": USUARIO_ID,
+                    "duracion_cita_minutos": DURATION,
+                }
+            },
+        }
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Load:
+    tag: str  # prefix of the session ids
+    concurrency: int
+    conversations: int
+    turns: int
+
+
+async def drive(
+    http: Any, server: Server, load: Load, on_conversation: Callable[[], None] | None = None
+) -> tuple[list[float], int]:
+    """`conversations` × `turns` turns, `concurrency` conversations at a time; latencies, errors."""
+    latencies: list[float] = []
+    errors = 0
+    day = slot_day()
+    todo: Iterator[int] = iter(range(load.conversations))
+    headers = {"Content-Type": "application/json"}
+
+    async def worker() -> None:
+        nonlocal errors
+        for number in todo:  # one iterator shared by all workers
+            if on_conversation is not None:
+                on_conversation()
+            for turn in range(load.turns):
+                data = request_body(f"{load.tag}-{number}", turn, day)
+                start = time.perf_counter()
+                async with http.post(server.url + "/api/chat", data=data, headers=headers) as r:
+                    answer = await r.json()
+                latencies.append(time.perf_counter() - start)
+                if r.status != 200 or "error" in answer or not answer.get("reply"):
+                    errors += 1
+
+    await asyncio.gather(*(worker() for _ in range(load.concurrency)))
+    return latencies, errors
+
+
+@dataclass
+class Bench:
+    model: Model
+    sandbox: Any
+    http: Any
+    max_sessions: int
+    runs: int = 0
+    started: dict[str, int] = field(default_factory=dict)  # conversations started per server
+
+    async def measure(
+        self, server: Server, concurrency: int, conversations: int, turns: int, into: Run
+    ) -> Run:
+        """Run the load on `server` and add what it took to `into`."""
+        self.runs += 1
+        model, backend = self.model, self.sandbox.backend
+        backend.calls.clear()
+        llm0, tools0 = model.calls, model.tool_calls
+
+        def on_conversation() -> None:
+            self.started[server.name] = self.started.get(server.name, 0) + 1
+
+        full = self.started.get(server.name, 0) >= self.max_sessions
+        into.rss_full_before_last_round = server.rss_mib() if full else None
+        cpu0, own0, wall0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
+        load = Load(f"{server.name}-{self.runs}", concurrency, conversations, turns)
+        latencies, errors = await drive(self.http, server, load, on_conversation)
+        into.wall += time.perf_counter() - wall0
+        into.cpu += server.cpu_seconds() - cpu0
+        into.harness_cpu += time.process_time() - own0
+        into.latencies += latencies
+        into.turns += len(latencies)
+        into.errors += errors
+        into.llm_calls += model.calls - llm0
+        into.tool_calls += model.tool_calls - tools0
+        into.backend_calls += len(backend.calls)
+        backend.calls.clear()  # the sandbox records every call: keep this process small
+        into.rss_end = server.rss_mib()
+        return into
+
+
+# --------------------------------------------------------------------------- stable prefix
+
+
+def common_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix (bisection, so the comparisons run in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+@dataclass(frozen=True)
+class PrefixTurn:
+    share: float  # of the turn's first request, identical to the previous turn's last request
+    appended: bool  # the previous request is a prefix of this one: nothing was trimmed
+    share_of_first: float  # the same against the previous turn's first request
+
+
+async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixTurn]:
+    """Turns 2..`turns` of one conversation: how much of each turn's first request (serialized
+    messages) is identical to the start of the previous turn's last request — the longest
+    prefix a provider's prompt cache can have seen."""
+    bench.model.probe = []
+    try:
+        await drive(bench.http, server, Load(f"{server.name}-prefix", 1, 1, turns))
+        requests = bench.model.probe
+    finally:
+        bench.model.probe = None
+    found = []
+    turn_first = ""
+    for (_, previous), (opening, current) in itertools.pairwise(requests):
+        if opening:
+            same = common_prefix(previous, current)
+            # `previous` minus its closing "]" is all in `current` when history only grew.
+            appended = same >= len(previous) - 1
+            of_first = common_prefix(turn_first or requests[0][1], current) / len(current)
+            found.append(PrefixTurn(same / len(current), appended, of_first))
+            turn_first = current
+    return found
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "—"
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+ROW = "  {:<13}{:>8}{:>9}{:>9}{:>13}{:>10}{:>14}{:>9}{:>9}"
+
+
+def print_level(concurrency: int, runs: dict[str, Run]) -> None:
+    floor = runs["floor"]
+    print(f"\nconcurrency {concurrency}: {floor.turns} turns each")
+    print(
+        ROW.format(
+            "",
+            "turns/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU ms/turn",
+            "LLM/turn",
+            "backend/turn",
+            "RSS MiB",
+            "harness",
+        )
+    )
+    for name, run in runs.items():
+        print(
+            ROW.format(
+                name,
+                f"{run.throughput:.0f}",
+                f"{run.latency_ms(0.5):.1f}",
+                f"{run.latency_ms(0.99):.1f}",
+                f"{1000 * run.per_turn(run.cpu):.2f}",
+                f"{run.per_turn(run.llm_calls):.2f}",
+                f"{run.per_turn(run.backend_calls):.2f}",
+                f"{run.rss_end:.0f}",
+                f"{100 * run.harness_cpu / run.wall:.0f}%",
+            )
+        )
+    for name, run in runs.items():
+        if name == "floor":
+            continue
+        print(
+            ROW.format(
+                f"{name}/floor",
+                ratio(run.throughput, floor.throughput),
+                ratio(run.latency_ms(0.5), floor.latency_ms(0.5)),
+                ratio(run.latency_ms(0.99), floor.latency_ms(0.99)),
+                ratio(run.per_turn(run.cpu), floor.per_turn(floor.cpu)),
+                ratio(run.llm_calls, floor.llm_calls),
+                ratio(run.backend_calls, floor.backend_calls),
+                ratio(run.rss_end, floor.rss_end),
+                "",
+            )
+        )
+    failed = {name: run.errors for name, run in runs.items() if run.errors}
+    if failed:
+        print(f"  failed turns: {failed}")
+
+
+def print_targets(levels: dict[int, dict[str, Run]]) -> None:
+    def cpu_per_turn(name: str) -> float:
+        runs = [level[name] for level in levels.values()]
+        return sum(r.cpu for r in runs) / sum(r.turns for r in runs)
+
+    cpu_c, cpu_f = cpu_per_turn("citas"), cpu_per_turn("floor")
+    print("\ntargets")
+    print(
+        f"  CPU per turn (all levels): citas {1000 * cpu_c:.2f} ms, floor {1000 * cpu_f:.2f} ms"
+        f" = {ratio(cpu_c, cpu_f)} (≤ {TARGET}×: {verdict(cpu_c <= TARGET * cpu_f)})"
+    )
+    if 20 in levels:
+        p50c, p50f = (levels[20][name].latency_ms(0.5) for name in ("citas", "floor"))
+        print(
+            f"  p50 at concurrency 20: citas {p50c:.1f} ms, floor {p50f:.1f} ms"
+            f" = {ratio(p50c, p50f)} (≤ {TARGET}×: {verdict(p50c <= TARGET * p50f)})"
+        )
+    citas = [level["citas"] for level in levels.values()]
+    turns = sum(r.turns for r in citas)
+    backend, tools = sum(r.backend_calls for r in citas), sum(r.tool_calls for r in citas)
+    print(
+        f"  backend calls per turn: {backend / turns:.2f} for {tools / turns:.2f} tool calls"
+        f" (≤ tool calls, business info cached: {verdict(backend <= tools)})"
+    )
+    last = citas[-1]
+    if last.rss_full_before_last_round is None:
+        print("  citas memory once the store is full: not reached (more conversations needed)")
+    else:
+        # A coarse check (allocator noise is about 1-2 MiB); scripts/bench_memory.py is the
+        # real one, with many more conversations.
+        start, end = last.rss_full_before_last_round, last.rss_end
+        print(
+            f"  citas RSS over the last round, the store full: {start:.1f} → {end:.1f} MiB"
+            f" ({end - start:+.1f} MiB; flat within 5%: {verdict(end <= start * 1.05)})"
+        )
+
+
+def print_prefix(label: str, turns: list[PrefixTurn]) -> None:
+    cells = " ".join(f"{100 * t.share:.0f}" for t in turns)
+    print(f"  {label}: turns 2..{len(turns) + 1}: {cells} %")
+    later = turns[1:]  # turn 3 onwards
+    if not later:
+        return
+    grown = [t.share for t in later if t.appended]
+    trimmed = [n for n, t in enumerate(later, start=3) if not t.appended]
+    low = min(grown, default=float("nan"))
+    print(
+        f"    from turn 3: mean {100 * statistics.fmean(t.share for t in later):.0f}%;"
+        f" min {100 * low:.0f}% where history only grew (≥ 90%: {verdict(low >= 0.9)});"
+        f" trimmed before turns: {', '.join(map(str, trimmed)) or '-'}"
+        f" (not every turn: {verdict(len(trimmed) < len(later))})"
+    )
+    cells = " ".join(f"{100 * t.share_of_first:.0f}" for t in turns)
+    print(f"    against the previous turn's first request instead: {cells} %")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few seconds: a smoke run")
+    parser.add_argument("--levels", default="1,20,100", help="concurrency levels (1,20,100)")
+    parser.add_argument("--turns", type=int, help="turns per conversation (10; quick: 3)")
+    parser.add_argument(
+        "--conversations", type=int, help="conversations per level (2 × level, at least 20)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternations per level (3)")
+    parser.add_argument("--max-sessions", type=int, default=120, help="CITAS_MAX_SESSIONS (120)")
+    parser.add_argument("--small-budget", type=int, default=20, help="small history budget (20)")
+    parser.add_argument(
+        "--floor-create",
+        action="store_true",
+        help="also run a floor calling the SDK's chat.completions.create",
+    )
+    parser.add_argument("--profile", metavar="FILE", help="run citas under pyinstrument")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
+    # Internal: this script is also the floor's server.
+    parser.add_argument("--serve-floor", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+async def start_floors(
+    runner: Bench, first_body: dict[str, Any], urls: tuple[str, str], args: argparse.Namespace
+) -> dict[str, Server]:
+    """The floor (and with --floor-create its `create` twin), sent citas's own system prompt
+    and tool schemas so both put the same bytes on the wire."""
+    floors = {"floor": "post", **({"floor-create": "create"} if args.floor_create else {})}
+    servers = {}
+    for name, sdk_call in floors.items():
+        prompt_file = args.workdir / f"{name}.json"
+        prompt = {
+            "system": first_body["messages"][0]["content"],
+            "tools": first_body["tools"],
+            "sdk_call": sdk_call,
+        }
+        prompt_file.write_text(json.dumps(prompt))
+        argv = [sys.executable, __file__, "--serve-floor", *urls]
+        argv += [str(prompt_file), str(args.max_sessions)]
+        servers[name] = await start_server(name, argv, {}, args.workdir)
+        await runner.measure(servers[name], 2, 2, 2, Run())  # warm-up
+    return servers
+
+
+async def run_levels(
+    runner: Bench, servers: dict[str, Server], args: argparse.Namespace
+) -> dict[int, dict[str, Run]]:
+    results: dict[int, dict[str, Run]] = {}
+    for level in args.levels:
+        count = args.conversations or (level if args.quick else max(20, 2 * level))
+        rounds = max(1, min(args.rounds, count // level))
+        # Rounds alternate between the systems, so a neighbour's load on the machine weighs on
+        # each about equally.
+        results[level] = {name: Run() for name in servers}
+        for part in split(count, rounds):
+            for name, server in servers.items():
+                await runner.measure(server, level, part, args.turns, results[level][name])
+        print_level(level, results[level])
+    return results
+
+
+async def run_prefix(
+    runner: Bench, citas: Server, env: dict[str, str], args: argparse.Namespace
+) -> None:
+    from citas.config import Settings
+
+    turns = 4 if args.quick else 10
+    print("\nstable prefix: each turn's first request against the previous turn's last")
+    budget = Settings.model_fields["history_max_messages"].default
+    print_prefix(f"history budget {budget}", await prefix_turns(runner, citas, turns))
+    small_env = {**env, "CITAS_HISTORY_MAX_MESSAGES": str(args.small_budget)}
+    small = await start_server("citas-small", CITAS_ARGV, small_env, args.workdir)
+    try:
+        found = await prefix_turns(runner, small, turns)
+    finally:
+        small.stop()
+    print_prefix(f"history budget {args.small_budget}", found)
+
+
+async def bench(args: argparse.Namespace) -> None:
+    import aiohttp
+
+    from citas.sandbox import SandboxBackend, SandboxSeed, start_sandbox
+    from citas.testing.fake_llm import FakeLLM
+
+    model = Model()
+    print(
+        f"citas bench: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{args.turns} turns per conversation, one tool round per turn\n"
+        "(CPU ms/turn: the server process's own; harness: this process's CPU — fake LLM,"
+        " sandbox, load — as a share of one core)"
+    )
+    servers: dict[str, Server] = {}
+    async with (
+        FakeLLM(responder=model, record=False) as llm,
+        await start_sandbox(SandboxBackend(SandboxSeed.load())) as sandbox,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+    ):
+        env = {
+            "OPENAI_API_KEY": "bench",
+            "OPENAI_BASE_URL": llm.base_url,
+            "CITAS_CALENDAR_API_URL": sandbox.calendar_url,
+            "CITAS_INFO_API_URL": sandbox.info_url,
+            "CITAS_LOG_FORMAT": "json",
+            "CITAS_MAX_SESSIONS": str(args.max_sessions),
+        }
+        runner = Bench(model, sandbox, http, args.max_sessions)
+        try:
+            servers["citas"] = await start_server("citas", args.citas_argv, env, args.workdir)
+            # Warm-up (not reported): connections open, business info cached.
+            await runner.measure(servers["citas"], 2, 2, 2, Run())
+            assert model.first_body is not None
+            urls = (llm.base_url, sandbox.calendar_url)
+            servers |= await start_floors(runner, model.first_body, urls, args)
+            print_targets(await run_levels(runner, servers, args))
+            await run_prefix(runner, servers["citas"], env, args)
+        finally:
+            for server in servers.values():
+                server.stop()
+    if args.profile:
+        print(f"\nprofile of citas: {args.profile}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.serve_floor:
+        llm_url, calendar_url, prompt_file, keep = args.serve_floor
+        serve_floor(args.port, llm_url, calendar_url, prompt_file, int(keep))
+        return
+    args.levels = [int(level) for level in args.levels.split(",")]
+    args.turns = args.turns or (3 if args.quick else 10)
+    args.workdir = Path(tempfile.mkdtemp(prefix="citas-bench-"))
+    args.citas_argv = CITAS_ARGV
+    if args.profile:
+        profiler = ["-m", "pyinstrument", "-o", os.path.abspath(args.profile)]
+        args.citas_argv = [sys.executable, *profiler, *CITAS_ARGV[1:]]
+    try:
+        asyncio.run(bench(args))
+    finally:
+        if args.keep_logs:
+            print(f"logs: {args.workdir}")
+        else:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
