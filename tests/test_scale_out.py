@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from citas.config import Settings
 from citas.domain import ConversationKey
+from citas.runtime import RUNTIME
 from citas.sandbox import RunningSandbox
 from citas.store.redis import RedisSessionStore
 from citas.testing import FakeLLM, call, reply
@@ -60,6 +61,7 @@ async def test_instances_alternating_share_one_continuous_history(
     instances: tuple[Client, Client], llm: FakeLLM
 ) -> None:
     a, b = instances
+    assert isinstance(a.app[RUNTIME].store, RedisSessionStore)  # REDIS_URL picks the store
     llm.add(*(reply(f"r{n}") for n in range(4)))
     for n, client in enumerate((a, b, a, b)):
         response = await _chat(client, f"m{n}")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from citas.conversation import Conversation
 from citas.domain import ConversationKey
 from citas.errors import Overloaded
+from citas.runtime import RUNTIME
 from citas.store.memory import MemorySessionStore
 
 
@@ -80,3 +83,9 @@ async def test_lock_wait_is_bounded_and_forgotten() -> None:
             async with store.lock(key):
                 pytest.fail("got a lock that is held")
     assert store.locks_held == 0
+
+
+def test_without_redis_url_the_app_keeps_sessions_in_process(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    assert isinstance(client.app[RUNTIME].store, MemorySessionStore)

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from citas.config import Settings
 from citas.conversation import SCHEMA_VERSION, Conversation
 from citas.domain import ConversationKey
-from citas.errors import Overloaded, StoreUnavailable
+from citas.errors import ConfigError, Overloaded, StoreUnavailable
 from citas.store.redis import RedisSessionStore
 from tests.redis_support import make_store, wait_queued
 
@@ -51,6 +52,12 @@ async def test_key_layout_is_the_documented_one_and_injective(
     ).reply("b:c")
     assert store.keys(ConversationKey(12, "x}y{z")).conv.count("{") == 1
     assert store.keys(ConversationKey(27, "51987654321")).conv != keys.conv
+
+
+@pytest.mark.parametrize("prefix", ["a{b}", "a*", "a b", ""])
+def test_a_prefix_that_would_break_the_layout_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigError, match="CITAS_REDIS_PREFIX"):
+        Settings.from_env({}, CITAS_REDIS_PREFIX=prefix)
 
 
 async def test_saved_history_is_versioned_json_with_a_refreshed_ttl(

@@ -245,9 +245,9 @@ class RedisSessionStore:
             await self._wait_turn(keys, token)
         except BaseException:
             # Timed out, cancelled or Redis failed: leave the line (and free the lock in case
-            # the last attempt won it without us hearing back).
-            if await self._free(keys, token) is None:
-                self._free_later(keys, token)
+            # the last attempt won it without us hearing back). Not retried when Redis is down:
+            # the line forgets a silent waiter by itself, and such a lock lapses with its TTL.
+            await self._free(keys, token)
             raise
         done = asyncio.Event()
         renewer = asyncio.create_task(self._keep_renewing(keys, token, done))
@@ -303,7 +303,8 @@ class RedisSessionStore:
     def _free_later(self, keys: _Keys, token: str) -> None:
         """Keep trying to release until Redis answers or the lock has expired anyway: a Redis
         that restarts with its data (AOF, replica failover) must not keep the conversation
-        locked for a whole lock TTL after its holder finished."""
+        locked for a whole lock TTL after its holder finished. At most one task per turn that
+        held a lock when Redis went away, so bounded by the turns in flight."""
         task = asyncio.create_task(self._retry_free(keys, token))
         self._retrying.add(task)
         task.add_done_callback(self._retrying.discard)
@@ -314,7 +315,7 @@ class RedisSessionStore:
         pause = 0.1
         while not self._closed and loop.time() < give_up:
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
+            pause = min(pause * 2, 2.0)
             if await self._free(keys, token) is not None:
                 return
 
