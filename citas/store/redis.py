@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -161,8 +161,8 @@ class RedisSessionStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
-        # Releases that failed because Redis was unreachable, retried until it is back.
-        self._retrying: set[asyncio.Task[None]] = set()
+        # Renewers finishing and releases retried after Redis failed: none outlives a lock TTL.
+        self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     def keys(self, key: ConversationKey) -> _Keys:
@@ -230,10 +230,10 @@ class RedisSessionStore:
 
     async def close(self) -> None:
         self._closed = True
-        for task in self._retrying:
+        for task in self._background:
             task.cancel()
-        if self._retrying:
-            await asyncio.wait(self._retrying, timeout=1)
+        if self._background:
+            await asyncio.wait(self._background, timeout=1)
         await self._redis.aclose()
 
     # --- the cross-instance lock ------------------------------------------------------------
@@ -243,26 +243,35 @@ class RedisSessionStore:
         token = secrets.token_hex(16)
         try:
             await self._wait_turn(keys, token)
-        except BaseException:
-            # Timed out, cancelled or Redis failed: leave the line (and free the lock in case
-            # the last attempt won it without us hearing back). Not retried when Redis is down:
+        except StoreUnavailable:
+            # Leave the line, and free the lock in case the last attempt won it unheard, in
+            # the background: the 503 need not wait on a Redis that just failed. Tried once;
             # the line forgets a silent waiter by itself, and such a lock lapses with its TTL.
+            self._spawn(self._free(keys, token))
+            raise
+        except BaseException:  # timed out or cancelled: Redis answers, clean up now
             await self._free(keys, token)
             raise
         done = asyncio.Event()
-        renewer = asyncio.create_task(self._keep_renewing(keys, token, done))
+        # An event, not cancel(), stops it: redis-py may swallow a cancellation (_wait_turn).
+        self._spawn(self._keep_renewing(keys, token, done))
+        redis_failed = False
         try:
             yield
+        except StoreUnavailable:
+            redis_failed = True
+            raise
         finally:
-            # An event, not cancel(): redis-py may swallow a cancellation (see _wait_turn).
             done.set()
-            await renewer
-            freed = await self._free(keys, token)
-            if freed is None:
-                self._free_later(keys, token)
-            elif not freed:
-                SWALLOWED_ERRORS.labels(where="store_lock_lost").inc()
-                log.warning("conversation_lock_lost", lock=keys.lock)
+            if redis_failed:
+                self._spawn(self._retry_free(keys, token, first_pause=0.0))
+            else:
+                freed = await self._free(keys, token)
+                if freed is None:
+                    self._spawn(self._retry_free(keys, token))
+                elif not freed:
+                    SWALLOWED_ERRORS.labels(where="store_lock_lost").inc()
+                    log.warning("conversation_lock_lost", lock=keys.lock)
 
     async def _wait_turn(self, keys: _Keys, token: str) -> None:
         loop = asyncio.get_running_loop()
@@ -300,22 +309,22 @@ class RedisSessionStore:
             return None
         return bool(freed)
 
-    def _free_later(self, keys: _Keys, token: str) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retry_free(self, keys: _Keys, token: str, first_pause: float = 0.1) -> None:
         """Keep trying to release until Redis answers or the lock has expired anyway: a Redis
         that restarts with its data (AOF, replica failover) must not keep the conversation
-        locked for a whole lock TTL after its holder finished. At most one task per turn that
-        held a lock when Redis went away, so bounded by the turns in flight."""
-        task = asyncio.create_task(self._retry_free(keys, token))
-        self._retrying.add(task)
-        task.add_done_callback(self._retrying.discard)
-
-    async def _retry_free(self, keys: _Keys, token: str) -> None:
+        locked for a whole lock TTL after its holder finished. One task per turn that held a
+        lock when Redis went away, so bounded by the turns in flight."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._lock_ttl_ms / 1000
-        pause = 0.1
+        pause = first_pause
         while not self._closed and loop.time() < give_up:
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 2.0)
+            pause = min(max(pause * 2, 0.1), 2.0)
             if await self._free(keys, token) is not None:
                 return
 
@@ -346,5 +355,7 @@ class RedisSessionStore:
             return await call
         except (RedisError, OSError, TimeoutError) as exc:
             STORE_ERRORS.labels(operation=operation).inc()
-            log.warning("store_unavailable", operation=operation, error=repr(exc))
+            log.warning(
+                "store_unavailable", operation=operation, error=f"{type(exc).__name__}: {exc}"
+            )
             raise StoreUnavailable(_UNAVAILABLE) from exc
