@@ -27,7 +27,9 @@ from citas.runtime import RUNTIME, Runtime
 from citas.services.availability import AvailabilityService
 from citas.services.booking import BookingService
 from citas.services.business import BusinessDirectory
+from citas.store.base import SessionStore
 from citas.store.memory import MemorySessionStore
+from citas.store.redis import RedisSessionStore, connect
 
 log = structlog.get_logger("citas.app")
 
@@ -109,11 +111,7 @@ async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock
             breaker_reset_seconds=settings.breaker_reset_seconds,
         ),
     )
-    store = MemorySessionStore(
-        max_sessions=settings.max_sessions,
-        ttl_seconds=settings.session_ttl_seconds,
-        lock_wait_seconds=settings.turn_deadline_seconds,
-    )
+    store = _build_store(settings)
     stack.push_async_callback(store.close)
     directory = BusinessDirectory(
         backend,
@@ -149,3 +147,23 @@ async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock
         turn_deadline_seconds=settings.turn_deadline_seconds,
     )
     return Runtime(settings, http, backend, store, agent, Admission(settings.max_concurrent_turns))
+
+
+def _build_store(settings: Settings) -> SessionStore:
+    """Redis when `REDIS_URL` is set (several instances share conversations), else in-process."""
+    if settings.redis_url is None:
+        return MemorySessionStore(
+            max_sessions=settings.max_sessions,
+            ttl_seconds=settings.session_ttl_seconds,
+            lock_wait_seconds=settings.turn_deadline_seconds,
+        )
+    return RedisSessionStore(
+        connect(settings.redis_url, settings.redis_timeout_seconds),
+        prefix=settings.redis_prefix,
+        ttl_seconds=settings.session_ttl_seconds,
+        lock_wait_seconds=settings.turn_deadline_seconds,
+        # Longer than a turn may take; the live holder renews it, a dead one lets it lapse.
+        lock_ttl_seconds=settings.turn_deadline_seconds + 30,
+        # A backstop only: the agent trims to the budget before every turn.
+        max_messages=settings.history_max_messages * 2,
+    )

@@ -56,6 +56,9 @@ class Settings(BaseModel):
 
     # Sessions.
     redis_url: str | None = Field(None, alias="REDIS_URL")
+    # No braces or glob characters: the prefix goes before a Cluster hash tag and into SCANs.
+    redis_prefix: str = Field("citas", alias="CITAS_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.:-]+$")
+    redis_timeout_seconds: float = Field(2.0, alias="CITAS_REDIS_TIMEOUT_SECONDS", gt=0, le=60)
     session_ttl_seconds: int = Field(86400, alias="CITAS_SESSION_TTL_SECONDS", ge=60)
     max_sessions: int = Field(10000, alias="CITAS_MAX_SESSIONS", ge=1)
     history_max_messages: int = Field(60, alias="CITAS_HISTORY_MAX_MESSAGES", ge=4)

@@ -88,6 +88,12 @@ BOOKINGS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+STORE_ERRORS = Counter(
+    "citas_store_errors_total",
+    "Session store (Redis) failures by operation; each one answers 503 or is logged and counted.",
+    ["operation"],
+    registry=REGISTRY,
+)
 REJECTED_REQUESTS = Counter(
     "citas_rejected_requests_total",
     "Requests turned away before the agent ran, by reason.",

@@ -35,6 +35,9 @@ if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).paramet
 
     aioresponses.core.ClientResponse = _ClientResponse  # type: ignore[misc]
 
+# Redis fixtures (shared server with per-test prefixes, a private killable server).
+pytest_plugins = ["tests.redis_support"]
+
 LIMA = ZoneInfo("America/Lima")
 # Monday 2026-11-30 10:00 in Lima; the clinic (business 12) is open 09:00-13:00 and 15:00-19:00.
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=LIMA)

@@ -21,6 +21,7 @@ from citas.app import create_app
 from citas.clock import frozen_clock
 from citas.config import Settings
 from citas.domain import ConversationKey
+from citas.errors import StoreUnavailable
 from citas.metrics import REGISTRY
 from citas.runtime import RUNTIME
 from citas.sandbox import Fault, RunningSandbox
@@ -190,6 +191,17 @@ async def test_unexpected_failure_is_an_internal_error_event(
     assert events == [
         ("error", {"error": {"code": "internal", "message": "Unexpected internal error."}})
     ]
+
+
+async def test_store_down_mid_stream_is_an_unavailable_error_event(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def store_down(*args: Any) -> None:
+        raise StoreUnavailable("redis: connection refused")
+
+    monkeypatch.setattr(Agent, "run_turn", store_down)
+    [(kind, body)] = await stream(client, "Hola")
+    assert (kind, body["error"]["code"]) == ("error", "unavailable")
 
 
 async def test_invalid_request_is_a_json_400_before_any_stream(client: Client) -> None:

@@ -28,7 +28,7 @@ from citas.agent.tools import ToolRegistry, TurnContext
 from citas.clock import Clock
 from citas.conversation import Conversation, Message
 from citas.domain import ConversationKey, Tenant
-from citas.errors import BackendError, LLMUnavailable
+from citas.errors import BackendError, LLMUnavailable, StoreUnavailable
 from citas.metrics import SWALLOWED_ERRORS, TURN_SECONDS
 from citas.services.business import BusinessDirectory
 from citas.store.base import SessionStore
@@ -82,6 +82,7 @@ class _Turn:
 
     messages: list[Message]
     context: TurnContext
+    bookings_before: frozenset[str] = frozenset()
     tool_rounds: int = 0
     final: str | None = field(default=None)
 
@@ -124,8 +125,16 @@ class Agent:
             result = await self._timed_turn(request, on_text)
             if request.message_id and result.error is None:
                 # Failed turns are not remembered: a redelivery should get a real try.
-                await self.store.remember_reply(key, request.message_id, result.to_dict())
+                await self._remember(key, request.message_id, result)
             return result
+
+    async def _remember(self, key: ConversationKey, message_id: str, result: TurnResult) -> None:
+        try:
+            await self.store.remember_reply(key, message_id, result.to_dict())
+        except StoreUnavailable:
+            # The turn ran and was saved: answering beats a 503 whose retry would run it again.
+            SWALLOWED_ERRORS.labels(where="remember_reply").inc()
+            log.error("reply_not_remembered", message_id=message_id)
 
     async def _timed_turn(self, request: TurnRequest, on_text: TextSink | None) -> TurnResult:
         start = time.perf_counter()
@@ -156,6 +165,7 @@ class Agent:
                 user_message(request.message),
             ],
             context=TurnContext(tenant, key, conversation),
+            bookings_before=frozenset(conversation.bookings),
         )
         try:
             await self._rounds(system, conversation, turn, deadline, on_text)
@@ -209,7 +219,15 @@ class Agent:
 
     async def _save(self, key: ConversationKey, conversation: Conversation, turn: _Turn) -> None:
         conversation.turns.append(turn.messages)
-        await self.store.save(key, conversation)
+        try:
+            await self.store.save(key, conversation)
+        except StoreUnavailable:
+            if set(conversation.bookings) <= turn.bookings_before:
+                raise  # nothing happened outside citas: a 503, and the gateway's retry redoes it
+            # A booking was made: the customer must hear of it even though history is lost
+            # (a retry would find the slot taken, by this very booking).
+            SWALLOWED_ERRORS.labels(where="store_save_after_booking").inc()
+            log.error("turn_not_saved_after_booking", conversation=str(key))
 
 
 def _final_text(text: str | None) -> str | None:

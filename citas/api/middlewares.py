@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from citas.api.errors import error_response
-from citas.errors import InvalidRequest, Overloaded
+from citas.errors import InvalidRequest, Overloaded, StoreUnavailable
 from citas.metrics import CHAT_REQUESTS, REJECTED_REQUESTS
 
 log = structlog.get_logger("citas.http")
@@ -80,6 +80,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(
             503, "unavailable", str(exc), {"Retry-After": str(exc.retry_after_seconds)}
         )
+    except StoreUnavailable as exc:
+        # Counted by the store (citas_store_errors_total); the gateway may retry the message.
+        log.warning("store_unavailable_response", path=request.path)
+        return error_response(503, "unavailable", str(exc), {"Retry-After": "1"})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -25,7 +25,7 @@ from citas.api.errors import error_body
 from citas.api.handlers import chat_body, parse_turn_request
 from citas.api.sse import EventStream
 from citas.api.turns import abandon, start_turn
-from citas.errors import Overloaded
+from citas.errors import Overloaded, StoreUnavailable
 from citas.metrics import REJECTED_REQUESTS, STREAM_FIRST_TEXT_SECONDS, STREAMS
 from citas.runtime import RUNTIME
 
@@ -102,5 +102,8 @@ def _error_body(error: BaseException | None) -> dict[str, Any]:
     if isinstance(error, Overloaded):
         REJECTED_REQUESTS.labels(reason="overloaded").inc()
         return error_body("unavailable", str(error))
+    if isinstance(error, StoreUnavailable):
+        # Counted and logged where it was raised (the store); same code as /api/chat's 503.
+        return error_body("unavailable", "Session store unavailable; retry shortly.")
     log.error("stream_turn_failed", exc_info=error)
     return error_body("internal", "Unexpected internal error.")

@@ -2,5 +2,6 @@
 
 from citas.store.base import SessionStore
 from citas.store.memory import MemorySessionStore
+from citas.store.redis import RedisSessionStore
 
-__all__ = ["MemorySessionStore", "SessionStore"]
+__all__ = ["MemorySessionStore", "RedisSessionStore", "SessionStore"]

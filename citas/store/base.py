@@ -10,6 +10,8 @@ from citas.domain import ConversationKey
 
 
 class SessionStore(Protocol):
+    """Every method may raise `StoreUnavailable` when a shared store cannot be reached."""
+
     async def load(self, key: ConversationKey) -> Conversation:
         """The saved conversation, or an empty one. The caller may mutate what it gets."""
         ...

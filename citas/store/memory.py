@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,12 +56,18 @@ class KeyedLocks:
 class MemorySessionStore:
     """Conversations in a TTL + LRU bounded cache (`max_sessions`, `ttl_seconds` idle)."""
 
-    def __init__(self, max_sessions: int, ttl_seconds: float, lock_wait_seconds: float) -> None:
+    def __init__(
+        self,
+        max_sessions: int,
+        ttl_seconds: float,
+        lock_wait_seconds: float,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._conversations: TTLCache[ConversationKey, dict[str, Any]] = TTLCache(
-            maxsize=max_sessions, ttl=ttl_seconds
+            maxsize=max_sessions, ttl=ttl_seconds, timer=timer
         )
         self._replies: TTLCache[tuple[ConversationKey, str], dict[str, Any]] = TTLCache(
-            maxsize=max_sessions, ttl=ttl_seconds
+            maxsize=max_sessions, ttl=ttl_seconds, timer=timer
         )
         self._locks = KeyedLocks(lock_wait_seconds)
 
@@ -70,6 +77,10 @@ class MemorySessionStore:
     @property
     def locks_held(self) -> int:
         return len(self._locks)
+
+    @property
+    def replies_remembered(self) -> int:
+        return len(self._replies)
 
     async def load(self, key: ConversationKey) -> Conversation:
         data = self._conversations.get(key)

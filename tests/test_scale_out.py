@@ -1,0 +1,219 @@
+"""Several citas instances sharing one Redis: one continuous history, turns one at a time in
+arrival order, redelivery answered once, and a Redis restart met with 503s and then recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from citas.config import Settings
+from citas.domain import ConversationKey
+from citas.runtime import RUNTIME
+from citas.sandbox import RunningSandbox
+from citas.store.redis import RedisSessionStore
+from citas.testing import FakeLLM, call, reply
+from tests.conftest import chat_body, tool_results
+from tests.redis_support import RedisServer, make_store, wait_queued
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+KEY = ConversationKey(12, "51987654321")
+SLOT = {"date": "2026-12-01", "time": "15:00"}
+CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
+
+
+async def _chat(
+    client: Client, message: str, message_id: str | None = None
+) -> aiohttp.ClientResponse:
+    body: dict[str, Any] = chat_body(message, session_id=KEY.session_id, id_empresa=KEY.id_empresa)
+    if message_id:
+        body["message_id"] = message_id
+    return await client.post("/api/chat", json=body)
+
+
+def _user_messages(request: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in request["messages"] if m["role"] == "user"]
+
+
+@pytest.fixture
+async def instances(make_client: MakeClient, redis_settings: Settings) -> tuple[Client, Client]:
+    """Two citas apps, A and B, behind one gateway, sharing Redis."""
+    return await make_client(redis_settings), await make_client(redis_settings)
+
+
+@pytest.fixture
+async def gate(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisSessionStore]:
+    """A third party on the same keys: holding the conversation lets a test queue requests
+    in a known order before any of them runs."""
+    store = make_store(redis_url, redis_prefix)
+    yield store
+    await store.close()
+
+
+async def test_instances_alternating_share_one_continuous_history(
+    instances: tuple[Client, Client], llm: FakeLLM
+) -> None:
+    a, b = instances
+    assert isinstance(a.app[RUNTIME].store, RedisSessionStore)  # REDIS_URL picks the store
+    llm.add(*(reply(f"r{n}") for n in range(4)))
+    for n, client in enumerate((a, b, a, b)):
+        response = await _chat(client, f"m{n}")
+        assert (await response.json())["reply"] == f"r{n}"
+    last = llm.requests[-1]["messages"]
+    assert _user_messages(llm.requests[-1]) == ["m0", "m1", "m2", "m3"]
+    assert [m["content"] for m in last if m["role"] == "assistant"] == ["r0", "r1", "r2"]
+
+
+async def test_concurrent_messages_on_both_instances_run_one_at_a_time_in_order(
+    instances: tuple[Client, Client], llm: FakeLLM, gate: RedisSessionStore, redis_client: Redis
+) -> None:
+    a, b = instances
+    llm.add(*(reply(f"r{n}") for n in range(6)))
+    async with gate.lock(KEY):
+        sent = []
+        for n in range(6):
+            sent.append(asyncio.create_task(_chat((a, b)[n % 2], f"m{n}")))
+            await wait_queued(redis_client, gate, KEY, n + 1)  # arrival order is now known
+    responses = await asyncio.gather(*sent)
+    assert [(await r.json())["reply"] for r in responses] == [f"r{n}" for n in range(6)]
+    # Each turn saw every earlier one: they ran one at a time, none lost, in arrival order.
+    assert [_user_messages(request) for request in llm.requests] == [
+        [f"m{k}" for k in range(n + 1)] for n in range(6)
+    ]
+
+
+async def test_redelivery_to_another_instance_gets_the_first_reply(
+    instances: tuple[Client, Client], llm: FakeLLM
+) -> None:
+    a, b = instances
+    llm.add(reply("Hola, ¿en qué te ayudo?"))
+    first = await _chat(a, "Hola", message_id="wamid.1")
+    again = await _chat(b, "Hola", message_id="wamid.1")
+    expected = {"reply": "Hola, ¿en qué te ayudo?", "url": None}
+    assert await first.json() == expected
+    assert await again.json() == expected
+    assert len(llm.requests) == 1
+
+
+async def test_concurrent_duplicate_deliveries_across_instances_run_the_agent_once(
+    instances: tuple[Client, Client],
+    llm: FakeLLM,
+    sandbox: RunningSandbox,
+    gate: RedisSessionStore,
+    redis_client: Redis,
+) -> None:
+    a, b = instances
+    llm.add(call("check_availability", SLOT), reply("Libre."))
+    await _chat(a, "¿Tienen el martes a las 3pm?")
+    llm.add(call("create_booking", {**SLOT, **CUSTOMER}), reply("¡Listo!"))
+    async with gate.lock(KEY):
+        sent = []
+        for n, client in enumerate((a, b, b, a)):
+            sent.append(asyncio.create_task(_chat(client, "Ana, ana.perez@example.com", "w.9")))
+            await wait_queued(redis_client, gate, KEY, n + 1)
+    bodies = [await r.json() for r in await asyncio.gather(*sent)]
+    [event] = sandbox.backend.events
+    assert bodies == [{"reply": "¡Listo!", "url": event.url}] * 4
+    assert len(llm.requests) == 2 + 2  # the availability turn, then one booking turn
+
+
+async def test_ready_reflects_the_store(
+    make_client: MakeClient, settings: Settings, closed_port_url: str
+) -> None:
+    client = await make_client(settings.with_updates(redis_url=closed_port_url))
+    ready = await client.get("/ready")
+    assert (ready.status, await ready.json()) == (503, {"status": "store_unavailable"})
+    response = await _chat(client, "Hola")
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "unavailable"
+    assert response.headers["Retry-After"] == "1"
+
+
+async def test_redis_restart_mid_conversation_gives_503_then_recovers(
+    make_client: MakeClient, settings: Settings, llm: FakeLLM, own_redis: RedisServer
+) -> None:
+    client = await make_client(_private(settings, own_redis))
+    llm.add(reply("r0"))
+    assert (await (await _chat(client, "m0")).json())["reply"] == "r0"
+
+    await own_redis.kill()
+    down = await _chat(client, "m1", message_id="wamid.m1")
+    assert down.status == 503
+    assert (await down.json())["error"]["code"] == "unavailable"
+    assert (await client.get("/ready")).status == 503
+    assert len(llm.requests) == 1  # refused before the model was asked
+
+    await own_redis.start()
+    assert (await client.get("/ready")).status == 200
+    llm.add(reply("r1"))
+    again = await _chat(client, "m1", message_id="wamid.m1")  # the gateway's retry
+    assert (await again.json())["reply"] == "r1"
+    assert _user_messages(llm.requests[-1]) == ["m0", "m1"]  # history survived the restart
+
+
+async def test_redis_dying_mid_turn_fails_the_turn_and_its_retry_runs_once(
+    make_client: MakeClient, settings: Settings, llm: FakeLLM, own_redis: RedisServer
+) -> None:
+    client = await make_client(_private(settings, own_redis))
+    llm.add(reply("r0"))
+    llm.delay_next(0.5)
+    turn = asyncio.create_task(_chat(client, "m0", message_id="wamid.m0"))
+    await _until(lambda: len(llm.requests) == 1)
+    await own_redis.kill()  # while the model is thinking: the turn cannot be saved
+    failed = await turn
+    assert failed.status == 503
+    assert (await failed.json())["error"]["code"] == "unavailable"
+
+    await own_redis.start()
+    llm.add(reply("r0 again"))
+    retried = await _chat(client, "m0", message_id="wamid.m0")
+    assert (await retried.json())["reply"] == "r0 again"
+    assert _user_messages(llm.requests[-1]) == ["m0"]  # the failed turn left no half history
+    llm.add(reply("r1"))
+    await _chat(client, "m1")
+    assert _user_messages(llm.requests[-1]) == ["m0", "m1"]
+
+
+async def test_a_booking_made_before_redis_dies_is_reported_and_not_doubled(
+    make_client: MakeClient,
+    settings: Settings,
+    llm: FakeLLM,
+    sandbox: RunningSandbox,
+    own_redis: RedisServer,
+) -> None:
+    client = await make_client(_private(settings, own_redis))
+    llm.add(call("check_availability", SLOT), reply("Libre."))
+    await _chat(client, "¿El martes a las 3pm?")
+    llm.add(call("create_booking", {**SLOT, **CUSTOMER}), reply("¡Listo!"))
+    llm.delay_next(0.0)  # the model asks for the booking at once,
+    llm.delay_next(0.5)  # and takes its time over the reply
+    turn = asyncio.create_task(_chat(client, "Ana, ana.perez@example.com", "wamid.b"))
+    await _until(lambda: len(llm.requests) == 4)  # the booking ran; the model writes the reply
+    assert tool_results(llm.requests[-1])[-1]["reservado"] is True
+    await own_redis.kill()
+    answered = await turn
+    [event] = sandbox.backend.events
+    # The customer learns of the booking although its turn could not be saved.
+    assert (answered.status, await answered.json()) == (200, {"reply": "¡Listo!", "url": event.url})
+    await own_redis.start()
+    llm.add(call("create_booking", {**SLOT, **CUSTOMER}), reply("Ya estaba."))
+    await _chat(client, "¿Quedó? Ana, ana.perez@example.com")
+    assert len(sandbox.backend.events) == 1  # asking again never books twice
+
+
+def _private(settings: Settings, server: RedisServer) -> Settings:
+    # A short deadline bounds the lock wait, so a regression fails in seconds, not minutes.
+    return settings.with_updates(redis_url=server.url, turn_deadline_seconds=5)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110 (the fake LLM has no event to wait on)
+            await asyncio.sleep(0.005)

@@ -1,0 +1,227 @@
+"""The Redis session store against a real Redis: layout, TTLs, bounds, the cross-instance lock
+(order, bounded wait, crashed holders and waiters), and failing fast when Redis is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from citas.config import Settings
+from citas.conversation import SCHEMA_VERSION, Conversation
+from citas.domain import ConversationKey
+from citas.errors import ConfigError, Overloaded, StoreUnavailable
+from citas.store.redis import RedisSessionStore
+from tests.redis_support import make_store, wait_queued
+
+KEY = ConversationKey(12, "51987654321")
+
+
+@pytest.fixture
+async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisSessionStore]:
+    store = make_store(redis_url, redis_prefix)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def other(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisSessionStore]:
+    """A second store on the same keys: another citas instance."""
+    store = make_store(redis_url, redis_prefix)
+    yield store
+    await store.close()
+
+
+def _turn(n: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"u{n}"}, {"role": "assistant", "content": f"a{n}"}]
+
+
+async def test_key_layout_is_the_documented_one_and_injective(
+    store: RedisSessionStore, redis_prefix: str
+) -> None:
+    base = f"{redis_prefix}:v{SCHEMA_VERSION}:{{12:51987654321}}"
+    keys = store.keys(KEY)
+    assert (keys.conv, keys.lock, keys.queue) == (f"{base}:conv", f"{base}:lock", f"{base}:queue")
+    assert keys.reply("wamid.HBgL") == f"{base}:reply:wamid.HBgL"
+    # Separators and hash-tag braces inside ids are encoded: no two conversations share a key.
+    assert store.keys(ConversationKey(12, "a:b")).reply("c") != store.keys(
+        ConversationKey(12, "a")
+    ).reply("b:c")
+    assert store.keys(ConversationKey(12, "x}y{z")).conv.count("{") == 1
+    assert store.keys(ConversationKey(27, "51987654321")).conv != keys.conv
+
+
+@pytest.mark.parametrize("prefix", ["a{b}", "a*", "a b", ""])
+def test_a_prefix_that_would_break_the_layout_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigError, match="CITAS_REDIS_PREFIX"):
+        Settings.from_env({}, CITAS_REDIS_PREFIX=prefix)
+
+
+async def test_saved_history_is_versioned_json_with_a_refreshed_ttl(
+    store: RedisSessionStore, other: RedisSessionStore, redis_client: Redis
+) -> None:
+    conversation = await store.load(KEY)
+    assert conversation == Conversation()
+    conversation.turns.append(_turn(1))
+    conversation.remember_verified("2026-12-01 15:00:00")
+    conversation.remember_booking("k1", {"event_id": "e1"})
+    await store.save(KEY, conversation)
+
+    name = store.keys(KEY).conv
+    stored = json.loads(await redis_client.get(name))
+    assert stored["v"] == SCHEMA_VERSION and stored["turns"] == [_turn(1)]
+    assert 3500 < await redis_client.ttl(name) <= 3600
+
+    await redis_client.expire(name, 10)
+    assert await other.load(KEY) == conversation  # another instance sees the same state
+    assert await redis_client.ttl(name) > 3500  # and reading it refreshed the time to live
+
+
+async def test_unreadable_history_starts_afresh(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    await redis_client.set(store.keys(KEY).conv, "{not json")
+    assert await store.load(KEY) == Conversation()
+    await redis_client.set(store.keys(KEY).conv, json.dumps({"v": 999, "turns": [_turn(1)]}))
+    assert await store.load(KEY) == Conversation()
+
+
+async def test_stored_history_length_is_bounded(redis_url: str, redis_prefix: str) -> None:
+    store = make_store(redis_url, redis_prefix, max_messages=10)
+    try:
+        conversation = Conversation([_turn(n) for n in range(20)])
+        await store.save(KEY, conversation)
+        saved = await store.load(KEY)
+        assert saved.message_count() <= 10
+        assert saved.turns[-1] == _turn(19)  # the latest turns are kept, whole
+        assert len(conversation.turns) == 20  # the caller's object is left alone
+    finally:
+        await store.close()
+
+
+async def test_replies_are_remembered_per_conversation_with_ttl(
+    store: RedisSessionStore, other: RedisSessionStore, redis_client: Redis
+) -> None:
+    reply = {"reply": "Hola", "url": None, "error": None}
+    assert await store.recall_reply(KEY, "wamid.1") is None
+    await store.remember_reply(KEY, "wamid.1", reply)
+    assert await other.recall_reply(KEY, "wamid.1") == reply
+    assert await other.recall_reply(ConversationKey(27, KEY.session_id), "wamid.1") is None
+    assert 3500 < await redis_client.ttl(store.keys(KEY).reply("wamid.1")) <= 3600
+
+
+async def test_lock_serves_waiters_of_all_instances_in_arrival_order(
+    store: RedisSessionStore, other: RedisSessionStore, redis_client: Redis
+) -> None:
+    entered: list[int] = []
+    active = 0
+
+    async def turn(n: int, instance: RedisSessionStore) -> None:
+        nonlocal active
+        async with instance.lock(KEY):
+            active += 1
+            assert active == 1, "two turns of one conversation ran at once"
+            entered.append(n)
+            await asyncio.sleep(0.002)
+            active -= 1
+
+    async with store.lock(KEY):
+        tasks = []
+        for n in range(8):
+            tasks.append(asyncio.create_task(turn(n, (store, other)[n % 2])))
+            await wait_queued(redis_client, store, KEY, n + 1)
+    await asyncio.gather(*tasks)
+    assert entered == list(range(8))
+    # Nothing is left behind but the ticket counter, and it expires.
+    leftovers = [k async for k in redis_client.scan_iter(match=store.keys(KEY).conv[:-4] + "*")]
+    assert leftovers == [store.keys(KEY).ticket]
+    assert 0 < await redis_client.pttl(store.keys(KEY).ticket) <= 60_000
+
+
+async def test_lock_wait_is_bounded_and_leaves_the_line(
+    store: RedisSessionStore, redis_url: str, redis_prefix: str, redis_client: Redis
+) -> None:
+    impatient = make_store(redis_url, redis_prefix, lock_wait=0.1)
+    try:
+        async with store.lock(KEY):
+            with pytest.raises(Overloaded):
+                async with impatient.lock(KEY):
+                    pytest.fail("got a lock that is held")
+            assert await redis_client.zcard(store.keys(KEY).queue) == 0
+    finally:
+        await impatient.close()
+
+
+async def test_cancelled_waiter_leaves_the_line(
+    store: RedisSessionStore, other: RedisSessionStore, redis_client: Redis
+) -> None:
+    async def wait_forever() -> None:
+        async with other.lock(KEY):
+            pytest.fail("got a lock that is held")
+
+    async with store.lock(KEY):
+        waiter = asyncio.create_task(wait_forever())
+        await wait_queued(redis_client, store, KEY, 1)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert await redis_client.zcard(store.keys(KEY).queue) == 0
+
+
+async def test_a_crashed_holder_blocks_only_until_its_lock_expires(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    # A holder that died mid-turn: its lock is there, nobody will release or renew it.
+    await redis_client.set(store.keys(KEY).lock, "dead-holder", px=150)
+    async with store.lock(KEY):
+        assert await redis_client.get(store.keys(KEY).lock) not in (None, "dead-holder")
+
+
+async def test_a_crashed_waiter_at_the_head_of_the_line_is_skipped(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    keys = store.keys(KEY)
+    # A waiter that died while first in line: queued, but its heartbeat has lapsed.
+    await redis_client.zadd(keys.queue, {"dead-waiter": 0})
+    await redis_client.zadd(keys.alive, {"dead-waiter": 1})
+    async with asyncio.timeout(2), store.lock(KEY):
+        assert await redis_client.zscore(keys.queue, "dead-waiter") is None
+
+
+async def test_a_live_holder_keeps_its_lock_past_the_ttl(
+    redis_url: str, redis_prefix: str, other: RedisSessionStore, redis_client: Redis
+) -> None:
+    short = make_store(redis_url, redis_prefix, lock_ttl=0.15)
+    impatient = make_store(redis_url, redis_prefix, lock_wait=0.4)
+    try:
+        async with short.lock(KEY):
+            token = await redis_client.get(short.keys(KEY).lock)
+            # Longer than the TTL: only renewal keeps the lock from lapsing to the waiter.
+            with pytest.raises(Overloaded):
+                async with impatient.lock(KEY):
+                    pytest.fail("a live holder lost its lock")
+            assert await redis_client.get(short.keys(KEY).lock) == token
+        assert await redis_client.get(short.keys(KEY).lock) is None
+    finally:
+        await short.close()
+        await impatient.close()
+
+
+async def test_unreachable_redis_is_store_unavailable(closed_port_url: str) -> None:
+    store = make_store(closed_port_url, "citas-test-nowhere")
+    try:
+        assert await store.ping() is False
+        with pytest.raises(StoreUnavailable):
+            await store.load(KEY)
+        with pytest.raises(StoreUnavailable):
+            await store.save(KEY, Conversation())
+        with pytest.raises(StoreUnavailable):
+            await store.recall_reply(KEY, "wamid.1")
+        with pytest.raises(StoreUnavailable):
+            async with store.lock(KEY):
+                pytest.fail("locked without Redis")
+    finally:
+        await store.close()
