@@ -89,6 +89,7 @@ class BackendClient:
             BACKEND_CALLS.labels(operation=operation, outcome="circuit_open").inc()
             raise BackendError(operation, "circuit open")
         body = {"codOpe": operation, **payload}
+        log.debug("backend_request", operation=operation, body=body)
         try:
             answer = await self._post_with_retries(url, operation, body)
         except BackendError:

@@ -30,13 +30,17 @@ _CHAT_ERRORS = {
 }
 
 
+_BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(*, api_auth: bool = False, metrics_auth: bool = False) -> dict[str, Any]:
+    """The document for one configuration: the security it declares is the one enforced."""
     _, definitions = models_json_schema(
         [(m, "validation") for m in (ChatRequest, ChatResponse, ErrorResponse, StatusResponse)],
         ref_template=_REF,
     )
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "citas",
@@ -100,5 +104,21 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": definitions["$defs"]},
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "CITAS_API_TOKEN; required only when it is set.",
+                }
+            },
+        },
     }
+    paths = document["paths"]
+    if api_auth:
+        paths["/api/chat"]["post"]["security"] = _BEARER
+    if metrics_auth:
+        paths["/metrics"]["get"]["security"] = _BEARER
+        paths["/metrics"]["get"]["responses"]["401"] = _error("Missing or wrong bearer token.")
+    return document

@@ -12,7 +12,6 @@ from cachetools import TTLCache
 from citas.conversation import Conversation
 from citas.domain import ConversationKey
 from citas.errors import Overloaded
-from citas.metrics import SESSIONS_STORED
 
 
 class KeyedLocks:
@@ -38,7 +37,8 @@ class KeyedLocks:
                     await lock.acquire()
             except TimeoutError:
                 raise Overloaded(
-                    "la conversación está ocupada; reintente en unos segundos"
+                    "la conversación está ocupada; reintente en unos segundos",
+                    reason="conversation_busy",
                 ) from None
             try:
                 yield
@@ -86,7 +86,6 @@ class MemorySessionStore:
             "verified_slots": list(conversation.verified_slots),
             "bookings": dict(conversation.bookings),
         }
-        SESSIONS_STORED.set(len(self._conversations))
 
     def lock(self, key: ConversationKey) -> Any:
         return self._locks.hold(key)
@@ -98,6 +97,10 @@ class MemorySessionStore:
         self, key: ConversationKey, message_id: str, reply: dict[str, Any]
     ) -> None:
         self._replies[(key, message_id)] = reply
+
+    async def count(self) -> int:
+        self._conversations.expire()
+        return len(self._conversations)
 
     async def ping(self) -> bool:
         return True
