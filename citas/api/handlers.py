@@ -119,5 +119,6 @@ async def openapi(request: web.Request) -> web.Response:
     document = openapi_document(
         api_auth=settings.api_token is not None,
         metrics_auth=settings.metrics_require_token,
+        max_message_chars=settings.max_message_chars,
     )
     return web.json_response(document)

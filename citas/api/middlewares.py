@@ -31,6 +31,9 @@ _STATUS_CODES = {
 }
 
 
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id (the caller's `X-Request-ID` or a new one) and log one line."""
@@ -92,7 +95,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         code = _STATUS_CODES.get(exc.status, "invalid_request")
         message = _http_message(exc)
-        return error_response(exc.status, code, message)
+        # Keep what the protocol requires of the status (e.g. `Allow` on a 405).
+        kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+        return error_response(exc.status, code, message, kept)
     except Exception:
         log.exception("unhandled_error", path=request.path)
         return error_response(500, "internal", "Unexpected internal error.")

@@ -34,8 +34,11 @@ _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 @cache
-def openapi_document(*, api_auth: bool = False, metrics_auth: bool = False) -> dict[str, Any]:
-    """The document for one configuration: the security it declares is the one enforced."""
+def openapi_document(
+    *, api_auth: bool = False, metrics_auth: bool = False, max_message_chars: int | None = None
+) -> dict[str, Any]:
+    """The document for one configuration: the security it declares is the one enforced, the
+    message bound the one configured."""
     _, definitions = models_json_schema(
         [(m, "validation") for m in (ChatRequest, ChatResponse, ErrorResponse, StatusResponse)],
         ref_template=_REF,
@@ -115,6 +118,9 @@ def openapi_document(*, api_auth: bool = False, metrics_auth: bool = False) -> d
             },
         },
     }
+    if max_message_chars is not None:
+        message = definitions["$defs"]["ChatRequest"]["properties"]["message"]
+        message["maxLength"] = max_message_chars
     paths = document["paths"]
     if api_auth:
         paths["/api/chat"]["post"]["security"] = _BEARER
