@@ -91,7 +91,7 @@ SESSIONS_STORED = Gauge(
 )
 BOOKINGS = Counter(
     "citas_bookings_total",
-    "Booking attempts by outcome (created, refused, deduplicated, failed).",
+    "Booking attempts by outcome (created, refused, deduplicated, unverified).",
     ["outcome"],
     registry=REGISTRY,
 )
