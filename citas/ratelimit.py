@@ -12,10 +12,12 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+import redis.asyncio
 import structlog
 from cachetools import TTLCache
+from redis.exceptions import RedisError
 
 from citas.config import Settings
 from citas.errors import RateLimited
@@ -141,14 +143,12 @@ class RedisBuckets:
     refill. When Redis cannot answer, messages are let through (logged and counted): a limiter
     must not turn a Redis hiccup into an outage."""
 
-    def __init__(self, redis: Any, prefix: str = REDIS_KEY_PREFIX) -> None:
-        self._redis = redis
+    def __init__(self, client: redis.asyncio.Redis, prefix: str = REDIS_KEY_PREFIX) -> None:
+        self._redis = client
         self._prefix = prefix
-        self._take = redis.register_script(_TAKE_SCRIPT)
+        self._take = client.register_script(_TAKE_SCRIPT)
 
     async def take(self, buckets: Sequence[Bucket]) -> Verdict:
-        from redis.exceptions import RedisError
-
         keys = [f"{self._prefix}{b.scope}:{b.key}" for b in buckets]
         args: list[float] = []
         for bucket in buckets:
@@ -222,8 +222,6 @@ def create_rate_limits(
         return RateLimits.off()
     store: BucketStore
     if settings.redis_url:
-        import redis.asyncio
-
         client = redis.asyncio.Redis.from_url(
             settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
         )
