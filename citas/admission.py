@@ -26,7 +26,9 @@ class Admission:
     @contextmanager
     def admit(self) -> Iterator[None]:
         if self.draining:
-            raise Overloaded("el servicio se está reiniciando; reintente en unos segundos", 2)
+            raise Overloaded(
+                "el servicio se está reiniciando; reintente en unos segundos", 2, "draining"
+            )
         if self.in_flight >= self.limit:
             raise Overloaded("el servicio está saturado; reintente en unos segundos", 1)
         self.in_flight += 1

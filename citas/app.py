@@ -23,6 +23,7 @@ from citas.cache import SingleFlightCache
 from citas.clock import Clock, system_clock
 from citas.config import Settings
 from citas.domain import SlotRules
+from citas.ratelimit import create_rate_limits
 from citas.runtime import RUNTIME, Runtime
 from citas.services.availability import AvailabilityService
 from citas.services.booking import BookingService
@@ -43,7 +44,9 @@ def create_app(
     scripted demo model) start in-process with it."""
     middlewares: list[Middleware] = [request_context, json_errors]
     if settings.api_token:
-        middlewares.append(bearer_auth(settings.api_token))
+        middlewares.append(
+            bearer_auth(settings.api_token, protect_metrics=settings.metrics_require_token)
+        )
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     setup_routes(app)
 
@@ -146,7 +149,10 @@ async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock
         history_max_messages=settings.history_max_messages,
         turn_deadline_seconds=settings.turn_deadline_seconds,
     )
-    return Runtime(settings, http, backend, store, agent, Admission(settings.max_concurrent_turns))
+    rate_limits = create_rate_limits(settings)
+    stack.push_async_callback(rate_limits.close)
+    admission = Admission(settings.max_concurrent_turns)
+    return Runtime(settings, http, backend, store, agent, admission, rate_limits)
 
 
 def _build_store(settings: Settings) -> SessionStore:

@@ -100,6 +100,7 @@ class BackendClient:
             raise BackendError(operation, "circuit open")
         body = {"codOpe": operation, **payload}
         deadline = time.monotonic() + self.policy.max_retry_seconds
+        log.debug("backend_request", operation=operation, body=body)
         try:
             answer = await self._post_with_retries(url, operation, body, deadline)
         except BackendError:

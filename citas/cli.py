@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"citas: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, secret_values=settings.secret_values())
     app = create_app(settings, sandbox=args.sandbox)
     asyncio.run(
         server.serve(

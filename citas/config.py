@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from citas.errors import ConfigError
 
@@ -33,6 +40,7 @@ class Settings(BaseModel):
     host: str = Field("127.0.0.1", alias="CITAS_HOST")
     port: int = Field(8080, alias="CITAS_PORT", ge=0, le=65535)
     api_token: str | None = Field(None, alias="CITAS_API_TOKEN", repr=False)
+    metrics_require_token: bool = Field(False, alias="CITAS_METRICS_REQUIRE_TOKEN")
     max_message_chars: int = Field(4096, alias="CITAS_MAX_MESSAGE_CHARS", ge=1, le=60000)
     max_concurrent_turns: int = Field(200, alias="CITAS_MAX_CONCURRENT_TURNS", ge=1)
     log_format: Literal["json", "console"] = Field("json", alias="CITAS_LOG_FORMAT")
@@ -53,6 +61,14 @@ class Settings(BaseModel):
     business_cache_stale_seconds: float = Field(
         3600.0, alias="CITAS_BUSINESS_CACHE_STALE_SECONDS", gt=0
     )
+
+    # Rate limits (token buckets; a rate of 0 turns the limit off).
+    rate_conversation_per_minute: float = Field(
+        30.0, alias="CITAS_RATE_LIMIT_CONVERSATION_PER_MINUTE", ge=0
+    )
+    rate_conversation_burst: int = Field(30, alias="CITAS_RATE_LIMIT_CONVERSATION_BURST", ge=1)
+    rate_business_per_minute: float = Field(0.0, alias="CITAS_RATE_LIMIT_BUSINESS_PER_MINUTE", ge=0)
+    rate_business_burst: int = Field(200, alias="CITAS_RATE_LIMIT_BUSINESS_BURST", ge=1)
 
     # Sessions.
     redis_url: str | None = Field(None, alias="REDIS_URL")
@@ -85,6 +101,16 @@ class Settings(BaseModel):
             raise ValueError(f"{value!r} is not a URL")
         return value
 
+    @model_validator(mode="after")
+    def _metrics_token_needs_token(self) -> Settings:
+        if self.metrics_require_token and not self.api_token:
+            raise ValueError("CITAS_METRICS_REQUIRE_TOKEN needs CITAS_API_TOKEN to be set")
+        return self
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values no log line may ever show."""
+        return tuple(s for s in (self.openai_api_key, self.api_token) if s)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every known variable from `env` (default: os.environ); empty means unset."""
@@ -106,7 +132,9 @@ class Settings(BaseModel):
 
 def _one_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    name = str(first["loc"][0]) if first["loc"] else "settings"
+    if not first["loc"]:  # a rule across settings names its variables itself
+        return "invalid configuration: " + str(first["msg"]).removeprefix("Value error, ")
+    name = str(first["loc"][0])
     field = Settings.model_fields.get(name)
     variable = field.alias if field is not None and field.alias else name
     return f"invalid configuration: {variable}: {first['msg']}"

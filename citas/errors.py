@@ -42,8 +42,23 @@ class StoreUnavailable(CitasError):
 
 
 class Overloaded(CitasError):
-    """Too many turns in flight, or a conversation lock could not be had in time."""
+    """Too many turns in flight, or a conversation lock could not be had in time.
 
-    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
+    `reason` labels the shed request in metrics: overloaded, draining, conversation_busy.
+    """
+
+    def __init__(
+        self, message: str, retry_after_seconds: int = 1, reason: str = "overloaded"
+    ) -> None:
         super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+        self.reason = reason
+
+
+class RateLimited(CitasError):
+    """A conversation or a business sent more messages than its token bucket allows."""
+
+    def __init__(self, scope: str, retry_after_seconds: float) -> None:
+        super().__init__(f"too many messages for this {scope}")
+        self.scope = scope
         self.retry_after_seconds = retry_after_seconds

@@ -1,71 +1,193 @@
-"""structlog set-up: JSON or console output, request-scoped context, personal data masked."""
+"""structlog set-up: JSON or console output, request-scoped context, personal data masked.
+
+Every line, ours or a library's (stdlib `logging` is routed through the same processors), passes
+the `Redactor`: emails and phone numbers are masked wherever they appear, values under
+secret-looking keys are dropped, and configured secrets are scrubbed from any text.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import secrets
 import sys
-from collections.abc import Mapping, MutableMapping
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, Literal, TextIO
 
 import structlog
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# Phone-like runs: 7+ digits, maybe a leading + and single spaces, dots or dashes inside; not
-# part of a longer word or number, and not a date, which logs need in clear.
-_PHONE = re.compile(r"(?<![\w.-])(?!\d{4}-\d{2}-\d{2})\+?\d(?:[\s.-]?\d){6,}(?![\w])")
-_SECRET_KEYS = ("api_key", "apikey", "token", "authorization", "password", "secret")
+# Starts only where a run of address characters starts: linear time on long runs (a megabyte of
+# "xxxx…" must not cost a quadratic scan).
+_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+# Phone-like runs: 7+ digits, maybe a leading +, with up to 3 separators (spaces, dots, dashes,
+# slashes, parentheses) between digits, as people write them ("(01) 234-5678",
+# "+51 987 654 321"); not glued to letters on either side, so ids like "a1234567b" stay readable,
+# but a JSON escape before it ("\\n987654321" inside tool arguments) counts as a separator.
+_PHONE = re.compile(r"(?:(?<!\w)|(?<=\\[nrtfb]))\+?\d(?:[\s().\-/]{0,3}\d){6,}(?!\w)")
+# Calendar dates and timestamps are kept in clear (logs need them); they are cut out before the
+# phone pattern runs, so "2026-12-01 987654321" still masks the phone.
+_DATE = re.compile(
+    r"(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+")
+_OPENAI_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
+_SECRET_WORDS = ("api_key", "apikey", "authorization", "password", "passwd", "secret", "cookie")
+MASK = "***"
+# ProcessorFormatter's own bookkeeping (the stdlib record), removed before rendering.
+_META_KEYS = frozenset({"_record", "_from_structlog"})
+_MIN_SECRET_CHARS = 6
 
 
 def mask_text(text: str) -> str:
     """Hide emails and phone numbers, keeping a hint of their shape for debugging."""
     text = _EMAIL.sub(lambda m: _mask_email(m.group(0)), text)
-    return _PHONE.sub(lambda m: "***" + m.group(0)[-2:], text)
+    if not any(ch.isdigit() for ch in text):
+        return text
+    pieces = []
+    start = 0
+    for date in _DATE.finditer(text):
+        pieces.append(_mask_phones(text[start : date.start()]))
+        pieces.append(date.group(0))
+        start = date.end()
+    pieces.append(_mask_phones(text[start:]))
+    return "".join(pieces)
+
+
+def _mask_phones(text: str) -> str:
+    return _PHONE.sub(lambda m: MASK + m.group(0)[-2:], text)
 
 
 def _mask_email(email: str) -> str:
     local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
+    return f"{local[:1]}{MASK}@{domain}"
 
 
-def _mask(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask_text(value)
-    if isinstance(value, Mapping):
-        return {k: ("***" if _is_secret(k) else _mask(v)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask(v) for v in value]
-    return value
+def is_secret_key(key: object) -> bool:
+    """`api_key`, `Authorization`, `CITAS_API_TOKEN`…: but not `prompt_tokens`."""
+    if not isinstance(key, str):
+        return False
+    name = key.lower().replace("-", "_")
+    if any(word in name for word in _SECRET_WORDS):
+        return True
+    return any(part.endswith("token") for part in name.split("_"))
 
 
-def _is_secret(key: object) -> bool:
-    return isinstance(key, str) and any(s in key.lower() for s in _SECRET_KEYS)
+class Redactor:
+    """structlog processor: every string, however nested, is masked; secrets are dropped."""
+
+    def __init__(self, secret_values: Iterable[str | None] = ()) -> None:
+        # Longest first, so a secret containing another is scrubbed whole.
+        self._secrets = sorted(
+            {s for s in secret_values if s and len(s) >= _MIN_SECRET_CHARS}, key=len, reverse=True
+        )
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        return {
+            k: (v if k in _META_KEYS else MASK if is_secret_key(k) else self.redact(v))
+            for k, v in event_dict.items()
+        }
+
+    def redact(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._text(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, Mapping):
+            return {k: (MASK if is_secret_key(k) else self.redact(v)) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.redact(v) for v in value]
+        if isinstance(value, bytes):
+            return self._text(value.decode("utf-8", "replace"))
+        # Exceptions, dates, models…: their text is what a renderer would print, so mask that.
+        return self._text(str(value))
+
+    def _text(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+        text = _OPENAI_KEY.sub("sk-" + MASK, text)
+        return mask_text(text)
 
 
-def mask_personal_data(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """structlog processor: every string value, however nested, is masked; secrets dropped."""
-    return {k: ("***" if _is_secret(k) else _mask(v)) for k, v in event_dict.items()}
+mask_personal_data = Redactor()
+"""The processor without configured secrets (the patterns and secret keys still apply)."""
+
+_REF_KEY = secrets.token_bytes(16)
 
 
-def configure_logging(fmt: Literal["json", "console"] = "json", level: int = logging.INFO) -> None:
-    """Configure structlog once, at start-up."""
+def conversation_fields(id_empresa: int, session_id: str) -> dict[str, Any]:
+    """Log fields naming a conversation without exposing it: the session id masked (a phone
+    number as one), plus a reference keyed per process that groups its lines."""
+    digest = hashlib.blake2b(
+        f"{id_empresa}:{session_id}".encode(), key=_REF_KEY, digest_size=5
+    ).hexdigest()
+    return {
+        "id_empresa": id_empresa,
+        "conversation": mask_text(session_id),
+        "conv_ref": "c" + digest,
+    }
+
+
+def bind_turn(id_empresa: int, session_id: str) -> None:
+    """Bind business and conversation to every later line of the current request."""
+    structlog.contextvars.bind_contextvars(**conversation_fields(id_empresa, session_id))
+
+
+_HANDLER_MARK = "_citas_handler"
+
+
+def configure_logging(
+    fmt: Literal["json", "console"] = "json",
+    level: int = logging.INFO,
+    *,
+    stream: TextIO | None = None,
+    secret_values: Iterable[str | None] = (),
+) -> None:
+    """Configure structlog and stdlib logging once, at start-up; both write to `stream`."""
+    out = stream if stream is not None else sys.stderr
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
+    redactor = Redactor(secret_values)
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            mask_personal_data,
+            redactor,
+            timestamper,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    # Libraries log through stdlib `logging`: route their lines through the same redaction.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.format_exc_info,
+                redactor,
+                timestamper,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries' INFO lines (one per HTTP request of the SDK) repeat our own llm_call lines.
+    root.setLevel(max(level, logging.WARNING))

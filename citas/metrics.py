@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
 
+import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -14,6 +17,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+
+log = structlog.get_logger("citas.metrics")
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -80,11 +85,13 @@ CACHE_LOOKUPS = Counter(
     registry=REGISTRY,
 )
 SESSIONS_STORED = Gauge(
-    "citas_sessions_stored", "Conversations held by the in-process store.", registry=REGISTRY
+    "citas_conversations_stored",
+    "Conversations held by the session store, counted when /metrics is scraped.",
+    registry=REGISTRY,
 )
 BOOKINGS = Counter(
     "citas_bookings_total",
-    "Booking attempts by outcome (created, refused, deduplicated, failed).",
+    "Booking attempts by outcome (created, refused, deduplicated, unverified).",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -96,7 +103,9 @@ STORE_ERRORS = Counter(
 )
 REJECTED_REQUESTS = Counter(
     "citas_rejected_requests_total",
-    "Requests turned away before the agent ran, by reason.",
+    "Requests turned away before the agent ran, by reason (invalid_request, unauthorized, "
+    "rate_limited_conversation, rate_limited_business; shed: overloaded, draining, "
+    "conversation_busy).",
     ["reason"],
     registry=REGISTRY,
 )
@@ -134,3 +143,24 @@ def timed(histogram: Histogram, **labels: str) -> Iterator[dict[str, str]]:
         yield late
     finally:
         histogram.labels(**late).observe(time.perf_counter() - start)
+
+
+@runtime_checkable
+class CountsConversations(Protocol):
+    async def count(self) -> int:
+        """How many conversations the store holds now."""
+        ...
+
+
+async def refresh_conversations_stored(store: object, timeout: float = 1.0) -> None:
+    """Set `citas_conversations_stored` from a store that can count (called at scrape time, so
+    expiries show up and a shared store reports its own total)."""
+    if not isinstance(store, CountsConversations):
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            SESSIONS_STORED.set(await store.count())
+    except Exception as exc:
+        # The scrape still answers; the gauge keeps its last value.
+        SWALLOWED_ERRORS.labels(where="store_count").inc()
+        log.warning("store_count_failed", error=f"{type(exc).__name__}: {exc}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -11,6 +11,7 @@ from citas.admission import Admission
 from citas.agent.loop import Agent
 from citas.backend import BackendClient
 from citas.config import Settings
+from citas.ratelimit import RateLimits
 from citas.store.base import SessionStore
 
 
@@ -22,6 +23,7 @@ class Runtime:
     store: SessionStore
     agent: Agent
     admission: Admission
+    rate_limits: RateLimits = field(default_factory=RateLimits.off)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -144,7 +144,9 @@ class Agent:
             return result
         finally:
             outcome = "exception" if result is None else (result.error or "ok")
-            TURN_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            TURN_SECONDS.labels(outcome=outcome).observe(elapsed)
+            log.info("turn", outcome=outcome, duration_ms=round(elapsed * 1000, 1))
 
     async def run_turn(self, request: TurnRequest, on_text: TextSink | None = None) -> TurnResult:
         tenant, key = request.tenant, request.key

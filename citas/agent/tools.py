@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, time
+from time import perf_counter
 from typing import Annotated, Any
 
 import structlog
@@ -22,6 +23,7 @@ from citas.backend import BackendClient
 from citas.conversation import Conversation
 from citas.domain import ConversationKey, Slot, Tenant
 from citas.errors import BackendError, BackendRejected
+from citas.logs import mask_text
 from citas.metrics import SWALLOWED_ERRORS, TOOL_CALLS
 from citas.services.availability import AvailabilityService, DayListing, SlotVerdict
 from citas.services.booking import BookingRequest, BookingService, Customer
@@ -30,6 +32,7 @@ from citas.services.products import search_offerings
 log = structlog.get_logger("citas.tools")
 
 MAX_ARGUMENT_CHARS = 4000
+MAX_CALLS_PER_ROUND = 10
 
 
 @dataclass
@@ -369,16 +372,37 @@ class ToolRegistry:
         self.schemas: list[dict[str, Any]] = [tool.schema for tool in self._tools.values()]
 
     async def dispatch(self, ctx: TurnContext, call: ToolCallRequest) -> str:
+        start = perf_counter()
         outcome, result = await self._run(ctx, call)
-        TOOL_CALLS.labels(
-            tool=call.name if call.name in self._tools else "unknown", outcome=outcome
-        ).inc()
-        log.info("tool_call", tool=call.name, outcome=outcome, arguments=call.arguments[:500])
+        known = call.name in self._tools
+        TOOL_CALLS.labels(tool=call.name if known else "unknown", outcome=outcome).inc()
+        log.info(
+            "tool_call",
+            # An unknown name is the model's text: bounded like the arguments.
+            tool=call.name if known else call.name[:64],
+            outcome=outcome,
+            duration_ms=round((perf_counter() - start) * 1000, 1),
+            arguments=_loggable(call.arguments),
+        )
         return encode_result(result)
 
     async def run_all(self, ctx: TurnContext, calls: Iterable[ToolCallRequest]) -> list[str]:
-        """Several calls of one round run concurrently; results keep the calls' order."""
-        return list(await asyncio.gather(*(self.dispatch(ctx, call) for call in calls)))
+        """Several calls of one round run concurrently; results keep the calls' order. Calls
+        beyond `MAX_CALLS_PER_ROUND` are answered with an error, not run: a runaway (or
+        hijacked) model cannot fan out into hundreds of backend requests."""
+        calls = list(calls)
+        run, refused = calls[:MAX_CALLS_PER_ROUND], calls[MAX_CALLS_PER_ROUND:]
+        results = list(await asyncio.gather(*(self.dispatch(ctx, call) for call in run)))
+        for call in refused:
+            known = call.name in self._tools
+            TOOL_CALLS.labels(tool=call.name if known else "unknown", outcome="too_many").inc()
+        if refused:
+            log.warning("tool_calls_refused", count=len(refused))
+        message = (
+            f"Demasiadas herramientas en una sola respuesta: se ejecutaron las primeras "
+            f"{MAX_CALLS_PER_ROUND}. Pide menos a la vez."
+        )
+        return results + [encode_result(_error(message, "too_many_calls")) for _ in refused]
 
     async def _run(self, ctx: TurnContext, call: ToolCallRequest) -> tuple[str, dict[str, Any]]:
         tool = self._tools.get(call.name)
@@ -435,6 +459,14 @@ class ToolRegistry:
                 "cliente y ofrece intentarlo de nuevo más tarde; no confirmes nada.",
                 code="tool_failed",
             )
+
+
+def _loggable(arguments: str) -> str:
+    # Masked before cutting, so a cut never leaves half an email or phone in clear; arguments
+    # too long to be run are not logged at all.
+    if len(arguments) > MAX_ARGUMENT_CHARS:
+        return f"<{len(arguments)} characters>"
+    return mask_text(arguments)[:500]
 
 
 def _error(message: str, code: str = "invalid_arguments") -> dict[str, Any]:

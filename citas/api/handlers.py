@@ -6,6 +6,7 @@ import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -16,8 +17,11 @@ from citas.api.openapi import openapi_document
 from citas.api.turns import finish_turn, start_turn
 from citas.domain import Tenant
 from citas.errors import InvalidRequest
-from citas.metrics import REGISTRY
+from citas.logs import bind_turn
+from citas.metrics import REGISTRY, refresh_conversations_stored
 from citas.runtime import RUNTIME, Runtime
+
+log = structlog.get_logger("citas.api")
 
 _ERROR_MESSAGES = {
     "llm_unavailable": "The language model did not answer; the reply is an apology.",
@@ -38,9 +42,19 @@ def setup_routes(app: web.Application) -> None:
 
 async def chat(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    turn = await parse_turn_request(request, runtime)
+    turn = await admit_turn(request, runtime)
     result = await finish_turn(start_turn(runtime, turn))
     return web.json_response(chat_body(result))
+
+
+async def admit_turn(request: web.Request, runtime: Runtime) -> TurnRequest:
+    """What every turn endpoint does first: validate the body, name the turn in the logs, and
+    take its rate-limit tokens (`RateLimited` → 429)."""
+    turn = await parse_turn_request(request, runtime)
+    bind_turn(turn.tenant.id_empresa, turn.session_id)
+    log.debug("chat_message", message=turn.message, message_id=turn.message_id)
+    await runtime.rate_limits.check(turn.tenant.id_empresa, turn.session_id)
+    return turn
 
 
 async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequest:
@@ -96,11 +110,18 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics(_request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.Response:
+    await refresh_conversations_stored(request.app[RUNTIME].store)
     return web.Response(
         body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    settings = request.app[RUNTIME].settings
+    document = openapi_document(
+        api_auth=settings.api_token is not None,
+        metrics_auth=settings.metrics_require_token,
+        max_message_chars=settings.max_message_chars,
+    )
+    return web.json_response(document)

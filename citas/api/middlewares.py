@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from citas.api.errors import error_response
-from citas.errors import InvalidRequest, Overloaded, StoreUnavailable
+from citas.errors import InvalidRequest, Overloaded, RateLimited, StoreUnavailable
 from citas.metrics import CHAT_REQUESTS, REJECTED_REQUESTS
 
 log = structlog.get_logger("citas.http")
@@ -34,6 +35,9 @@ _STATUS_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
 
 
 @web.middleware
@@ -57,7 +61,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         elapsed_ms = round((time.perf_counter() - start) * 1000, 1)
         if request.path.startswith("/api/"):
-            CHAT_REQUESTS.labels(endpoint=request.path, status=str(status)).inc()
+            CHAT_REQUESTS.labels(endpoint=_endpoint(request), status=str(status)).inc()
         log.info(
             "http_request",
             method=request.method,
@@ -65,6 +69,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             status=status,
             duration_ms=elapsed_ms,
         )
+
+
+def _endpoint(request: web.Request) -> str:
+    # The route's pattern, never the raw path: unknown paths must not mint new label values.
+    route = request.match_info.route
+    if request.match_info.http_exception is not None or route.resource is None:
+        return "unmatched"
+    return route.resource.canonical
 
 
 @web.middleware
@@ -76,7 +88,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         REJECTED_REQUESTS.labels(reason="invalid_request").inc()
         return error_response(400, "invalid_request", str(exc))
     except Overloaded as exc:
-        REJECTED_REQUESTS.labels(reason="overloaded").inc()
+        REJECTED_REQUESTS.labels(reason=exc.reason).inc()
         return error_response(
             503, "unavailable", str(exc), {"Retry-After": str(exc.retry_after_seconds)}
         )
@@ -84,12 +96,23 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         # Counted by the store (citas_store_errors_total); the gateway may retry the message.
         log.warning("store_unavailable_response", path=request.path)
         return error_response(503, "unavailable", str(exc), {"Retry-After": "1"})
+    except RateLimited as exc:
+        REJECTED_REQUESTS.labels(reason=f"rate_limited_{exc.scope}").inc()
+        retry_after = max(1, math.ceil(exc.retry_after_seconds))
+        return error_response(
+            429,
+            "rate_limited",
+            f"Too many messages for this {exc.scope}; retry in {retry_after} s.",
+            {"Retry-After": str(retry_after)},
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _STATUS_CODES.get(exc.status, "invalid_request")
         message = _http_message(exc)
-        return error_response(exc.status, code, message)
+        # Keep what the protocol requires of the status (e.g. `Allow` on a 405).
+        kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+        return error_response(exc.status, code, message, kept)
     except Exception:
         log.exception("unhandled_error", path=request.path)
         return error_response(500, "internal", "Unexpected internal error.")
@@ -105,15 +128,24 @@ def _http_message(exc: web.HTTPException) -> str:
     return exc.reason
 
 
-def bearer_auth(token: str) -> Middleware:
-    """`/api/*` needs `Authorization: Bearer <token>`, compared in constant time."""
-    expected = f"Bearer {token}".encode()
+def bearer_auth(token: str, *, protect_metrics: bool = False) -> Middleware:
+    """`/api/*` (and `/metrics` with `protect_metrics`) needs `Authorization: Bearer <token>`,
+    compared in constant time; `/health`, `/ready` and `/openapi.json` stay open."""
+    expected = token.encode()
+
+    def protected(request: web.Request) -> bool:
+        # The matched route as well as the raw path: no spelling of a URL may reach a
+        # protected handler unauthenticated.
+        paths = (request.path, _endpoint(request))
+        return any(p.startswith("/api/") or (protect_metrics and p == "/metrics") for p in paths)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/api/"):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+        if protected(request):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            # compare_digest even for a wrong scheme, so timing tells nothing either way.
+            matches = hmac.compare_digest(given.strip().encode(), expected)
+            if not (matches and scheme.lower() == "bearer"):
                 REJECTED_REQUESTS.labels(reason="unauthorized").inc()
                 return error_response(
                     401,

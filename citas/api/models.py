@@ -5,7 +5,16 @@ from __future__ import annotations
 import zoneinfo
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 
 class _Model(BaseModel):
@@ -13,23 +22,48 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class BusinessConfig(_Model):
-    id_empresa: Annotated[int, Field(gt=0, description="The business (tenant) id.")]
-    personalidad: Annotated[str | None, Field(max_length=4000)] = None
-    usuario_id: Annotated[int | None, Field(gt=0, description="Owner of the calendar.")] = None
-    duracion_cita_minutos: Annotated[int | None, Field(ge=5, le=600)] = None
-    zona_horaria: Annotated[str | None, Field(description="IANA zone, e.g. America/Lima.")] = None
+_ZONES = frozenset(zoneinfo.available_timezones())
 
-    @field_validator("zona_horaria")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
+
+def _known_zone(value: str) -> str:
+    # The same set the document lists, so what it calls valid is exactly what is accepted.
+    if value not in _ZONES:
+        raise ValueError(f"unknown IANA time zone {value!r}")
+    return value
+
+
+ZoneName = Annotated[
+    str,
+    AfterValidator(_known_zone),
+    WithJsonSchema({"type": "string", "enum": sorted(_ZONES)}),
+]
+
+
+def _json_integer(value: object) -> object:
+    # A JSON Schema integer: no booleans and no numeric strings (which lax pydantic would
+    # coerce), but 12.0 is one.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+# Constraints before the validator: that order keeps them JSON Schema keywords in the document.
+PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(_json_integer)]
+Minutes = Annotated[int, Field(ge=5, le=600), BeforeValidator(_json_integer)]
+
+
+class BusinessConfig(_Model):
+    id_empresa: Annotated[PositiveInt, Field(description="The business (tenant) id.")]
+    personalidad: Annotated[str | None, Field(max_length=4000)] = None
+    usuario_id: Annotated[PositiveInt | None, Field(description="Owner of the calendar.")] = None
+    duracion_cita_minutos: Minutes | None = None
+    zona_horaria: Annotated[ZoneName | None, Field(description="IANA zone, e.g. America/Lima.")] = (
+        None
+    )
 
 
 class RequestContext(_Model):
@@ -40,7 +74,7 @@ class ChatRequest(_Model):
     """`message` is trimmed; its upper bound is `CITAS_MAX_MESSAGE_CHARS`, passed as the
     validation context `max_message_chars`."""
 
-    message: Annotated[str, Field(min_length=1)]
+    message: Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"\S"})]
     session_id: Annotated[str, Field(min_length=1, max_length=128)]
     message_id: Annotated[str | None, Field(min_length=1, max_length=256)] = None
     context: RequestContext
@@ -48,12 +82,13 @@ class ChatRequest(_Model):
     @field_validator("message")
     @classmethod
     def _trimmed_and_bounded(cls, value: str, info: ValidationInfo) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be empty")
+        # Bounded as sent (what the document's maxLength says), then trimmed.
         limit = (info.context or {}).get("max_message_chars")
         if limit is not None and len(value) > limit:
             raise ValueError(f"must be at most {limit} characters")
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
         return value
 
 

@@ -44,10 +44,30 @@ _STREAM_DESCRIPTION = (
     "`internal`) ends it. The deltas concatenate to `done`'s `reply`. Text the model writes "
     "before calling tools is never sent; its answer is sent once the model has finished it."
 )
+_BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+def _sse_event(name: str, model: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": _REF.format(model=model)},
+            },
+        },
+    }
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(
+    *, api_auth: bool = False, metrics_auth: bool = False, max_message_chars: int | None = None
+) -> dict[str, Any]:
+    """The document for one configuration: the security it declares is the one enforced, the
+    message bound the one configured."""
     _, definitions = models_json_schema(
         [
             (m, "validation")
@@ -55,7 +75,7 @@ def openapi_document() -> dict[str, Any]:
         ],
         ref_template=_REF,
     )
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "citas",
@@ -86,11 +106,14 @@ def openapi_document() -> dict[str, Any]:
                             "description": "An event stream (see the operation's description).",
                             "content": {
                                 "text/event-stream": {
-                                    "schema": {"type": "string"},
-                                    "x-events": {
-                                        "delta": {"$ref": _REF.format(model="StreamDelta")},
-                                        "done": {"$ref": _REF.format(model="ChatResponse")},
-                                        "error": {"$ref": _REF.format(model="ErrorResponse")},
+                                    # One schema per event, as SSE parsers see it: the event
+                                    # name and its `data`, a JSON text of the named model.
+                                    "schema": {
+                                        "oneOf": [
+                                            _sse_event("delta", "StreamDelta"),
+                                            _sse_event("done", "ChatResponse"),
+                                            _sse_event("error", "ErrorResponse"),
+                                        ]
                                     },
                                 }
                             },
@@ -142,5 +165,25 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": definitions["$defs"]},
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "CITAS_API_TOKEN; required only when it is set.",
+                }
+            },
+        },
     }
+    if max_message_chars is not None:
+        message = definitions["$defs"]["ChatRequest"]["properties"]["message"]
+        message["maxLength"] = max_message_chars
+    paths = document["paths"]
+    if api_auth:
+        paths["/api/chat"]["post"]["security"] = _BEARER
+        paths["/api/chat/stream"]["post"]["security"] = _BEARER
+    if metrics_auth:
+        paths["/metrics"]["get"]["security"] = _BEARER
+        paths["/metrics"]["get"]["responses"]["401"] = _error("Missing or wrong bearer token.")
+    return document

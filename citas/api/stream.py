@@ -22,7 +22,7 @@ from aiohttp import web
 from citas.agent.llm import TextSink
 from citas.agent.loop import TurnResult
 from citas.api.errors import error_body
-from citas.api.handlers import chat_body, parse_turn_request
+from citas.api.handlers import admit_turn, chat_body
 from citas.api.sse import EventStream
 from citas.api.turns import abandon, start_turn
 from citas.errors import Overloaded, StoreUnavailable
@@ -37,7 +37,7 @@ _END = None
 async def chat_stream(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     started = time.perf_counter()
-    turn = await parse_turn_request(request, runtime)
+    turn = await admit_turn(request, runtime)
     # The turn only queues its text: a slow or vanished client never stalls a turn that holds
     # the conversation's lock.
     texts: asyncio.Queue[str | None] = asyncio.Queue()

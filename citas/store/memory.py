@@ -13,7 +13,6 @@ from cachetools import TTLCache
 from citas.conversation import Conversation
 from citas.domain import ConversationKey
 from citas.errors import Overloaded
-from citas.metrics import SESSIONS_STORED
 
 
 class KeyedLocks:
@@ -39,7 +38,8 @@ class KeyedLocks:
                     await lock.acquire()
             except TimeoutError:
                 raise Overloaded(
-                    "la conversación está ocupada; reintente en unos segundos"
+                    "la conversación está ocupada; reintente en unos segundos",
+                    reason="conversation_busy",
                 ) from None
             try:
                 yield
@@ -101,7 +101,6 @@ class MemorySessionStore:
             "bookings": dict(conversation.bookings),
             "unsettled": list(conversation.unsettled),
         }
-        SESSIONS_STORED.set(len(self._conversations))
 
     def lock(self, key: ConversationKey) -> Any:
         return self._locks.hold(key)
@@ -113,6 +112,10 @@ class MemorySessionStore:
         self, key: ConversationKey, message_id: str, reply: dict[str, Any]
     ) -> None:
         self._replies[(key, message_id)] = reply
+
+    async def count(self) -> int:
+        self._conversations.expire()
+        return len(self._conversations)
 
     async def ping(self) -> bool:
         return True

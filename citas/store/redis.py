@@ -291,7 +291,7 @@ class RedisSessionStore:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise Overloaded(_BUSY)
+                raise Overloaded(_BUSY, reason="conversation_busy")
             # Polling, not pub/sub: nothing to resubscribe after a Redis restart, and the line
             # (not the poll) decides who goes next.
             await asyncio.sleep(min(pause, remaining))
