@@ -7,6 +7,7 @@ secret-looking keys are dropped, and configured secrets are scrubbed from any te
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -33,6 +34,9 @@ _DATE = re.compile(
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+")
 _OPENAI_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
+# Text with none of these cannot hold an email, phone, date, bearer credential or OpenAI key: the
+# common case (event names, outcomes, operations) skips every pattern with one search.
+_SUSPECT = re.compile(r"[@\d]|bearer|basic|sk-", re.IGNORECASE)
 _SECRET_WORDS = ("api_key", "apikey", "authorization", "password", "passwd", "secret", "cookie")
 MASK = "***"
 # ProcessorFormatter's own bookkeeping (the stdlib record), removed before rendering.
@@ -66,8 +70,12 @@ def _mask_email(email: str) -> str:
 
 def is_secret_key(key: object) -> bool:
     """`api_key`, `Authorization`, `CITAS_API_TOKEN`…: but not `prompt_tokens`."""
-    if not isinstance(key, str):
-        return False
+    return isinstance(key, str) and _is_secret_name(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret_name(key: str) -> bool:
+    # Cached: log keys are a small fixed vocabulary, asked on every line.
     name = key.lower().replace("-", "_")
     if any(word in name for word in _SECRET_WORDS):
         return True
@@ -107,7 +115,10 @@ class Redactor:
 
     def _text(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, MASK)
+            if secret in text:
+                text = text.replace(secret, MASK)
+        if not _SUSPECT.search(text):
+            return text
         text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
         text = _OPENAI_KEY.sub("sk-" + MASK, text)
         return mask_text(text)
