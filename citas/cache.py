@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
@@ -11,6 +10,7 @@ import structlog
 from cachetools import TTLCache
 
 from citas.metrics import CACHE_LOOKUPS, SWALLOWED_ERRORS
+from citas.singleflight import SingleFlight
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -37,7 +37,7 @@ class SingleFlightCache(Generic[K, V]):
         self._stale: TTLCache[K, V] = TTLCache(
             maxsize=maxsize, ttl=ttl_seconds + stale_seconds, timer=timer
         )
-        self._inflight: dict[K, asyncio.Task[V]] = {}
+        self._flights: SingleFlight[K, V] = SingleFlight()
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         try:
@@ -47,23 +47,10 @@ class SingleFlightCache(Generic[K, V]):
         else:
             CACHE_LOOKUPS.labels(result="hit").inc()
             return value
-        task = self._inflight.get(key)
-        if task is None:
-            CACHE_LOOKUPS.labels(result="miss").inc()
-            # The load is its own task, owned by no caller: whoever started it may be cancelled
-            # (or time out) without failing the others who wait for the same key.
-            task = asyncio.ensure_future(self._load(key, load))
-            self._inflight[key] = task
-            task.add_done_callback(lambda done: self._settled(key, done))
-        else:
-            CACHE_LOOKUPS.labels(result="hit").inc()
-        return await asyncio.shield(task)
-
-    def _settled(self, key: K, task: asyncio.Task[V]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here: every waiter may have gone away
+        # A caller that joins a load in flight causes no backend call: a hit.
+        CACHE_LOOKUPS.labels(result="hit" if key in self._flights else "miss").inc()
+        value, _ = await self._flights.run(key, lambda: self._load(key, load))
+        return value
 
     async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         try:

@@ -386,18 +386,6 @@ class Bench:
 # --------------------------------------------------------------------------- stable prefix
 
 
-def common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix (bisection, so the comparisons run in C)."""
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
 @dataclass(frozen=True)
 class PrefixTurn:
     share: float  # of the turn's first request, identical to the previous turn's last request
@@ -409,6 +397,8 @@ async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixT
     """Turns 2..`turns` of one conversation: how much of each turn's first request (serialized
     messages) is identical to the start of the previous turn's last request — the longest
     prefix a provider's prompt cache can have seen."""
+    from citas.testing.fake_llm import common_prefix_len
+
     bench.model.probe = []
     try:
         await drive(bench.http, server, Load(f"{server.name}-prefix", 1, 1, turns))
@@ -419,10 +409,10 @@ async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixT
     turn_first = ""
     for (_, previous), (opening, current) in itertools.pairwise(requests):
         if opening:
-            same = common_prefix(previous, current)
+            same = common_prefix_len(previous, current)
             # `previous` minus its closing "]" is all in `current` when history only grew.
             appended = same >= len(previous) - 1
-            of_first = common_prefix(turn_first or requests[0][1], current) / len(current)
+            of_first = common_prefix_len(turn_first or requests[0][1], current) / len(current)
             found.append(PrefixTurn(same / len(current), appended, of_first))
             turn_first = current
     return found

@@ -7,7 +7,6 @@ conversation, slot and customer, so retries and repeats can never create a secon
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
 from citas.errors import BackendError, BackendRejected
 from citas.metrics import BOOKINGS
 from citas.services.availability import AvailabilityService, SlotVerdict
+from citas.singleflight import SingleFlight
 
 log = structlog.get_logger("citas.booking")
 
@@ -96,7 +96,7 @@ class BookingService:
         self._url = calendar_url
         self._availability = availability
         # Parallel identical calls in one round share one attempt (single-flight by key).
-        self._inflight: dict[str, asyncio.Future[BookingOutcome]] = {}
+        self._flights: SingleFlight[str, BookingOutcome] = SingleFlight()
 
     async def book(
         self,
@@ -110,27 +110,12 @@ class BookingService:
         if earlier is not None:
             BOOKINGS.labels(outcome="deduplicated").inc()
             return BookingOutcome(Confirmation.from_dict(earlier), deduplicated=True)
-        pending = self._inflight.get(ikey)
-        if pending is not None:
-            outcome = await asyncio.shield(pending)
-            if outcome.confirmation is not None:
-                BOOKINGS.labels(outcome="deduplicated").inc()
-                return BookingOutcome(outcome.confirmation, deduplicated=True)
-            return outcome
-        future: asyncio.Future[BookingOutcome] = asyncio.get_running_loop().create_future()
-        self._inflight[ikey] = future
-        try:
-            outcome = await self._book_once(tenant, conversation, request, ikey)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                future.cancel()
-            else:
-                future.set_exception(exc)
-                future.exception()
-            raise
-        finally:
-            del self._inflight[ikey]
-        future.set_result(outcome)
+        outcome, shared = await self._flights.run(
+            ikey, lambda: self._book_once(tenant, conversation, request, ikey)
+        )
+        if shared and outcome.confirmation is not None:
+            BOOKINGS.labels(outcome="deduplicated").inc()
+            return BookingOutcome(outcome.confirmation, deduplicated=True)
         return outcome
 
     async def _book_once(

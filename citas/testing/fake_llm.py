@@ -375,7 +375,7 @@ def _tokens(chars: int) -> int:
     return math.ceil(chars / 4)
 
 
-def _common_prefix_len(a: str, b: str) -> int:
+def common_prefix_len(a: str, b: str) -> int:
     """Length of the longest common prefix, by bisection so the comparisons run in C."""
     low, high = 0, min(len(a), len(b))
     while low < high:
@@ -642,7 +642,7 @@ class FakeLLM:
     def _usage(self, body: JSON, step: Step) -> JSON:
         # Tools come first in the serialized prompt, as providers place them before messages.
         prompt = json.dumps([body.get("tools"), body["messages"]], ensure_ascii=False)
-        cached = _common_prefix_len(prompt, self._previous_prompt)
+        cached = common_prefix_len(prompt, self._previous_prompt)
         self._previous_prompt = prompt
         prompt_tokens = _tokens(len(prompt))
         completion_tokens = _tokens(_completion_chars(step))
