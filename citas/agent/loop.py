@@ -8,7 +8,6 @@ run_turn(): load history → build messages → call the model → run its tool 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,6 +248,3 @@ def _answer_sink(on_text: TextSink | None) -> TextSink | None:
             await sink(final)
 
     return answer
-
-
-Runner = Callable[[TurnRequest], Awaitable[TurnResult]]
