@@ -78,7 +78,9 @@ async def _start_draining(app: web.Application) -> None:
 async def _start_sandbox(stack: AsyncExitStack, settings: Settings, clock: Clock) -> Settings:
     from citas.sandbox import SandboxBackend, SandboxSeed, start_sandbox
 
-    running = await start_sandbox(SandboxBackend(SandboxSeed.load(), clock=clock))
+    running = await start_sandbox(
+        SandboxBackend(SandboxSeed.load(), clock=clock, record_calls=False)
+    )
     stack.push_async_callback(running.close)
     updates: dict[str, object] = {
         "calendar_api_url": settings.calendar_api_url or running.calendar_url,

@@ -685,3 +685,10 @@ async def test_close_answers_late_faults_at_once(session: aiohttp.ClientSession)
 def test_fault_times_must_be_positive() -> None:
     with pytest.raises(ValueError, match="times"):
         make_backend().faults.add("CREAR_EVENTO", Fault("latency"), times=0)
+
+
+def test_a_long_running_sandbox_can_keep_no_call_log() -> None:
+    backend = SandboxBackend(SandboxSeed.load(), record_calls=False)
+    answer = backend.handle("info", {"codOpe": "OBTENER_CONTEXTO_NEGOCIO", "id_empresa": 12})
+    assert answer["success"] is True
+    assert backend.calls == []

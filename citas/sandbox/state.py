@@ -363,8 +363,13 @@ _Handler = Callable[[JsonDict], JsonDict]
 class SandboxBackend:
     """The platform's backend API (SPEC §5) over in-memory state; `handle` never raises."""
 
-    def __init__(self, seed: SandboxSeed, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, seed: SandboxSeed, *, clock: Clock | None = None, record_calls: bool = True
+    ) -> None:
+        """`record_calls=False` for a long-running sandbox (`citas serve --sandbox`): `calls`
+        then stays empty instead of growing with every request."""
         self.seed = seed
+        self.record_calls = record_calls
         self.clock: Clock = clock or system_clock
         self.events: list[Event] = []
         self.calls: list[tuple[str, JsonDict]] = []
@@ -402,6 +407,8 @@ class SandboxBackend:
 
     def record_call(self, body: JsonDict) -> None:
         """Remember a received request; faults that skip `handle` still call this."""
+        if not self.record_calls:
+            return
         op = body.get("codOpe")
         self.calls.append((op if isinstance(op, str) else "", copy.deepcopy(body)))
 
