@@ -170,8 +170,11 @@ async def test_busy_conversation_is_an_error_event(
     client = await make_client(settings.with_updates(turn_deadline_seconds=0.2))
     store = client.app[RUNTIME].store
     before = metric("citas_streams_total", outcome="error")
+    busy_before = metric("citas_rejected_requests_total", reason="conversation_busy")
     async with store.lock(ConversationKey(12, "51987654321")):
         events = await stream(client, "Hola")
+    # Counted under the same reason /api/chat's 503 uses (one mapping for both endpoints).
+    assert metric("citas_rejected_requests_total", reason="conversation_busy") == busy_before + 1
     [(name, data)] = events
     assert name == "error"
     assert data["error"]["code"] == "unavailable"

@@ -1,12 +1,20 @@
-"""The one JSON error shape outside: `{"error": {"code", "message"}}` with its HTTP status."""
+"""The one JSON error shape outside: `{"error": {"code", "message"}}` with its HTTP status, and
+the one mapping from typed errors to it (shared by `/api/chat` and the stream's `error` event)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from citas.api.models import ErrorDetail, ErrorResponse
+from citas.errors import InvalidRequest, Overloaded, RateLimited, StoreUnavailable
+from citas.metrics import REJECTED_REQUESTS
+
+log = structlog.get_logger("citas.http")
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -18,3 +26,40 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response(error_body(code, message), status=status, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpError:
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> web.Response:
+        return error_response(self.status, self.code, self.message, self.headers or None)
+
+
+def http_error(exc: BaseException) -> HttpError | None:
+    """The answer an expected error gets (counted here, once), or None for a bug."""
+    if isinstance(exc, InvalidRequest):
+        REJECTED_REQUESTS.labels(reason="invalid_request").inc()
+        return HttpError(400, "invalid_request", str(exc))
+    if isinstance(exc, Overloaded):
+        REJECTED_REQUESTS.labels(reason=exc.reason).inc()
+        return HttpError(
+            503, "unavailable", str(exc), {"Retry-After": str(exc.retry_after_seconds)}
+        )
+    if isinstance(exc, StoreUnavailable):
+        # Counted by the store (citas_store_errors_total); the gateway may retry the message.
+        log.warning("store_unavailable_response")
+        return HttpError(503, "unavailable", str(exc), {"Retry-After": "1"})
+    if isinstance(exc, RateLimited):
+        REJECTED_REQUESTS.labels(reason=f"rate_limited_{exc.scope}").inc()
+        retry_after = max(1, math.ceil(exc.retry_after_seconds))
+        return HttpError(
+            429,
+            "rate_limited",
+            f"Too many messages for this {exc.scope}; retry in {retry_after} s.",
+            {"Retry-After": str(retry_after)},
+        )
+    return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,8 +12,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from citas.api.errors import error_response
-from citas.errors import InvalidRequest, Overloaded, RateLimited, StoreUnavailable
+from citas.api.errors import error_response, http_error
 from citas.metrics import CHAT_REQUESTS, REJECTED_REQUESTS
 
 log = structlog.get_logger("citas.http")
@@ -84,27 +82,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """Every failure leaves as the one JSON error shape; never a stack trace or HTML."""
     try:
         return await handler(request)
-    except InvalidRequest as exc:
-        REJECTED_REQUESTS.labels(reason="invalid_request").inc()
-        return error_response(400, "invalid_request", str(exc))
-    except Overloaded as exc:
-        REJECTED_REQUESTS.labels(reason=exc.reason).inc()
-        return error_response(
-            503, "unavailable", str(exc), {"Retry-After": str(exc.retry_after_seconds)}
-        )
-    except StoreUnavailable as exc:
-        # Counted by the store (citas_store_errors_total); the gateway may retry the message.
-        log.warning("store_unavailable_response", path=request.path)
-        return error_response(503, "unavailable", str(exc), {"Retry-After": "1"})
-    except RateLimited as exc:
-        REJECTED_REQUESTS.labels(reason=f"rate_limited_{exc.scope}").inc()
-        retry_after = max(1, math.ceil(exc.retry_after_seconds))
-        return error_response(
-            429,
-            "rate_limited",
-            f"Too many messages for this {exc.scope}; retry in {retry_after} s.",
-            {"Retry-After": str(retry_after)},
-        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -113,7 +90,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         # Keep what the protocol requires of the status (e.g. `Allow` on a 405).
         kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
         return error_response(exc.status, code, message, kept)
-    except Exception:
+    except Exception as exc:
+        known = http_error(exc)
+        if known is not None:
+            return known.response()
         log.exception("unhandled_error", path=request.path)
         return error_response(500, "internal", "Unexpected internal error.")
 

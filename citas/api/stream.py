@@ -21,12 +21,11 @@ from aiohttp import web
 
 from citas.agent.llm import TextSink
 from citas.agent.loop import TurnResult
-from citas.api.errors import error_body
+from citas.api.errors import error_body, http_error
 from citas.api.handlers import admit_turn, chat_body
 from citas.api.sse import EventStream
 from citas.api.turns import abandon, start_turn
-from citas.errors import Overloaded, StoreUnavailable
-from citas.metrics import REJECTED_REQUESTS, STREAM_FIRST_TEXT_SECONDS, STREAMS
+from citas.metrics import STREAM_FIRST_TEXT_SECONDS, STREAMS
 from citas.runtime import RUNTIME
 
 log = structlog.get_logger("citas.stream")
@@ -99,11 +98,8 @@ async def _delta(events: EventStream, text: str, *, first: bool, started: float)
 
 def _error_body(error: BaseException | None) -> dict[str, Any]:
     """What `/api/chat` would have answered as an HTTP error, as the `error` event's data."""
-    if isinstance(error, Overloaded):
-        REJECTED_REQUESTS.labels(reason="overloaded").inc()
-        return error_body("unavailable", str(error))
-    if isinstance(error, StoreUnavailable):
-        # Counted and logged where it was raised (the store); same code as /api/chat's 503.
-        return error_body("unavailable", "Session store unavailable; retry shortly.")
+    known = http_error(error) if error is not None else None
+    if known is not None:
+        return error_body(known.code, known.message)
     log.error("stream_turn_failed", exc_info=error)
     return error_body("internal", "Unexpected internal error.")
