@@ -12,12 +12,14 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from citas.admission import Admission
-from citas.agent.llm import ChatModel, create_client
 from citas.agent.loop import Agent
+from citas.agent.model import ChatModel
+from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.agent.prompt import PromptBuilder
+from citas.agent.telemetry import record_metrics, write_logs
 from citas.agent.tools import ToolRegistry, ToolServices
-from citas.api.handlers import setup_routes
 from citas.api.middlewares import bearer_auth, json_errors, request_context
+from citas.api.routes import setup_routes
 from citas.backend import BackendClient, BackendPolicy
 from citas.cache import SingleFlightCache
 from citas.clock import Clock, system_clock
@@ -28,6 +30,7 @@ from citas.runtime import RUNTIME, Runtime
 from citas.services.availability import AvailabilityService
 from citas.services.booking import BookingService
 from citas.services.business import BusinessDirectory
+from citas.services.products import ProductCatalog
 from citas.store.base import SessionStore
 from citas.store.memory import MemorySessionStore
 from citas.store.redis import RedisSessionStore, connect
@@ -38,10 +41,10 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(
-    settings: Settings, *, sandbox: bool = False, clock: Clock = system_clock
+    settings: Settings, *, model: ChatModel | None = None, clock: Clock = system_clock
 ) -> web.Application:
-    """The citas app. With `sandbox`, the sandbox backend (and, without an LLM configured, the
-    scripted demo model) start in-process with it."""
+    """The citas app. `model` stands in for the endpoint that the settings name (the sandbox's
+    demo model, tests); the app builds and closes only the clients it creates itself."""
     middlewares: list[Middleware] = [request_context, json_errors]
     if settings.api_token:
         middlewares.append(
@@ -52,18 +55,14 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            effective = settings
-            if sandbox:
-                effective = await _start_sandbox(stack, settings, clock)
-            app[RUNTIME] = await _build_runtime(stack, effective, clock)
+            app[RUNTIME] = await _build_runtime(stack, settings, model, clock)
             log.info(
                 "citas_started",
-                model=effective.model,
-                sandbox=sandbox,
+                model=app[RUNTIME].agent.model.name,
                 store=type(app[RUNTIME].store).__name__,
             )
             yield
-            await app[RUNTIME].admission.drain(effective.shutdown_drain_seconds)
+            await app[RUNTIME].admission.drain(settings.shutdown_drain_seconds)
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(_start_draining)
@@ -75,33 +74,9 @@ async def _start_draining(app: web.Application) -> None:
     app[RUNTIME].admission.draining = True
 
 
-async def _start_sandbox(stack: AsyncExitStack, settings: Settings, clock: Clock) -> Settings:
-    from citas.sandbox import SandboxBackend, SandboxSeed, start_sandbox
-
-    running = await start_sandbox(
-        SandboxBackend(SandboxSeed.load(), clock=clock, record_calls=False)
-    )
-    stack.push_async_callback(running.close)
-    updates: dict[str, object] = {
-        "calendar_api_url": settings.calendar_api_url or running.calendar_url,
-        "info_api_url": settings.info_api_url or running.info_url,
-    }
-    if not settings.openai_api_key and not settings.openai_base_url:
-        from citas.sandbox.demo_model import demo_responder
-        from citas.testing.fake_llm import FakeLLM
-
-        demo = FakeLLM(responder=demo_responder)
-        updates["openai_base_url"] = await demo.start()
-        stack.push_async_callback(demo.close)
-        log.warning(
-            "demo_model_active",
-            detail="no OPENAI_API_KEY/OPENAI_BASE_URL: a scripted "
-            "demo model stands in for the LLM; its answers are canned, not AI",
-        )
-    return settings.with_updates(**updates)
-
-
-async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock) -> Runtime:
+async def _build_runtime(
+    stack: AsyncExitStack, settings: Settings, model: ChatModel | None, clock: Clock
+) -> Runtime:
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30))
     stack.push_async_callback(http.close)
     backend = BackendClient(
@@ -133,16 +108,10 @@ async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock
     )
     availability = AvailabilityService(backend, settings.calendar_api_url, directory, rules, clock)
     booking = BookingService(backend, settings.calendar_api_url, availability)
-    llm = create_client(
-        settings.openai_api_key,
-        settings.openai_base_url,
-        settings.llm_timeout_seconds,
-        settings.llm_max_retries,
-    )
-    stack.push_async_callback(llm.close)
+    catalog = ProductCatalog(backend, settings.info_api_url)
     agent = Agent(
-        model=ChatModel(llm, settings.model, call_timeout=settings.llm_timeout_seconds),
-        tools=ToolRegistry(ToolServices(availability, booking, backend, settings.info_api_url)),
+        model=model or _endpoint_model(stack, settings),
+        tools=ToolRegistry(ToolServices(booking, catalog)),
         prompts=PromptBuilder(settings.prompts_dir),
         store=store,
         directory=directory,
@@ -150,11 +119,24 @@ async def _build_runtime(stack: AsyncExitStack, settings: Settings, clock: Clock
         max_tool_rounds=settings.max_tool_rounds,
         history_max_messages=settings.history_max_messages,
         turn_deadline_seconds=settings.turn_deadline_seconds,
+        listeners=(record_metrics, write_logs),
     )
     rate_limits = create_rate_limits(settings)
     stack.push_async_callback(rate_limits.close)
     admission = Admission(settings.max_concurrent_turns)
     return Runtime(settings, http, backend, store, agent, admission, rate_limits)
+
+
+def _endpoint_model(stack: AsyncExitStack, settings: Settings) -> ChatModel:
+    """The model at `OPENAI_BASE_URL` (the SDK's default endpoint without it)."""
+    client = create_client(
+        settings.openai_api_key,
+        settings.openai_base_url,
+        settings.llm_timeout_seconds,
+        settings.llm_max_retries,
+    )
+    stack.push_async_callback(client.close)
+    return OpenAIChatModel(client, settings.model, call_timeout=settings.llm_timeout_seconds)
 
 
 def _build_store(settings: Settings) -> SessionStore:

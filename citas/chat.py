@@ -1,30 +1,28 @@
 """`citas chat`: a conversation with the agent in a terminal, for people trying it out.
 
-The app runs in this process behind a loopback test server, on an event loop in a background
-thread, so the terminal keeps readline's line editing and Ctrl-C while the loop keeps serving.
+The app runs in this process through the harness (`citas.testing.harness`), on an event loop in a
+background thread, so the terminal keeps readline's line editing and Ctrl-C while the loop keeps
+serving.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import secrets
 import sys
-import threading
-from collections.abc import Coroutine
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import datetime
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 from citas.clock import Clock, frozen_clock, system_clock
 from citas.config import Settings
 from citas.errors import ConfigError
 from citas.logs import configure_logging
-from citas.replay.harness import LiveCitas
 from citas.replay.report import transcript
-
-T = TypeVar("T")
+from citas.sandbox.local import sandbox_setup
+from citas.testing.harness import LocalCitas, LoopThread
 
 EXIT_WORDS = frozenset({"/salir", "/exit", "/quit"})
 PROMPT = "tú> "
@@ -83,27 +81,14 @@ def _missing_setup(settings: Settings, sandbox: bool) -> str | None:
     return None
 
 
-class _LoopThread:
-    """An event loop running in a daemon thread; `run` waits for one coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="citas-chat")
-        self._thread.daemon = True
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
+@asynccontextmanager
+async def _running(settings: Settings, clock: Clock, sandbox: bool) -> AsyncIterator[LocalCitas]:
+    async with AsyncExitStack() as stack:
+        model = None
+        if sandbox:
+            setup = await stack.enter_async_context(sandbox_setup(settings, clock=clock))
+            settings, model = setup.settings, setup.model
+        yield await stack.enter_async_context(LocalCitas.start(settings, model=model, clock=clock))
 
 
 class _Session:
@@ -126,9 +111,9 @@ class _Session:
         interactive = stdin.isatty()
         if interactive:
             import readline  # noqa: F401  (importing it gives input() line editing and history)
-        loop = _LoopThread()
-        manager: AbstractAsyncContextManager[LiveCitas] = LiveCitas.start(
-            self.settings, clock=self.clock, bundled_sandbox=self.sandbox
+        loop = LoopThread("citas-chat")
+        manager: AbstractAsyncContextManager[LocalCitas] = _running(
+            self.settings, self.clock, self.sandbox
         )
         try:
             citas = loop.run(manager.__aenter__())
@@ -143,12 +128,11 @@ class _Session:
             loop.stop()
         return 0
 
-    def _banner(self, citas: LiveCitas, stdout: TextIO) -> None:
-        settings = citas.runtime.settings
-        backend = "sandbox" if self.sandbox else settings.calendar_api_url
+    def _banner(self, citas: LocalCitas, stdout: TextIO) -> None:
+        backend = "sandbox" if self.sandbox else citas.settings.calendar_api_url
         print(
             f"citas chat · empresa {self.context['config']['id_empresa']} · sesión "
-            f"{self.session_id} · modelo {settings.model} · backend {backend}\n"
+            f"{self.session_id} · modelo {citas.runtime.agent.model.name} · backend {backend}\n"
             "Escribe tu mensaje (Ctrl-D o /salir para terminar).",
             file=stdout,
             flush=True,
@@ -173,7 +157,7 @@ class _Session:
         return None if text.lower() in EXIT_WORDS else text
 
     def _turn(
-        self, loop: _LoopThread, citas: LiveCitas, message: str, stdout: TextIO, verbose: bool
+        self, loop: LoopThread, citas: LocalCitas, message: str, stdout: TextIO, verbose: bool
     ) -> None:
         try:
             outcome = loop.run(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 
 from citas import server
 from citas.app import create_app
@@ -42,13 +43,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"citas: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, secret_values=settings.secret_values())
-    app = create_app(settings, sandbox=args.sandbox)
-    asyncio.run(
-        server.serve(
+    asyncio.run(_serve(settings, sandbox=args.sandbox))
+    return 0
+
+
+async def _serve(settings: Settings, *, sandbox: bool) -> None:
+    """Serve until a signal; with `sandbox`, in front of the bundled sandbox backend, which
+    outlives the app's drain."""
+    async with AsyncExitStack() as stack:
+        model = None
+        if sandbox:
+            from citas.sandbox.local import sandbox_setup
+
+            setup = await stack.enter_async_context(sandbox_setup(settings))
+            settings, model = setup.settings, setup.model
+        app = create_app(settings, model=model)
+        await server.serve(
             app, settings.host, settings.port, drain_seconds=settings.shutdown_drain_seconds
         )
-    )
-    return 0
 
 
 def _chat_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,56 +1,29 @@
-"""One conversation's saved state: the history as whole turns, plus booking bookkeeping."""
+"""One conversation's saved state: the history as whole turns, and its booking ledger."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-Message = dict[str, Any]
-"""A Chat Completions message, kept in the wire shape the model is sent."""
+from citas.ledger import BookingLedger
+from citas.messages import Message
 
 SCHEMA_VERSION = 1
-_MAX_VERIFIED_SLOTS = 64
-_MAX_BOOKINGS = 20
 
 
-@dataclass
+@dataclass(slots=True)
 class Conversation:
     """History is a list of turns; each turn is a list of messages that is never split, so an
     assistant `tool_calls` message and its tool results always stay together."""
 
     turns: list[list[Message]] = field(default_factory=list)
-    verified_slots: list[str] = field(default_factory=list)
-    bookings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unsettled: list[str] = field(default_factory=list)
-    """Idempotency keys of `CREAR_EVENTO` calls whose answer never came (maybe committed)."""
+    ledger: BookingLedger = field(default_factory=BookingLedger)
 
     def messages(self) -> list[Message]:
         return [message for turn in self.turns for message in turn]
 
     def message_count(self) -> int:
         return sum(len(turn) for turn in self.turns)
-
-    def remember_verified(self, *slot_starts: str) -> None:
-        """Record slots shown to the customer as bookable (local starts), keeping the latest."""
-        for start in slot_starts:
-            if start in self.verified_slots:
-                self.verified_slots.remove(start)
-            self.verified_slots.append(start)
-        del self.verified_slots[:-_MAX_VERIFIED_SLOTS]
-
-    def remember_booking(self, key: str, confirmation: dict[str, Any]) -> None:
-        self.bookings[key] = confirmation
-        for old in list(self.bookings)[:-_MAX_BOOKINGS]:
-            del self.bookings[old]
-
-    def remember_unsettled(self, key: str) -> None:
-        if key not in self.unsettled:
-            self.unsettled.append(key)
-        del self.unsettled[:-_MAX_BOOKINGS]
-
-    def settle(self, key: str) -> None:
-        if key in self.unsettled:
-            self.unsettled.remove(key)
 
     def trim(self, max_messages: int) -> None:
         """Drop the oldest whole turns once over `max_messages`, down to about two thirds of it.
@@ -64,22 +37,27 @@ class Conversation:
         while len(self.turns) > 1 and self.message_count() > target:
             self.turns.pop(0)
 
+    def copy(self) -> Conversation:
+        """A copy whose lists can change without touching this one (saved turns never change)."""
+        return Conversation(list(self.turns), self.ledger.copy())
+
     def to_dict(self) -> dict[str, Any]:
+        ledger = self.ledger
         return {
             "v": SCHEMA_VERSION,
             "turns": self.turns,
-            "verified_slots": self.verified_slots,
-            "bookings": self.bookings,
-            "unsettled": self.unsettled,
+            "verified_slots": ledger.verified_slots,
+            "bookings": ledger.bookings,
+            "unsettled": ledger.unsettled,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Conversation:
         if data.get("v") != SCHEMA_VERSION:
             raise ValueError(f"unknown conversation schema version {data.get('v')!r}")
-        return cls(
-            turns=list(data.get("turns", [])),
+        ledger = BookingLedger(
             verified_slots=list(data.get("verified_slots", [])),
             bookings=dict(data.get("bookings", {})),
             unsettled=list(data.get("unsettled", [])),
         )
+        return cls(turns=list(data.get("turns", [])), ledger=ledger)

@@ -34,7 +34,15 @@ class BackendRejected(CitasError):
 
 
 class LLMUnavailable(CitasError):
-    """The model endpoint failed after the SDK's retries, or the turn ran out of time."""
+    """The model failed after its retries, or the turn ran out of time.
+
+    `outcome` labels the failure in metrics: timeout, connection_error, rate_limited,
+    http_<status>, malformed, incomplete, deadline, error.
+    """
+
+    def __init__(self, message: str, outcome: str = "error") -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class StoreUnavailable(CitasError):

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -46,102 +46,7 @@ ASK = re.compile(r"(\d{4}-\d{2}-\d{2}) a las (\d{2}:\d{2})")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET = 1.3
 CITAS_ARGV = [sys.executable, "-m", "citas", "serve"]
-
-
-# --------------------------------------------------------------------------- the floor
-# The least any agent must do for the same turn: read the request, keep the history, call the
-# model through the same SDK, call the backend for the tool, call the model again, answer.
-
-
-def serve_floor(port: int, llm_url: str, calendar_url: str, prompt_file: str, keep: int) -> None:
-    from aiohttp import ClientSession, web
-    from openai import AsyncOpenAI, AsyncStream
-
-    llm_key, http_key = web.AppKey("llm", AsyncOpenAI), web.AppKey("http", ClientSession)
-    prompt = json.loads(Path(prompt_file).read_text())
-    system, tools = {"role": "system", "content": prompt["system"]}, prompt["tools"]
-    sessions: dict[tuple[int, str], list[dict[str, Any]]] = {}
-
-    async def complete(llm: AsyncOpenAI, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        if prompt["sdk_call"] == "create":  # the SDK's typed call: it walks every message
-            done = await llm.chat.completions.create(
-                model="gpt-4o-mini",
-                messages=messages,
-                tools=tools,  # type: ignore[arg-type]
-            )
-            return done.choices[0].message.model_dump(include={"role", "content", "tool_calls"})
-        # Streamed like citas (its loop streams every round): text and tool-call fragments.
-        body = {"model": "gpt-4o-mini", "messages": messages, "tools": tools, "stream": True}
-        stream = await llm.post(
-            "/chat/completions",
-            cast_to=object,
-            body=body,
-            stream=True,
-            stream_cls=AsyncStream[object],
-        )
-        return await assemble(stream)
-
-    async def chat(request: web.Request) -> web.Response:
-        body = await request.json()
-        config, llm, http = body["context"]["config"], request.app[llm_key], request.app[http_key]
-        history = sessions.pop((config["id_empresa"], body["session_id"]), [])
-        turn: list[dict[str, Any]] = [{"role": "user", "content": body["message"]}]
-        asked = await complete(llm, [system, *history, *turn])
-        turn.append(asked)
-        for call in asked.get("tool_calls") or ():
-            args = json.loads(call["function"]["arguments"])
-            start = datetime.fromisoformat(f"{args['date']}T{args['time']}")
-            end = start + timedelta(minutes=config["duracion_cita_minutos"])
-            payload = {"codOpe": "CONSULTAR_DISPONIBILIDAD", "id_empresa": config["id_empresa"]}
-            payload |= {"usuario_id": config["usuario_id"], "fecha_inicio": f"{start:%F %T}"}
-            async with http.post(calendar_url, json={**payload, "fecha_fin": f"{end:%F %T}"}) as r:
-                free = (await r.json())["disponible"]
-            result = json.dumps({"ok": True, "disponible": free})
-            turn.append({"role": "tool", "tool_call_id": call["id"], "content": result})
-        text = (await complete(llm, [system, *history, *turn]))["content"]
-        turn.append({"role": "assistant", "content": text})
-        sessions[(config["id_empresa"], body["session_id"])] = history + turn
-        if len(sessions) > keep:  # bounded like citas's store: the oldest goes
-            del sessions[next(iter(sessions))]
-        return web.json_response({"reply": text, "url": None})
-
-    async def health(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def clients(app: web.Application) -> AsyncIterator[None]:
-        app[llm_key] = AsyncOpenAI(api_key="bench", base_url=llm_url, max_retries=2, timeout=30)
-        async with ClientSession() as app[http_key]:
-            yield
-        await app[llm_key].close()
-
-    app = web.Application()
-    app.router.add_post("/api/chat", chat)
-    app.router.add_get("/health", health)
-    app.cleanup_ctx.append(clients)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-async def assemble(stream: AsyncIterator[Any]) -> dict[str, Any]:
-    """The floor's reading of a streamed reply: text, and tool-call fragments joined by index."""
-    text, calls = "", {}  # type: ignore[var-annotated]
-    async for chunk in stream:
-        for choice in chunk["choices"]:
-            text += choice["delta"].get("content") or ""
-            for part in choice["delta"].get("tool_calls") or ():
-                old = calls.get(
-                    part["index"], {"id": None, "function": {"name": "", "arguments": ""}}
-                )
-                fn = part.get("function") or {}
-                calls[part["index"]] = {
-                    "id": part.get("id") or old["id"],
-                    "type": "function",
-                    "function": {
-                        "name": old["function"]["name"] + (fn.get("name") or ""),
-                        "arguments": old["function"]["arguments"] + (fn.get("arguments") or ""),
-                    },
-                }
-    message = {"role": "assistant", "content": text or None}
-    return message | ({"tool_calls": list(calls.values())} if calls else {})
+FLOOR = ROOT / "scripts" / "bench_floor.py"  # the floor's own server
 
 
 # --------------------------------------------------------------------------- the fake model
@@ -166,7 +71,7 @@ class Model:
         self.probe: list[tuple[bool, str]] | None = None
 
     def __call__(self, body: dict[str, Any]) -> Any:
-        from citas.testing.fake_llm import call, reply
+        from citas.testing import call, reply
 
         self.calls += 1
         if self.first_body is None:
@@ -397,7 +302,7 @@ async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixT
     """Turns 2..`turns` of one conversation: how much of each turn's first request (serialized
     messages) is identical to the start of the previous turn's last request — the longest
     prefix a provider's prompt cache can have seen."""
-    from citas.testing.fake_llm import common_prefix_len
+    from citas.testing.script import common_prefix_len
 
     bench.model.probe = []
     try:
@@ -560,9 +465,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", metavar="FILE", help="run citas under pyinstrument")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
-    # Internal: this script is also the floor's server.
-    parser.add_argument("--serve-floor", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -581,8 +483,7 @@ async def start_floors(
             "sdk_call": sdk_call,
         }
         prompt_file.write_text(json.dumps(prompt))
-        argv = [sys.executable, __file__, "--serve-floor", *urls]
-        argv += [str(prompt_file), str(args.max_sessions)]
+        argv = [sys.executable, str(FLOOR), *urls, str(prompt_file), str(args.max_sessions)]
         servers[name] = await start_server(name, argv, {}, args.workdir)
         await runner.measure(servers[name], 2, 2, 2, Run())  # warm-up
     return servers
@@ -627,7 +528,7 @@ async def bench(args: argparse.Namespace) -> None:
     import aiohttp
 
     from citas.sandbox import SandboxBackend, SandboxSeed, start_sandbox
-    from citas.testing.fake_llm import FakeLLM
+    from citas.testing import FakeLLM
 
     model = Model()
     print(
@@ -669,10 +570,6 @@ async def bench(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.serve_floor:
-        llm_url, calendar_url, prompt_file, keep = args.serve_floor
-        serve_floor(args.port, llm_url, calendar_url, prompt_file, int(keep))
-        return
     args.levels = [int(level) for level in args.levels.split(",")]
     args.turns = args.turns or (3 if args.quick else 10)
     args.workdir = Path(tempfile.mkdtemp(prefix="citas-bench-"))

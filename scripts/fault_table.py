@@ -24,12 +24,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from aiohttp.test_utils import TestClient, TestServer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's citas, whatever is installed
 
-from citas.app import create_app  # noqa: E402
 from citas.clock import frozen_clock  # noqa: E402
 from citas.config import Settings  # noqa: E402
 from citas.logs import configure_logging  # noqa: E402
@@ -38,11 +36,10 @@ from citas.sandbox import (  # noqa: E402
     ANY_OPERATION,
     Fault,
     RunningSandbox,
-    SandboxBackend,
     SandboxSeed,
-    start_sandbox,
 )
-from citas.testing import FakeLLM, call, reply  # noqa: E402
+from citas.testing import FakeLLM, ModelScript, call, reply  # noqa: E402
+from citas.testing.harness import LocalCitas, MetricsDelta  # noqa: E402
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=ZoneInfo("America/Lima"))
 SLOT = {"date": "2026-12-01", "time": "15:00"}
@@ -66,11 +63,14 @@ class Row:
 
 @dataclass
 class Harness:
-    client: TestClient[Any, Any]
-    sandbox: RunningSandbox
-    llm: FakeLLM
-    settings: Settings
+    citas: LocalCitas
+    llm: ModelScript  # what the fake model answers, over HTTP through the SDK
     session: int = 0
+
+    @property
+    def sandbox(self) -> RunningSandbox:
+        assert self.citas.sandbox is not None
+        return self.citas.sandbox
 
     async def chat(self, message: str, session: str | None = None) -> tuple[float, int, Any]:
         """POST one message; returns (seconds, status, body)."""
@@ -83,70 +83,44 @@ class Harness:
             "context": {"config": {"id_empresa": 12, "usuario_id": 7, "duracion_cita_minutos": 30}},
         }
         start = time.perf_counter()
-        response = await self.client.post("/api/chat", json=body)
-        answer = await response.json()
+        async with self.citas.http.post("/api/chat", json=body) as response:
+            answer = await response.json()
         return time.perf_counter() - start, response.status, answer
 
 
 @asynccontextmanager
 async def harness(**overrides: Any) -> AsyncIterator[Harness]:
-    sandbox = await start_sandbox(SandboxBackend(SandboxSeed.load(), clock=frozen_clock(NOW)))
-    llm = FakeLLM()
-    await llm.start()
-    settings = Settings.from_env(
-        {},
-        OPENAI_API_KEY="k",
-        OPENAI_BASE_URL=llm.base_url,
-        CITAS_CALENDAR_API_URL=sandbox.calendar_url,
-        CITAS_INFO_API_URL=sandbox.info_url,
-    ).with_updates(**overrides)
-    client = TestClient(TestServer(create_app(settings, clock=frozen_clock(NOW))))
-    await client.start_server()
-    try:
-        yield Harness(client, sandbox, llm, settings)
-    finally:
-        await client.close()
-        await llm.close()
-        await sandbox.close()
+    async with FakeLLM() as llm:
+        settings = Settings.from_env(
+            {}, OPENAI_API_KEY="k", OPENAI_BASE_URL=llm.base_url
+        ).with_updates(**overrides)
+        async with LocalCitas.start(
+            settings, clock=frozen_clock(NOW), seed=SandboxSeed.load()
+        ) as citas:
+            yield Harness(citas, llm.script)
 
 
-class Delta:
-    """Counter movements since creation, as `name{labels}: n` lines worth showing."""
+def counters(delta: MetricsDelta, *names: str) -> dict[str, float]:
+    """Counters that moved, as `name{labels}: n` (without the `citas_` prefix and `_total`)."""
+    out: dict[str, float] = {}
+    for name in names:
+        for labels, change in delta.changes(name):
+            short = name.removeprefix("citas_").removesuffix("_total")
+            out[f"{short}{{{','.join(labels.values())}}}"] = change
+    return out
 
-    def __init__(self) -> None:
-        self.before = self._read()
 
-    @staticmethod
-    def _read() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for m in REGISTRY.collect()
-            for s in m.samples
-            if s.name.endswith("_total")
-        }
-
-    def moved(self, *names: str) -> dict[str, float]:
-        after = self._read()
-        out: dict[str, float] = {}
-        for (name, labels), value in sorted(after.items()):
-            change = value - self.before.get((name, labels), 0.0)
-            if change and (not names or name in names):
-                short = name.removeprefix("citas_").removesuffix("_total")
-                label = ",".join(v for _, v in labels)
-                out[f"{short}{{{label}}}"] = change
-        return out
-
-    def attempts(self, outcome_filter: Callable[[str], bool] = lambda o: True) -> int:
-        after = self._read()
-        return int(
-            sum(
-                value - self.before.get((name, labels), 0.0)
-                for (name, labels), value in after.items()
-                if name == "citas_backend_calls_total"
-                and outcome_filter(dict(labels)["outcome"])
-                and dict(labels)["outcome"] != "circuit_open"
-            )
+def backend_attempts(
+    delta: MetricsDelta, outcome_filter: Callable[[str], bool] = lambda o: True
+) -> int:
+    """Backend HTTP attempts made (a call refused by an open circuit makes none)."""
+    return int(
+        sum(
+            change
+            for labels, change in delta.changes("citas_backend_calls_total")
+            if outcome_filter(labels["outcome"]) and labels["outcome"] != "circuit_open"
         )
+    )
 
 
 def fmt(moved: dict[str, float]) -> str:
@@ -196,13 +170,13 @@ async def latency_long() -> list[Row]:
         await warm(h)
         h.sandbox.backend.faults.add("CONSULTAR_DISPONIBILIDAD", Fault("latency", seconds=30))
         h.llm.add(call("check_availability", SLOT), reply("Está libre."))
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("¿martes 3pm?")
     return [
         Row(
             "latency 30 s on CONSULTAR_DISPONIBILIDAD once (read timeout 1 s)",
             customer(status, body),
-            "`backend_retry` warning; " + fmt(delta.moved("citas_backend_calls_total")),
+            "`backend_retry` warning; " + fmt(counters(delta, "citas_backend_calls_total")),
             f"{seconds:.2f} s",
         )
     ]
@@ -219,13 +193,13 @@ async def status_once() -> list[Row]:
         await warm(h)
         h.sandbox.backend.faults.add("CONSULTAR_DISPONIBILIDAD", Fault("status", http_status=502))
         h.llm.add(call("check_availability", SLOT), reply("Está libre."))
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("¿martes 3pm?")
     return [
         Row(
             "HTTP 502 once on CONSULTAR_DISPONIBILIDAD",
             customer(status, body),
-            fmt(delta.moved("citas_backend_calls_total")),
+            fmt(counters(delta, "citas_backend_calls_total")),
             f"{seconds:.2f} s",
         )
     ]
@@ -241,14 +215,14 @@ async def status_persistent() -> list[Row]:
             call("check_availability", SLOT),
             reply("Disculpa, el sistema de reservas no responde; intenta en unos minutos."),
         )
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("¿martes 3pm?")
     return [
         Row(
             "HTTP 503 on every CONSULTAR_DISPONIBILIDAD",
             customer(status, body) + " (the model read a `backend_unavailable` tool result)",
-            "`tool_backend_failure` warning; " + fmt(delta.moved(*SHOWN)),
-            f"{seconds:.2f} s, {delta.attempts()} attempts",
+            "`tool_backend_failure` warning; " + fmt(counters(delta, *SHOWN)),
+            f"{seconds:.2f} s, {backend_attempts(delta)} attempts",
         )
     ]
 
@@ -257,9 +231,9 @@ async def malformed_once() -> list[Row]:
     async with harness() as h:
         h.sandbox.backend.faults.add("OBTENER_HORARIO_REUNIONES", Fault("malformed_json"))
         h.llm.add(reply("Hola."))
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("Hola")
-        moved = delta.moved("citas_backend_calls_total")
+        moved = counters(delta, "citas_backend_calls_total")
     shown = {k: v for k, v in moved.items() if "HORARIO" in k}
     return [
         Row(
@@ -276,9 +250,9 @@ async def malformed_persistent() -> list[Row]:
         h.sandbox.backend.faults.add(
             "OBTENER_HORARIO_REUNIONES", Fault("malformed_json"), times=None
         )
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("Hola")
-        moved = delta.moved("citas_backend_calls_total", "citas_handled_errors_total")
+        moved = counters(delta, "citas_backend_calls_total", "citas_handled_errors_total")
         llm_asked = len(h.llm.requests)
     shown = {k: v for k, v in moved.items() if "HORARIO" in k or "business_info" in k}
     return [
@@ -297,13 +271,13 @@ async def booking_fault(fault: Fault, label: str, **overrides: Any) -> list[Row]
         await h.chat("martes 3pm", session="519111")
         h.sandbox.backend.faults.add("CREAR_EVENTO", fault)
         h.llm.add(call("create_booking", BOOKING), reply("¡Reservado!"))
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("Ana Pérez, ana@example.com", session="519111")
         events = len(h.sandbox.backend.events)
         sent = [b for _, b in h.sandbox.backend.calls if b["codOpe"] == "CREAR_EVENTO"]
     keys = len({b["idempotency_key"] for b in sent})
-    moved = {k: v for k, v in delta.moved("citas_backend_calls_total").items() if "CREAR" in k}
-    moved.update(delta.moved("citas_bookings_total"))
+    moved = {k: v for k, v in counters(delta, "citas_backend_calls_total").items() if "CREAR" in k}
+    moved.update(counters(delta, "citas_bookings_total"))
     return [
         Row(
             label,
@@ -330,7 +304,7 @@ async def backend_down() -> list[Row]:
     rows = []
     async with harness() as h:
         await h.sandbox.close()  # connection refused: the backend is gone
-        delta = Delta()
+        delta = MetricsDelta()
         times = []
         opened_after = None
         for turn in range(1, 8):
@@ -340,7 +314,7 @@ async def backend_down() -> list[Row]:
                 REGISTRY.get_sample_value("citas_circuit_state", {"operation": op}) for op in INFO
             ]
             if opened_after is None and all(s == 2 for s in states):
-                opened_after = (turn, delta.attempts())
+                opened_after = (turn, backend_attempts(delta))
         last = body
         assert opened_after is not None
         turn, attempts = opened_after
@@ -366,13 +340,13 @@ async def backend_hanging() -> list[Row]:
     ):
         async with harness(**overrides) as h:
             h.sandbox.backend.faults.add(ANY_OPERATION, Fault("latency", seconds=60), times=None)
-            delta = Delta()
+            delta = MetricsDelta()
             seconds, status, body = await h.chat("Hola")
         rows.append(
             Row(
                 f"backend hanging: every call takes 60 s ({label})",
                 customer(status, body),
-                f"`outcome=timeout` attempts: {delta.attempts()} (5 operations)",
+                f"`outcome=timeout` attempts: {backend_attempts(delta)} (5 operations)",
                 f"{seconds:.2f} s per turn until the breakers open",
             )
         )
@@ -385,9 +359,9 @@ async def stale() -> list[Row]:
         await asyncio.sleep(0.3)
         h.sandbox.backend.faults.add(ANY_OPERATION, Fault("status", http_status=503), times=None)
         h.llm.add(reply("Abrimos de 9 a 13 y de 15 a 19."))
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("¿Horario?")
-        moved = delta.moved("citas_cache_lookups_total", "citas_handled_errors_total")
+        moved = counters(delta, "citas_cache_lookups_total", "citas_handled_errors_total")
     return [
         Row(
             "info refresh fails after the TTL (stale copy ≤ 1 h old)",
@@ -403,14 +377,14 @@ async def llm_429() -> list[Row]:
         await warm(h)
         h.llm.fail_next(429, retry_after=1)
         h.llm.add(reply("Hola."))
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("Hola")
     return [
         Row(
             "LLM 429 with `Retry-After: 1`",
             customer(status, body),
             "SDK log `Retrying request in 1.000000 seconds`; "
-            + fmt(delta.moved("citas_llm_calls_total")),
+            + fmt(counters(delta, "citas_llm_calls_total")),
             f"{seconds:.2f} s (2 LLM requests)",
         )
     ]
@@ -420,14 +394,14 @@ async def llm_500() -> list[Row]:
     async with harness() as h:
         await warm(h)
         h.llm.fail_next(500, times=3)
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("Hola")
         sent = len(h.llm.requests) - 1
     return [
         Row(
             "LLM 500 on every attempt (SDK max_retries 2)",
             customer(status, body),
-            "`turn_failed` warning; " + fmt(delta.moved("citas_llm_calls_total")),
+            "`turn_failed` warning; " + fmt(counters(delta, "citas_llm_calls_total")),
             f"{seconds:.2f} s ({sent} LLM requests)",
         )
     ]
@@ -437,14 +411,14 @@ async def llm_timeout() -> list[Row]:
     async with harness(llm_timeout_seconds=1.0) as h:
         await warm(h)
         h.llm.delay = 30
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("Hola")
         sent = len(h.llm.requests) - 1
     return [
         Row(
             "LLM never answers (timeout 1 s, SDK max_retries 2)",
             customer(status, body),
-            fmt(delta.moved("citas_llm_calls_total")),
+            fmt(counters(delta, "citas_llm_calls_total")),
             f"{seconds:.2f} s ({sent} LLM requests)",
         )
     ]
@@ -454,13 +428,13 @@ async def deadline() -> list[Row]:
     async with harness(turn_deadline_seconds=2.0) as h:
         await warm(h)
         h.llm.fail_next(429, retry_after=60)
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("Hola")
     return [
         Row(
             "LLM 429 with `Retry-After: 60` (turn deadline 2 s)",
             customer(status, body),
-            fmt(delta.moved("citas_llm_calls_total")),
+            fmt(counters(delta, "citas_llm_calls_total")),
             f"{seconds:.2f} s",
         )
     ]
@@ -478,11 +452,11 @@ async def tool_raises() -> list[Row]:
         async with harness() as h:
             await warm(h)
             h.llm.add(call("check_availability", SLOT), reply("Disculpa, no pude revisarlo."))
-            delta = Delta()
+            delta = MetricsDelta()
             seconds, status, body = await h.chat("¿martes 3pm?")
     finally:
         AvailabilityService.check_slot = original  # type: ignore[method-assign]
-    moved = delta.moved("citas_tool_calls_total", "citas_handled_errors_total")
+    moved = counters(delta, "citas_tool_calls_total", "citas_handled_errors_total")
     return [
         Row(
             "a tool raises (a bug)",
@@ -501,14 +475,14 @@ async def overload() -> list[Row]:
         first = asyncio.create_task(h.chat("Hola"))
         while not len(h.llm.requests) > 1:  # noqa: ASYNC110 - a measurement script
             await asyncio.sleep(0.002)
-        delta = Delta()
+        delta = MetricsDelta()
         seconds, status, body = await h.chat("Hola")
         await first
     return [
         Row(
             "more turns than `CITAS_MAX_CONCURRENT_TURNS`",
             customer(status, body) + " with `Retry-After: 1`",
-            fmt(delta.moved("citas_rejected_requests_total")),
+            fmt(counters(delta, "citas_rejected_requests_total")),
             f"{seconds * 1000:.1f} ms",
         )
     ]
@@ -521,7 +495,7 @@ async def sigterm() -> list[Row]:
         (0.5, 60.0, "SIGTERM with a 60 s turn in flight (drain bound 0.5 s)"),
     ):
         async with FakeLLM(responder=lambda body: reply("Hola.")) as llm:
-            llm.delay_next(delay)
+            llm.script.delay_next(delay)
             result = await _sigterm_once(llm, bound)
         rows.append(Row(label, *result))
     return rows
@@ -554,7 +528,7 @@ async def _sigterm_once(llm: FakeLLM, bound: float) -> tuple[str, str, str]:
     async with aiohttp.ClientSession() as http:
         body = {"message": "Hola", "session_id": "1", "context": {"config": {"id_empresa": 12}}}
         in_flight = asyncio.create_task(http.post(f"{url}/api/chat", json=body))
-        while not llm.requests:  # noqa: ASYNC110 - a measurement script
+        while not llm.script.requests:  # noqa: ASYNC110 - a measurement script
             await asyncio.sleep(0.002)
         sent = time.perf_counter()
         process.send_signal(signal.SIGTERM)

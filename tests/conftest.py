@@ -1,12 +1,19 @@
-"""Shared fixtures: the sandbox backend and the fake LLM as real servers on 127.0.0.1, and the
-citas app wired to both with a frozen clock."""
+"""Shared fixtures: the sandbox backend on 127.0.0.1, a fake model answering from a script, and
+citas served by the harness with a frozen clock.
+
+The model is in-process (`ScriptedModel`) unless a test is marked `wire`: then the same script is
+served by an OpenAI-compatible server on 127.0.0.1 (`FakeLLM`) and reached through the SDK, as in
+production. Either way the fake refuses what the real API refuses, and a test whose citas sent
+such a request fails.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
 import unittest.mock
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,14 +21,13 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import aioresponses.core
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
-from citas.app import create_app
+from citas.agent.model import ChatModel
 from citas.clock import frozen_clock
 from citas.config import Settings
 from citas.sandbox import RunningSandbox, SandboxBackend, SandboxSeed, start_sandbox
-from citas.testing import FakeLLM
+from citas.testing import FakeLLM, ModelScript, ScriptedModel
+from citas.testing.harness import LocalCitas
 
 # aioresponses 0.7.9 does not support aiohttp 3.14 (ClientResponse gained a required
 # `stream_writer`): upstream issue pnuckowski/aioresponses#289, fix pending in PR #288.
@@ -43,6 +49,13 @@ LIMA = ZoneInfo("America/Lima")
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=LIMA)
 
 ChatFn = Callable[..., Awaitable[aiohttp.ClientResponse]]
+MakeClient = Callable[..., Awaitable[LocalCitas]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "wire: the fake model is reached over HTTP through the SDK (FakeLLM)"
+    )
 
 
 @pytest.fixture
@@ -58,18 +71,41 @@ async def sandbox(now: datetime) -> AsyncIterator[RunningSandbox]:
 
 
 @pytest.fixture
-async def llm() -> AsyncIterator[FakeLLM]:
-    async with FakeLLM() as fake:
-        yield fake
-        assert not fake.rejections, f"the fake LLM rejected requests: {fake.rejections}"
+def llm() -> Iterator[ModelScript]:
+    """What the fake model answers (`add`, `responder`, `fail_next`, ...) and was asked
+    (`requests`)."""
+    script = ModelScript()
+    yield script
+    assert not script.rejections, f"the fake model refused requests: {script.rejections}"
 
 
 @pytest.fixture
-def settings(sandbox: RunningSandbox, llm: FakeLLM) -> Settings:
+def wire(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("wire") is not None
+
+
+@pytest.fixture
+async def fake_llm(llm: ModelScript) -> AsyncIterator[FakeLLM]:
+    """The script served over HTTP (wire tests)."""
+    async with FakeLLM(script=llm) as server:
+        yield server
+
+
+@pytest.fixture
+def model(wire: bool, llm: ModelScript) -> ChatModel | None:
+    """The model citas is given: the script in-process, or None (the endpoint of the settings)."""
+    return None if wire else ScriptedModel(script=llm)
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, wire: bool, sandbox: RunningSandbox) -> Settings:
+    endpoint: dict[str, Any] = {}
+    if wire:
+        server: FakeLLM = request.getfixturevalue("fake_llm")
+        endpoint = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": server.base_url}
     return Settings.from_env(
         {},
-        OPENAI_API_KEY="test-key",
-        OPENAI_BASE_URL=llm.base_url,
+        **endpoint,
         CITAS_CALENDAR_API_URL=sandbox.calendar_url,
         CITAS_INFO_API_URL=sandbox.info_url,
         CITAS_LLM_MAX_RETRIES=0,
@@ -80,21 +116,20 @@ def settings(sandbox: RunningSandbox, llm: FakeLLM) -> Settings:
 
 
 @pytest.fixture
-def make_client(
-    aiohttp_client: Any, now: datetime
-) -> Callable[..., Awaitable[TestClient[web.Request, web.Application]]]:
-    async def make(settings: Settings, **kwargs: Any) -> TestClient[web.Request, web.Application]:
-        app = create_app(settings, clock=frozen_clock(now), **kwargs)
-        return await aiohttp_client(app)  # type: ignore[no-any-return]
+async def make_client(now: datetime, model: ChatModel | None) -> AsyncIterator[MakeClient]:
+    """Serve citas with the given settings (and the test's model); stopped after the test."""
+    async with AsyncExitStack() as stack:
 
-    return make
+        async def make(settings: Settings, **kwargs: Any) -> LocalCitas:
+            kwargs.setdefault("model", model)
+            kwargs.setdefault("clock", frozen_clock(now))
+            return await stack.enter_async_context(LocalCitas.start(settings, **kwargs))
+
+        yield make
 
 
 @pytest.fixture
-async def client(
-    make_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
-    settings: Settings,
-) -> TestClient[web.Request, web.Application]:
+async def client(make_client: MakeClient, settings: Settings) -> LocalCitas:
     return await make_client(settings)
 
 
@@ -111,7 +146,7 @@ def chat_body(
 
 
 @pytest.fixture
-def chat(client: TestClient[web.Request, web.Application]) -> ChatFn:
+def chat(client: LocalCitas) -> ChatFn:
     async def send(message: str, **kwargs: Any) -> aiohttp.ClientResponse:
         message_id = kwargs.pop("message_id", None)
         body = chat_body(message, **kwargs)

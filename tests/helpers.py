@@ -1,4 +1,5 @@
-"""Test helpers: reading the shared Prometheus registry, waiting for a condition."""
+"""Test helpers: reading the shared Prometheus registry, waiting for a condition. (What metrics
+moved during a test: `citas.testing.harness.MetricsDelta`.)"""
 
 from __future__ import annotations
 
@@ -11,21 +12,6 @@ from citas.metrics import REGISTRY
 def sample(name: str, **labels: str) -> float:
     """The current value of one sample; 0.0 when it has never been set."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-class Delta:
-    """Samples read once at creation; `.of(name, **labels)` is how much each moved since."""
-
-    def __init__(self) -> None:
-        self._before = {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for metric in REGISTRY.collect()
-            for s in metric.samples
-        }
-
-    def of(self, name: str, **labels: str) -> float:
-        before = self._before.get((name, tuple(sorted(labels.items()))), 0.0)
-        return sample(name, **labels) - before
 
 
 async def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from citas.api.models import ChatResponse, ErrorResponse
-from citas.testing import FakeLLM, reply
+from citas.testing import ModelScript, reply
+from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
 
-Client = TestClient[web.Request, web.Application]
+Client = LocalCitas
 
 
 def _without(body: dict[str, Any], *path: str) -> dict[str, Any]:
@@ -99,7 +98,7 @@ async def test_unknown_route_and_method_answer_json(client: Client) -> None:
     assert (wrong.status, (await wrong.json())["error"]["code"]) == (405, "method_not_allowed")
 
 
-async def test_reply_matches_the_documented_model(client: Client, llm: FakeLLM) -> None:
+async def test_reply_matches_the_documented_model(client: Client, llm: ModelScript) -> None:
     llm.add(reply("Hola"))
     response = await client.post("/api/chat", json=chat_body("hola"))
     assert ChatResponse.model_validate(await response.json()).reply == "Hola"

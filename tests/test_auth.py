@@ -6,25 +6,26 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from citas.api import middlewares
 from citas.config import Settings
 from citas.errors import ConfigError
 from citas.metrics import REGISTRY
-from citas.testing import FakeLLM, reply
+from citas.testing import ModelScript, reply
+from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
 
-Client = TestClient[web.Request, web.Application]
+Client = LocalCitas
 MakeClient = Callable[..., Awaitable[Client]]
 TOKEN = "s3cret-token-for-tests"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-async def secured(make_client: MakeClient, settings: Settings, llm: FakeLLM) -> Client:
+async def secured(make_client: MakeClient, settings: Settings, llm: ModelScript) -> Client:
     llm.responder = lambda _body: reply("Hola")
     return await make_client(settings.with_updates(api_token=TOKEN))
 
@@ -47,7 +48,9 @@ def _unauthorized() -> float:
         pytest.param({"X-Api-Token": TOKEN}, id="other-header"),
     ],
 )
-async def test_api_needs_the_token(secured: Client, llm: FakeLLM, headers: dict[str, str]) -> None:
+async def test_api_needs_the_token(
+    secured: Client, llm: ModelScript, headers: dict[str, str]
+) -> None:
     before = _unauthorized()
     response = await secured.post("/api/chat", json=chat_body("hola"), headers=headers)
     assert response.status == 401
@@ -93,10 +96,13 @@ async def test_comparison_is_constant_time(
         "/API/chat",
     ],
 )
-async def test_no_spelling_of_the_path_skips_auth(secured: Client, llm: FakeLLM, path: str) -> None:
-    # Sent as written (the test client would read "//api/chat" as a host).
-    url = f"http://{secured.host}:{secured.port}{path}"
-    response = await secured.session.post(url, json=chat_body("hola"))
+async def test_no_spelling_of_the_path_skips_auth(
+    secured: Client, llm: ModelScript, path: str
+) -> None:
+    # Sent as written, as an absolute URL ("//api/chat" alone would read as a host).
+    url = URL(f"{secured.base_url}{path}", encoded=True)
+    async with aiohttp.ClientSession() as http, http.post(url, json=chat_body("hola")) as response:
+        pass
     assert response.status in (401, 404, 405)
     assert not llm.requests
 
@@ -120,7 +126,7 @@ def test_metrics_token_without_a_token_is_a_config_error() -> None:
         Settings.from_env({"CITAS_METRICS_REQUIRE_TOKEN": "true"})
 
 
-async def test_without_a_token_the_api_is_open(client: Client, llm: FakeLLM) -> None:
+async def test_without_a_token_the_api_is_open(client: Client, llm: ModelScript) -> None:
     llm.add(reply("Hola"))
     response = await client.post("/api/chat", json=chat_body("hola"))
     assert response.status == 200

@@ -12,27 +12,22 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
 
-from citas.agent.llm import ToolCallRequest
-from citas.agent.tools import (
-    CreateBookingArgs,
-    Tool,
-    ToolRegistry,
-    TurnContext,
-    _Arguments,
-    spanish_errors,
-)
+from citas.agent.tools import Tool, ToolRegistry, TurnContext
+from citas.agent.tools.arguments import Arguments, spanish_errors
+from citas.agent.tools.booking import CreateBookingArgs
 from citas.config import Settings
 from citas.conversation import Conversation
 from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
 from citas.errors import BackendRejected
+from citas.ledger import BookingLedger
+from citas.messages import ToolCallRequest
 from citas.sandbox import Fault, RunningSandbox
 from citas.services.availability import AvailabilityService
 from citas.services.booking import BookingRequest, Customer, idempotency_key
-from citas.testing import FakeLLM, call, reply, tool_calls
+from citas.testing import ModelScript, call, reply, tool_calls
+from citas.testing.harness import LocalCitas
 from tests.conftest import ChatFn, chat_body, tool_results
 from tests.test_slot_rules import process_zone
 
@@ -40,17 +35,17 @@ LIMA = ZoneInfo("America/Lima")
 SLOT = {"date": "2026-12-01", "time": "15:00"}
 CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
 BOOKING = {**SLOT, **CUSTOMER}
-MakeClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+MakeClient = Callable[..., Awaitable[LocalCitas]]
 
 
-async def verify(chat: ChatFn, llm: FakeLLM, slot: dict[str, str] = SLOT, **kw: Any) -> None:
+async def verify(chat: ChatFn, llm: ModelScript, slot: dict[str, str] = SLOT, **kw: Any) -> None:
     """A turn in which the model checks `slot` and finds it bookable."""
     llm.add(call("check_availability", slot), reply("Está libre. ¿Tu nombre y correo?"))
     await chat("¿Tienen el martes a las 3pm?", **kw)
     assert tool_results(llm.requests[-1])[-1]["disponible"] is True
 
 
-async def book(chat: ChatFn, llm: FakeLLM, args: dict[str, Any] = BOOKING, **kw: Any) -> Any:
+async def book(chat: ChatFn, llm: ModelScript, args: dict[str, Any] = BOOKING, **kw: Any) -> Any:
     """A turn in which the model calls create_booking once; returns (HTTP body, tool result)."""
     llm.add(call("create_booking", args), reply("Hecho."))
     response = await chat("Ana Pérez, ana.perez@example.com", **kw)
@@ -89,7 +84,7 @@ def occupy(sandbox: RunningSandbox, start: str, end: str) -> None:
 
 
 async def test_commit_then_late_answer_makes_one_event_and_confirms(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox, settings: Settings
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, settings: Settings
 ) -> None:
     await verify(chat, llm)
     late = settings.backend_read_timeout_seconds + 0.5
@@ -107,7 +102,7 @@ async def test_commit_then_late_answer_makes_one_event_and_confirms(
 
 
 async def test_no_answer_at_all_then_asking_again_still_makes_one_event(
-    make_client: MakeClient, llm: FakeLLM, sandbox: RunningSandbox, settings: Settings
+    make_client: MakeClient, llm: ModelScript, sandbox: RunningSandbox, settings: Settings
 ) -> None:
     # One try per operation: the late answer is lost for good, though the event was committed.
     client = await make_client(
@@ -135,7 +130,7 @@ async def test_no_answer_at_all_then_asking_again_still_makes_one_event(
 
 
 async def test_parallel_and_later_duplicates_make_one_event(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     await verify(chat, llm)
     llm.add(
@@ -195,21 +190,21 @@ def test_the_idempotency_key_is_derived_from_business_calendar_conversation_slot
 
 def test_an_unanswered_booking_survives_the_conversation_being_saved() -> None:
     conversation = Conversation()
-    conversation.remember_unsettled("k1")
-    conversation.remember_unsettled("k1")
+    conversation.ledger.mark_unsettled("k1")
+    conversation.ledger.mark_unsettled("k1")
     restored = Conversation.from_dict(json.loads(json.dumps(conversation.to_dict())))
-    assert restored.unsettled == ["k1"]
-    restored.settle("k1")
-    assert restored.unsettled == []
+    assert restored.ledger.unsettled == ["k1"]
+    restored.ledger.settle("k1")
+    assert restored.ledger.unsettled == []
     older = {"v": 1, "turns": [], "verified_slots": [], "bookings": {}}  # saved before the field
-    assert Conversation.from_dict(older).unsettled == []
+    assert Conversation.from_dict(older).ledger.unsettled == []
 
 
 # --- tenant values belong to the request ----------------------------------------------------
 
 
 async def test_model_arguments_cannot_choose_business_owner_zone_or_duration(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     intruder = {
         "id_empresa": 99,
@@ -240,7 +235,7 @@ async def test_model_arguments_cannot_choose_business_owner_zone_or_duration(
 
 
 async def test_booking_without_a_check_is_refused(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     await verify(chat, llm, session_id="another-customer")  # verified elsewhere does not count
     body, result = await book(chat, llm)
@@ -252,7 +247,7 @@ async def test_booking_without_a_check_is_refused(
 
 
 async def test_a_slot_taken_after_the_check_answers_with_alternatives(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     await verify(chat, llm)
     occupy(sandbox, "2026-12-01 15:00:00", "2026-12-01 15:30:00")
@@ -277,7 +272,7 @@ async def test_a_slot_taken_after_the_check_answers_with_alternatives(
 
 
 async def test_a_slot_taken_between_the_recheck_and_the_event_answers_with_alternatives(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await verify(chat, llm)
     original = AvailabilityService.is_free
@@ -347,7 +342,7 @@ def test_valid_booking_arguments_are_normalized() -> None:
 
 
 async def test_an_invalid_email_reaches_the_model_and_not_the_backend(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     await verify(chat, llm)
     _, result = await book(chat, llm, {**BOOKING, "customer_email": "ana.perez@"})
@@ -358,24 +353,28 @@ async def test_an_invalid_email_reaches_the_model_and_not_the_backend(
 
 
 async def test_an_unexpected_backend_refusal_becomes_a_tool_result() -> None:
-    class Args(_Arguments):
+    class Args(Arguments):
         pass
 
     async def refused(_services: Any, _ctx: Any, _args: Any) -> dict[str, Any]:
         raise BackendRejected("CONSULTAR_DISPONIBILIDAD", "Usuario no encontrado")
 
     registry = ToolRegistry(None, [Tool("probe", "d", Args, refused)])  # type: ignore[arg-type]
-    ctx = TurnContext(Tenant(12, LIMA, 30), ConversationKey(12, "s"), Conversation())
-    result = json.loads(await registry.dispatch(ctx, ToolCallRequest("c1", "probe", "{}")))
+    ctx = TurnContext(Tenant(12, LIMA, 30), ConversationKey(12, "s"), BookingLedger())
+    events: list[Any] = []
+    call = ToolCallRequest("c1", "probe", "{}")
+    result = json.loads(await registry.dispatch(ctx, call, events.append))
     assert result["ok"] is False and result["error"] == "backend_rejected"
     assert "Usuario no encontrado" in result["mensaje"]
+    assert [type(e).__name__ for e in events] == ["ToolCallStarted", "ToolCallFinished"]
+    assert (events[-1].tool, events[-1].outcome) == ("probe", "backend_rejected")
 
 
 # --- the business's zone and the booking settings -------------------------------------------
 
 
 async def test_the_request_zone_decides_now(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     today_11 = {"date": "2026-11-30", "time": "11:00"}
     llm.add(call("check_availability", today_11), reply("."))
@@ -390,7 +389,7 @@ async def test_the_request_zone_decides_now(
 
 @pytest.mark.parametrize("process", ["UTC", "Asia/Tokyo"])
 async def test_citas_timezone_is_the_default_zone_and_the_request_overrides_it(
-    make_client: MakeClient, llm: FakeLLM, settings: Settings, process: str
+    make_client: MakeClient, llm: ModelScript, settings: Settings, process: str
 ) -> None:
     client = await make_client(settings.with_updates(timezone="America/Santiago"))
     today_11 = {"date": "2026-11-30", "time": "11:00"}
@@ -406,7 +405,7 @@ async def test_citas_timezone_is_the_default_zone_and_the_request_overrides_it(
 
 
 async def test_minimum_notice_and_horizon_come_from_the_settings(
-    make_client: MakeClient, llm: FakeLLM, settings: Settings
+    make_client: MakeClient, llm: ModelScript, settings: Settings
 ) -> None:
     client = await make_client(
         settings.with_updates(booking_min_notice_minutes=120, booking_horizon_days=7)
@@ -425,7 +424,7 @@ async def test_minimum_notice_and_horizon_come_from_the_settings(
 
 
 async def test_a_day_listing_offers_slots_that_can_then_be_booked(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     llm.add(call("check_availability", {"date": "2026-12-06"}), reply("."))
     await chat("¿Qué tienen el domingo?")
@@ -448,7 +447,7 @@ async def test_a_day_listing_offers_slots_that_can_then_be_booked(
 
 
 async def test_opening_hours_come_from_the_one_cached_source_the_prompt_uses(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     for at in ("15:00", "20:00"):
         llm.add(call("check_availability", {"date": "2026-12-01", "time": at}), reply("."))
@@ -460,7 +459,7 @@ async def test_opening_hours_come_from_the_one_cached_source_the_prompt_uses(
 
 @pytest.mark.parametrize("now", [datetime(2026, 9, 5, 23, 50, tzinfo=ZoneInfo("America/Santiago"))])
 async def test_a_time_skipped_by_daylight_saving_is_refused_over_http(
-    chat: ChatFn, llm: FakeLLM, now: datetime
+    chat: ChatFn, llm: ModelScript, now: datetime
 ) -> None:
     # Santiago's clocks jump from 00:00 to 01:00 on Sunday 2026-09-06; business 41 is there.
     gap = {"date": "2026-09-06", "time": "00:30"}

@@ -12,9 +12,9 @@ import pytest
 from citas.cache import SingleFlightCache
 from citas.config import Settings
 from citas.sandbox import Fault, RunningSandbox
-from citas.testing import FakeLLM, reply
+from citas.testing import ModelScript, reply
+from citas.testing.harness import MetricsDelta
 from tests.conftest import chat_body
-from tests.helpers import Delta
 
 INFO_OPERATIONS = (
     "OBTENER_CONTEXTO_NEGOCIO",
@@ -99,7 +99,7 @@ async def test_stale_on_error_serves_the_last_good_value_for_a_bounded_time() ->
     load = Loader("good")
     assert await cache.get(1, load) == "good"
     load.error = RuntimeError("backend down")
-    delta = Delta()
+    delta = MetricsDelta()
 
     timer.now = 11  # expired: a refresh is attempted, fails, the last good value serves
     assert await cache.get(1, load) == "good"
@@ -136,11 +136,11 @@ def info_calls(sandbox: RunningSandbox) -> Counter[str]:
 
 
 async def test_100_concurrent_first_messages_make_one_call_per_info_operation(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     llm.responder = lambda body: reply("¡Hola! ¿En qué te ayudo?")
     client = await make_client(settings)
-    delta = Delta()
+    delta = MetricsDelta()
     responses = await asyncio.gather(
         *(
             client.post("/api/chat", json=chat_body("Hola", session_id=f"5190000{n:04d}"))
@@ -154,7 +154,7 @@ async def test_100_concurrent_first_messages_make_one_call_per_info_operation(
 
 
 async def test_stale_business_info_keeps_answering_when_the_backend_fails(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(
         settings.with_updates(business_cache_ttl_seconds=0.05, backend_max_tries=1)
@@ -165,7 +165,7 @@ async def test_stale_business_info_keeps_answering_when_the_backend_fails(
     for operation in INFO_OPERATIONS:
         sandbox.backend.faults.add(operation, Fault("status", http_status=503), times=None)
     await asyncio.sleep(0.1)  # past the TTL: the next turn must refresh, and the refresh fails
-    delta = Delta()
+    delta = MetricsDelta()
 
     second = await client.post("/api/chat", json=chat_body("¿Qué horario tienen?"))
     assert await second.json() == {"reply": "Abrimos de 9 a 13 y de 15 a 19.", "url": None}

@@ -11,14 +11,14 @@ from citas.agent.loop import LLM_APOLOGY, ROUND_LIMIT_REPLY
 from citas.agent.tools import ToolRegistry
 from citas.runtime import RUNTIME
 from citas.sandbox import Fault, RunningSandbox
-from citas.testing import FakeLLM, call, reply, tool_calls
+from citas.testing import ModelScript, call, reply, tool_calls
 from tests.conftest import ChatFn, tool_results
 
 SLOT = {"date": "2026-12-01", "time": "15:00"}
 CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
 
 
-async def test_booking_end_to_end(chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox) -> None:
+async def test_booking_end_to_end(chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox) -> None:
     llm.add(
         call("check_availability", SLOT), reply("El martes a las 15:00 está libre. ¿Tu nombre?")
     )
@@ -48,7 +48,7 @@ async def test_booking_end_to_end(chat: ChatFn, llm: FakeLLM, sandbox: RunningSa
 
 
 async def test_slot_taken_offers_nearest_alternatives(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     sandbox.backend.handle(
         "calendar",
@@ -81,7 +81,7 @@ async def test_slot_taken_offers_nearest_alternatives(
     assert distances == sorted(distances), "alternatives must come nearest first"
 
 
-async def test_product_question_uses_search(chat: ChatFn, llm: FakeLLM) -> None:
+async def test_product_question_uses_search(chat: ChatFn, llm: ModelScript) -> None:
     llm.add(call("search_products", {"query": "blanqueamiento"}), reply("Cuesta S/ 350."))
     response = await chat("¿Cuánto cuesta el blanqueamiento?")
     assert (await response.json())["reply"] == "Cuesta S/ 350."
@@ -90,16 +90,16 @@ async def test_product_question_uses_search(chat: ChatFn, llm: FakeLLM) -> None:
 
 
 async def test_two_tool_calls_in_one_round_run_concurrently(
-    chat: ChatFn, llm: FakeLLM, monkeypatch: Any
+    chat: ChatFn, llm: ModelScript, monkeypatch: Any
 ) -> None:
     barrier = asyncio.Barrier(2)
     original = ToolRegistry.dispatch
 
-    async def dispatch(self: ToolRegistry, ctx: Any, tool_call: Any) -> str:
+    async def dispatch(self: ToolRegistry, ctx: Any, tool_call: Any, emit: Any) -> str:
         # Sequential dispatch would wait here forever: both calls must be in flight at once.
         async with asyncio.timeout(5):
             await barrier.wait()
-        return await original(self, ctx, tool_call)
+        return await original(self, ctx, tool_call, emit)
 
     monkeypatch.setattr(ToolRegistry, "dispatch", dispatch)
     llm.add(
@@ -117,7 +117,7 @@ async def test_two_tool_calls_in_one_round_run_concurrently(
 
 
 async def test_round_limit_ends_politely_with_a_valid_history(
-    chat: ChatFn, llm: FakeLLM, client: Any
+    chat: ChatFn, llm: ModelScript, client: Any
 ) -> None:
     limit = client.app[RUNTIME].settings.max_tool_rounds
     for _ in range(limit):
@@ -130,7 +130,7 @@ async def test_round_limit_ends_politely_with_a_valid_history(
     assert (await follow_up.json())["reply"] == "¿En qué te ayudo?"  # fake LLM accepted history
 
 
-async def test_bad_tool_calls_come_back_as_tool_results(chat: ChatFn, llm: FakeLLM) -> None:
+async def test_bad_tool_calls_come_back_as_tool_results(chat: ChatFn, llm: ModelScript) -> None:
     llm.add(
         tool_calls(
             call("delete_everything", {}, id="x1"),
@@ -152,7 +152,7 @@ async def test_bad_tool_calls_come_back_as_tool_results(chat: ChatFn, llm: FakeL
     assert "customer_email" in invalid["mensaje"] and "customer_name" in invalid["mensaje"]
 
 
-async def test_llm_failure_answers_200_with_apology(chat: ChatFn, llm: FakeLLM) -> None:
+async def test_llm_failure_answers_200_with_apology(chat: ChatFn, llm: ModelScript) -> None:
     llm.fail_next(500)
     response = await chat("Hola")
     assert response.status == 200
@@ -162,7 +162,7 @@ async def test_llm_failure_answers_200_with_apology(chat: ChatFn, llm: FakeLLM) 
 
 
 async def test_backend_down_answers_200_with_apology(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     sandbox.backend.faults.add("*", Fault("status", http_status=503), times=None)
     response = await chat("Hola")
@@ -173,14 +173,16 @@ async def test_backend_down_answers_200_with_apology(
 
 
 async def test_booking_survives_llm_failure_after_it(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox, monkeypatch: Any
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, monkeypatch: Any
 ) -> None:
     llm.add(call("check_availability", SLOT), reply("Libre."))
     await chat("martes 3pm")
     original = ToolRegistry.dispatch
 
-    async def dispatch_then_break_llm(self: ToolRegistry, ctx: Any, tool_call: Any) -> str:
-        result = await original(self, ctx, tool_call)
+    async def dispatch_then_break_llm(
+        self: ToolRegistry, ctx: Any, tool_call: Any, emit: Any
+    ) -> str:
+        result = await original(self, ctx, tool_call, emit)
         llm.fail_next(500)  # the model call right after the booking fails
         return result
 
@@ -198,7 +200,7 @@ async def test_booking_survives_llm_failure_after_it(
     assert any(m["role"] == "tool" and '"reservado":true' in m["content"] for m in history)
 
 
-async def test_redelivered_message_gets_the_first_reply(chat: ChatFn, llm: FakeLLM) -> None:
+async def test_redelivered_message_gets_the_first_reply(chat: ChatFn, llm: ModelScript) -> None:
     llm.add(reply("Hola, ¿en qué te ayudo?"))
     first = await chat("Hola", message_id="wamid.1")
     again = await chat("Hola", message_id="wamid.1")
@@ -206,7 +208,7 @@ async def test_redelivered_message_gets_the_first_reply(chat: ChatFn, llm: FakeL
     assert len(llm.requests) == 1
 
 
-async def test_concurrent_redeliveries_run_the_agent_once(chat: ChatFn, llm: FakeLLM) -> None:
+async def test_concurrent_redeliveries_run_the_agent_once(chat: ChatFn, llm: ModelScript) -> None:
     llm.add(reply("Hola."))
     llm.delay_next(0.2)
     responses = await asyncio.gather(*(chat("Hola", message_id="wamid.2") for _ in range(3)))

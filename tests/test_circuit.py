@@ -14,7 +14,8 @@ from citas.backend import BackendClient, BackendPolicy
 from citas.circuit import CircuitBreaker, CircuitState
 from citas.errors import BackendError, BackendRejected
 from citas.sandbox import Fault, RunningSandbox
-from tests.helpers import Delta, sample, wait_until
+from citas.testing.harness import MetricsDelta
+from tests.helpers import sample, wait_until
 
 OP = "OBTENER_CONTEXTO_NEGOCIO"
 
@@ -140,7 +141,7 @@ async def test_client_opens_the_breaker_fails_fast_then_probes(
     clock = FakeMonotonic()
     client = BackendClient(http, policy(breaker_reset_seconds=30), monotonic=clock)
     sandbox.backend.faults.add(OP, Fault("status", http_status=503), times=None)
-    delta = Delta()
+    delta = MetricsDelta()
     for _ in range(3):
         with pytest.raises(BackendError, match="http_503"):
             await client.call(sandbox.info_url, OP, {"id_empresa": 12})
@@ -203,7 +204,7 @@ async def test_the_retry_budget_bounds_a_call_whatever_max_tries_says(
         http, policy(max_tries=10, read_timeout=0.2, total_timeout=1, max_retry_seconds=0.5)
     )
     sandbox.backend.faults.add(OP, Fault("latency", seconds=5), times=None)
-    delta = Delta()
+    delta = MetricsDelta()
     with pytest.raises(BackendError, match="retry budget spent"):
         await client.call(sandbox.info_url, OP, {"id_empresa": 12})
     timeouts = delta.of("citas_backend_calls_total", operation=OP, outcome="timeout")

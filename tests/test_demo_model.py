@@ -1,4 +1,4 @@
-"""The sandbox's rule-based demo model: parsing, decisions, and one round trip through the SDK."""
+"""The sandbox's rule-based demo model: parsing, decisions, and a booking through the real app."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import json
 from datetime import date
 from typing import Any
 
-import openai
 import pytest
 
+from citas.agent.model import ModelReply
+from citas.config import Settings
+from citas.sandbox import RunningSandbox
 from citas.sandbox.demo_model import (
     DEMO_NOTICE,
     Facts,
     collect_facts,
-    demo_responder,
+    demo_model,
+    demo_reply,
     parse_date,
     parse_email,
     parse_name,
@@ -22,7 +25,7 @@ from citas.sandbox.demo_model import (
     product_query,
     wants_products,
 )
-from citas.testing import FakeLLM, Step
+from tests.conftest import MakeClient
 
 FRIDAY = date(2026, 11, 20)
 SYSTEM = [
@@ -53,11 +56,11 @@ def answered(call_id: str, **result: Any) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)}
 
 
-def respond(*messages: dict[str, Any]) -> Step:
-    return demo_responder({"model": "demo", "messages": [*SYSTEM, *messages]})
+def respond(*messages: dict[str, Any]) -> ModelReply:
+    return demo_reply([*SYSTEM, *messages])
 
 
-def only_call(step: Step) -> tuple[str, dict[str, Any]]:
+def only_call(step: ModelReply) -> tuple[str, dict[str, Any]]:
     assert step.text is None
     (tool_call,) = step.tool_calls
     return tool_call.name, json.loads(tool_call.arguments)
@@ -292,33 +295,24 @@ def test_name_without_date_is_thanked() -> None:
 
 
 def test_no_user_message_greets() -> None:
-    step = demo_responder({"model": "demo", "messages": SYSTEM})
+    step = demo_reply(SYSTEM)
     assert step.text is not None
     assert step.text.startswith(DEMO_NOTICE)
 
 
-# --------------------------------------------------------------------------- through the SDK
+# --------------------------------------------------------------------------- through the app
 
 
-async def test_a_booking_conversation_through_the_fake_server() -> None:
-    tools = [
-        {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
-        for name in ("check_availability", "create_booking", "search_products")
-    ]
-    messages: list[Any] = [*SYSTEM, user("Quiero una cita mañana a las 3pm")]
-    async with FakeLLM(responder=demo_responder) as fake:
-        sdk = openai.AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=0)
-        first = await sdk.chat.completions.create(model="demo", messages=messages, tools=tools)
-        tool_call = first.choices[0].message.tool_calls[0]
-        assert tool_call.function.name == "check_availability"
-        messages += [
-            first.choices[0].message.model_dump(exclude_none=True),
-            answered(tool_call.id, ok=True, disponible=True, mensaje="Mañana 15:00 está libre."),
-        ]
-        second = await sdk.chat.completions.create(model="demo", messages=messages, tools=tools)
-        text = second.choices[0].message.content
-        await sdk.close()
-    assert text is not None
-    assert text.startswith(DEMO_NOTICE)
-    assert "Mañana 15:00 está libre." in text
-    assert fake.rejections == []
+async def test_a_booking_conversation_through_the_app(
+    make_client: MakeClient, settings: Settings, sandbox: RunningSandbox
+) -> None:
+    citas = await make_client(settings, model=demo_model())
+    assert citas.runtime.agent.model.name == "demo"
+    context = {"config": {"id_empresa": 12, "usuario_id": 7, "duracion_cita_minutos": 30}}
+    asked = await citas.send("Quiero una cita mañana a las 3pm", session_id="s", context=context)
+    assert [c.name for c in asked.tool_calls] == ["check_availability"]
+    assert asked.reply.startswith(DEMO_NOTICE) and "2026-12-01" in asked.reply
+    booked = await citas.send("Soy Ana Pérez, ana@example.com", session_id="s", context=context)
+    [event] = sandbox.backend.events
+    assert [c.name for c in booked.tool_calls] == ["create_booking"]
+    assert booked.url == event.url and event.cliente_correo == "ana@example.com"

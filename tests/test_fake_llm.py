@@ -67,7 +67,7 @@ def tool_result(call_id: str) -> dict[str, Any]:
 async def test_text_reply_is_a_real_chat_completion(
     fake: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
-    fake.add(reply("¡Hola! ¿En qué te ayudo?"))
+    fake.script.add(reply("¡Hola! ¿En qué te ayudo?"))
     completion = await create(client)
     choice = completion.choices[0]
     assert completion.object == "chat.completion"
@@ -79,11 +79,11 @@ async def test_text_reply_is_a_real_chat_completion(
     usage = completion.usage
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     assert usage.prompt_tokens_details.cached_tokens == 0
-    assert fake.requests == [{"model": "gpt-4o-mini", "messages": USER}]
+    assert fake.script.requests == [{"model": "gpt-4o-mini", "messages": USER}]
 
 
 async def test_tool_calls_are_parsed_by_the_sdk(fake: FakeLLM, client: openai.AsyncOpenAI) -> None:
-    fake.add(
+    fake.script.add(
         tool_calls(
             call("check_availability", {"date": "2026-12-01", "time": "15:00"}, id="call_a"),
             call("search_products", {"query": "limpieza"}),
@@ -105,7 +105,7 @@ async def test_tool_calls_are_parsed_by_the_sdk(fake: FakeLLM, client: openai.As
 async def test_bare_tool_call_is_a_step_and_malformed_arguments_pass_through(
     fake: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
-    fake.add(call("create_booking", '{"date": "2026-12-01", '))
+    fake.script.add(call("create_booking", '{"date": "2026-12-01", '))
     tool_call = (await create(client)).choices[0].message.tool_calls[0]
     assert tool_call.function.arguments == '{"date": "2026-12-01", '
 
@@ -113,14 +113,16 @@ async def test_bare_tool_call_is_a_step_and_malformed_arguments_pass_through(
 async def test_generated_call_ids_are_unique_across_requests(
     fake: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
-    fake.add(call("search_products", {"query": "a"}), call("search_products", {"query": "a"}))
+    fake.script.add(
+        call("search_products", {"query": "a"}), call("search_products", {"query": "a"})
+    )
     first = (await create(client)).choices[0].message.tool_calls[0].id
     second = (await create(client)).choices[0].message.tool_calls[0].id
     assert first != second
 
 
 async def test_text_with_tool_calls(fake: FakeLLM, client: openai.AsyncOpenAI) -> None:
-    fake.add(tool_calls(call("search_products", {"query": "corte"}), text="Un momento..."))
+    fake.script.add(tool_calls(call("search_products", {"query": "corte"}), text="Un momento..."))
     message = (await create(client)).choices[0].message
     assert message.content == "Un momento..."
     assert len(message.tool_calls) == 1
@@ -129,7 +131,7 @@ async def test_text_with_tool_calls(fake: FakeLLM, client: openai.AsyncOpenAI) -
 async def test_cached_tokens_model_the_shared_prefix(
     fake: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
-    fake.add(reply("uno"), reply("dos"))
+    fake.script.add(reply("uno"), reply("dos"))
     system = {"role": "system", "content": "Eres Sofía. " * 200}
     first = await create(client, [system, *USER])
     second = await create(client, [system, *USER, {"role": "assistant", "content": "uno"}])
@@ -142,16 +144,16 @@ async def test_cached_tokens_model_the_shared_prefix(
 
 
 async def test_script_is_served_in_order_then_exhausted(client: openai.AsyncOpenAI) -> None:
-    async with FakeLLM(script=[reply("uno"), reply("dos")]) as server:
+    async with FakeLLM([reply("uno"), reply("dos")]) as server:
         sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
         assert (await create(sdk)).choices[0].message.content == "uno"
-        server.add(reply("tres"))
+        server.script.add(reply("tres"))
         assert (await create(sdk)).choices[0].message.content == "dos"
         assert (await create(sdk)).choices[0].message.content == "tres"
-        assert server.pending == 0
+        assert server.script.pending == 0
         with pytest.raises(openai.BadRequestError, match="fake LLM script exhausted"):
             await create(sdk)
-        assert server.rejections == ["fake LLM script exhausted"]
+        assert server.script.rejections == ["fake LLM script exhausted"]
         await sdk.close()
 
 
@@ -159,7 +161,7 @@ async def test_responder_computes_steps_and_script_takes_precedence() -> None:
     def echo(body: dict[str, Any]) -> Step:
         return reply(f"eco: {body['messages'][-1]['content']}")
 
-    async with FakeLLM(script=[reply("guion")], responder=echo) as server:
+    async with FakeLLM([reply("guion")], responder=echo) as server:
         sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
         assert (await create(sdk)).choices[0].message.content == "guion"
         assert (await create(sdk)).choices[0].message.content == "eco: Hola"
@@ -174,7 +176,7 @@ async def test_a_failing_responder_is_reported() -> None:
         sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
         with pytest.raises(openai.InternalServerError):
             await create(sdk)
-        assert server.rejections == ["responder failed: KeyError('messages')"]
+        assert server.script.rejections == ["responder failed: KeyError('messages')"]
         await sdk.close()
 
 
@@ -182,13 +184,13 @@ async def test_recording_can_be_turned_off_for_benchmarks() -> None:
     async with FakeLLM([reply("ok")], record=False) as server:
         sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
         await create(sdk)
-        assert server.requests == []
+        assert server.script.requests == []
         await sdk.close()
 
 
 def test_fail_next_needs_an_error_status() -> None:
     with pytest.raises(ValueError, match="error status"):
-        FakeLLM().fail_next(200)
+        FakeLLM().script.fail_next(200)
 
 
 def test_tool_calls_needs_a_call() -> None:
@@ -229,7 +231,7 @@ async def test_non_json_body_is_rejected(fake: FakeLLM) -> None:
             body = await r.json()
     assert body["error"]["type"] == "invalid_request_error"
     assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert len(fake.rejections) == 1
+    assert len(fake.script.rejections) == 1
 
 
 # --------------------------------------------------------------------------- streaming
@@ -239,7 +241,7 @@ async def test_streamed_text_is_reassembled_with_usage_chunk(
     fake: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
     text = "Tenemos disponible mañana a las 15:00."
-    fake.add(reply(text))
+    fake.script.add(reply(text))
     stream = await create(client, stream=True, stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
     with_choices = [c for c in chunks if c.choices]
@@ -259,7 +261,7 @@ async def test_streamed_text_is_reassembled_with_usage_chunk(
 async def test_stream_without_usage_option_has_no_usage_chunk(
     fake: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
-    fake.add(reply("hola"))
+    fake.script.add(reply("hola"))
     chunks = [chunk async for chunk in await create(client, stream=True)]
     assert all(c.choices for c in chunks)
     assert chunks[-1].choices[0].finish_reason == "stop"
@@ -270,7 +272,7 @@ async def test_streamed_tool_calls_arrive_in_fragments(
 ) -> None:
     args_a = {"date": "2026-12-01", "time": "15:00"}
     args_b = {"query": "limpieza dental"}
-    fake.add(
+    fake.script.add(
         tool_calls(
             call("check_availability", args_a, id="call_a"),
             call("search_products", args_b, id="call_b"),
@@ -297,7 +299,7 @@ async def test_streamed_tool_calls_arrive_in_fragments(
 async def test_sdk_stream_helper_accumulates_the_final_completion(
     fake: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
-    fake.add(tool_calls(call("search_products", {"query": "corte"}), text="Busco..."))
+    fake.script.add(tool_calls(call("search_products", {"query": "corte"}), text="Busco..."))
     async with client.chat.completions.stream(
         model="gpt-4o-mini", messages=USER, stream_options={"include_usage": True}
     ) as stream:
@@ -310,7 +312,7 @@ async def test_sdk_stream_helper_accumulates_the_final_completion(
 
 async def test_chunk_delay_paces_the_stream(fake: FakeLLM, client: openai.AsyncOpenAI) -> None:
     fake.chunk_delay = 0.02
-    fake.add(reply("abcdefgh"))  # role + 2 pieces + finish = 4 chunks
+    fake.script.add(reply("abcdefgh"))  # role + 2 pieces + finish = 4 chunks
     started = time.monotonic()
     _ = [chunk async for chunk in await create(client, stream=True)]
     assert time.monotonic() - started >= 0.07
@@ -321,7 +323,7 @@ async def test_on_chunk_sent_sees_every_streamed_chunk_in_order(
 ) -> None:
     seen: list[dict[str, Any]] = []
     fake.on_chunk_sent = seen.append
-    fake.add(reply("abcdefgh"))
+    fake.script.add(reply("abcdefgh"))
     stream = await create(client, stream=True, stream_options={"include_usage": True})
     received = [chunk async for chunk in stream]
     assert len(seen) == len(received)
@@ -487,17 +489,17 @@ REJECTED: list[tuple[str, dict[str, Any]]] = [
 async def test_invalid_requests_are_rejected_like_openai(
     fake: FakeLLM, client: openai.AsyncOpenAI, body: dict[str, Any]
 ) -> None:
-    fake.add(reply("no debería servirse"))
+    fake.script.add(reply("no debería servirse"))
     # A raw post: the SDK's typed create() refuses some of these bodies before sending them.
     with pytest.raises(openai.BadRequestError) as caught:
         await client.post("/chat/completions", cast_to=object, body=body)
     error = caught.value.body
     assert isinstance(error, dict)
     assert error["type"] == "invalid_request_error"
-    assert error["message"] == fake.rejections[0]
-    assert len(fake.rejections) == 1
-    assert fake.requests == [body]
-    assert fake.pending == 1  # a rejected request consumes no step
+    assert error["message"] == fake.script.rejections[0]
+    assert len(fake.script.rejections) == 1
+    assert fake.script.requests == [body]
+    assert fake.script.pending == 1  # a rejected request consumes no step
 
 
 @pytest.mark.parametrize("body", [b for _, b in REJECTED], ids=[name for name, _ in REJECTED])
@@ -509,13 +511,13 @@ def test_validate_request_is_usable_without_a_server(body: dict[str, Any]) -> No
 async def test_orphan_tool_message_through_create(
     fake: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
-    fake.add(reply("no debería servirse"))
+    fake.script.add(reply("no debería servirse"))
     with pytest.raises(openai.BadRequestError, match="must be a response to a preceding"):
         await create(client, [*USER, tool_result("call_x")])
 
 
 async def test_a_complete_history_is_accepted(fake: FakeLLM, client: openai.AsyncOpenAI) -> None:
-    fake.add(reply("listo"))
+    fake.script.add(reply("listo"))
     messages = [
         {"role": "system", "content": "Eres Sofía."},
         *USER,
@@ -530,7 +532,7 @@ async def test_a_complete_history_is_accepted(fake: FakeLLM, client: openai.Asyn
     choice = {"type": "function", "function": {"name": "check_availability"}}
     completion = await create(client, messages, tools=[TOOL], tool_choice=choice)
     assert completion.choices[0].message.content == "listo"
-    assert fake.rejections == []
+    assert fake.script.rejections == []
 
 
 # --------------------------------------------------------------------------- faults
@@ -547,8 +549,8 @@ async def test_a_complete_history_is_accepted(fake: FakeLLM, client: openai.Asyn
 async def test_fail_next_raises_the_sdk_errors(
     fake: FakeLLM, client: openai.AsyncOpenAI, status: int, error: type[openai.APIStatusError]
 ) -> None:
-    fake.add(reply("después"))
-    fake.fail_next(status)
+    fake.script.add(reply("después"))
+    fake.script.fail_next(status)
     with pytest.raises(error) as caught:
         await create(client)
     assert caught.value.status_code == status
@@ -558,43 +560,43 @@ async def test_fail_next_raises_the_sdk_errors(
 
 
 async def test_sdk_retries_once_after_retry_after(fake: FakeLLM) -> None:
-    fake.add(reply("a la segunda"))
-    fake.fail_next(429, retry_after=0.2)
+    fake.script.add(reply("a la segunda"))
+    fake.script.fail_next(429, retry_after=0.2)
     sdk = openai.AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=1)
     started = time.monotonic()
     completion = await create(sdk)
     assert completion.choices[0].message.content == "a la segunda"
     assert time.monotonic() - started >= 0.2
-    assert len(fake.requests) == 2
+    assert len(fake.script.requests) == 2
     await sdk.close()
 
 
 async def test_faults_outlasting_retries_surface(fake: FakeLLM) -> None:
-    fake.fail_next(500, times=2, retry_after=0.01)
+    fake.script.fail_next(500, times=2, retry_after=0.01)
     sdk = openai.AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=1)
     with pytest.raises(openai.InternalServerError):
         await create(sdk)
-    assert len(fake.requests) == 2
+    assert len(fake.script.requests) == 2
     await sdk.close()
 
 
 async def test_delay_triggers_client_timeout_without_consuming_the_step(fake: FakeLLM) -> None:
-    fake.add(reply("tarde"))
-    fake.delay = 0.4
+    fake.script.add(reply("tarde"))
+    fake.script.delay = 0.4
     sdk = openai.AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=0, timeout=0.1)
     with pytest.raises(openai.APITimeoutError):
         await create(sdk)
-    fake.delay = 0.0
+    fake.script.delay = 0.0
     await asyncio.sleep(0.5)  # past the delay: an uncancelled handler would have taken the step
-    assert fake.pending == 1
+    assert fake.script.pending == 1
     assert (await create(sdk)).choices[0].message.content == "tarde"
     await sdk.close()
 
 
 async def test_delay_next_lets_the_sdk_retry_after_a_timeout(fake: FakeLLM) -> None:
-    fake.add(reply("a tiempo"))
-    fake.delay_next(0.5)
+    fake.script.add(reply("a tiempo"))
+    fake.script.delay_next(0.5)
     sdk = openai.AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=1, timeout=0.2)
     assert (await create(sdk)).choices[0].message.content == "a tiempo"
-    assert len(fake.requests) == 2
+    assert len(fake.script.requests) == 2
     await sdk.close()

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from citas.conversation import Conversation
-from citas.testing import FakeLLM, call, reply
-from citas.testing.fake_llm import validate_request
+from citas.testing import ModelScript, call, reply, validate_request
 from tests.conftest import ChatFn
 
 
@@ -15,7 +14,7 @@ def _contents(request: dict[str, Any]) -> list[str]:
 
 
 async def test_same_session_id_in_two_businesses_is_two_conversations(
-    chat: ChatFn, llm: FakeLLM
+    chat: ChatFn, llm: ModelScript
 ) -> None:
     llm.add(reply("Hola clínica"), reply("Hola barbería"))
     await chat("Soy cliente de la clínica", session_id="shared", id_empresa=12)
@@ -27,7 +26,7 @@ async def test_same_session_id_in_two_businesses_is_two_conversations(
 
 
 async def test_system_prompt_is_byte_identical_and_clock_separate(
-    chat: ChatFn, llm: FakeLLM
+    chat: ChatFn, llm: ModelScript
 ) -> None:
     llm.add(reply("uno"), reply("dos"))
     await chat("Hola")
@@ -45,7 +44,7 @@ async def test_system_prompt_is_byte_identical_and_clock_separate(
 
 
 async def test_long_conversation_trims_whole_turns_and_stays_valid(
-    make_client: Any, settings: Any, llm: FakeLLM
+    make_client: Any, settings: Any, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(history_max_messages=12))
     for turn in range(15):

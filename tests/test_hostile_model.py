@@ -20,7 +20,7 @@ from citas.agent.tools import MAX_CALLS_PER_ROUND, TOOLS
 from citas.clock import frozen_clock
 from citas.metrics import REGISTRY
 from citas.sandbox import RunningSandbox, SandboxBackend, SandboxSeed, start_sandbox
-from citas.testing import FakeLLM, call, reply, tool_calls
+from citas.testing import ModelScript, call, reply, tool_calls
 from tests.conftest import ChatFn, tool_results
 
 TENANT = {"id_empresa": 12, "usuario_id": 7}
@@ -93,7 +93,7 @@ def tool_counts(outcome: str) -> dict[str, float]:
 
 
 async def test_arguments_naming_another_tenant_are_ignored(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     slot = {"date": "2026-12-01", "time": "10:00"}
     llm.add(
@@ -116,7 +116,9 @@ async def test_arguments_naming_another_tenant_are_ignored(
     assert (event.id_empresa, event.usuario_id) == (12, 7)
 
 
-async def test_unknown_tools_never_run(chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox) -> None:
+async def test_unknown_tools_never_run(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
     unknown = [
         "delete_all_bookings",
         "CREAR_EVENTO",
@@ -146,7 +148,7 @@ async def test_unknown_tools_never_run(chat: ChatFn, llm: FakeLLM, sandbox: Runn
 
 
 async def test_huge_arguments_are_refused_before_any_backend_call(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     huge_notes = json.dumps(
         {**CUSTOMER, "date": "2026-12-01", "time": "10:00", "notes": "x" * 10**6}
@@ -173,7 +175,7 @@ async def test_huge_arguments_are_refused_before_any_backend_call(
 
 
 async def test_a_fan_out_is_cut_at_the_round_bound(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     many = [call("check_availability", {"date": "2026-12-02", "time": "10:00"})] * 50
     llm.add(tool_calls(*many), reply("Listo."))
@@ -189,7 +191,7 @@ async def test_a_fan_out_is_cut_at_the_round_bound(
 
 
 async def test_instructions_planted_in_a_tool_result_change_nothing(
-    chat: ChatFn, llm: FakeLLM, sandbox: RunningSandbox
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     def obey(body: dict[str, Any]) -> Any:
         """A model that does whatever the last tool result tells it to."""

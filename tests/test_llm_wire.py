@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from openai._utils import async_maybe_transform
 from openai.types.chat import completion_create_params
 
-from citas.agent.llm import ChatModel, create_client, system_message, user_message
+from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.agent.tools import TOOLS
-from citas.testing import FakeLLM, call, reply
+from citas.messages import system_message, user_message
+from citas.testing import FakeLLM, ModelScript, call, reply
 from tests.conftest import ChatFn
 
+pytestmark = pytest.mark.wire
 
-async def test_sdk_param_transform_would_change_nothing(chat: ChatFn, llm: FakeLLM) -> None:
+
+async def test_sdk_param_transform_would_change_nothing(chat: ChatFn, llm: ModelScript) -> None:
     # citas skips `chat.completions.create` and its typed-param walk; that is only lossless while
     # the walk leaves every body citas sends (all message kinds, the tools) exactly as it is.
     llm.add(
@@ -35,7 +39,7 @@ async def test_request_carries_the_api_key_model_and_tools() -> None:
     async with FakeLLM([reply("Hola")], api_key="sk-bench") as fake:
         client = create_client("sk-bench", fake.base_url, timeout=5, max_retries=0)
         try:
-            model = ChatModel(client, "gpt-4o-mini")
+            model = OpenAIChatModel(client, "gpt-4o-mini")
             schemas = [tool.schema for tool in TOOLS]
             answer = await model.complete(
                 [system_message("Eres amable."), user_message("Hola")], schemas, timeout=5
@@ -43,8 +47,8 @@ async def test_request_carries_the_api_key_model_and_tools() -> None:
         finally:
             await client.close()
     assert answer.text == "Hola"
-    assert not fake.rejections  # a missing bearer token would have been a 401
-    [body] = fake.requests
+    assert not fake.script.rejections  # a missing bearer token would have been a 401
+    [body] = fake.script.requests
     assert body == {
         "model": "gpt-4o-mini",
         "messages": [

@@ -12,18 +12,17 @@ from typing import Any
 
 import pytest
 import structlog
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from citas.config import Settings
 from citas.logs import Redactor, configure_logging, conversation_fields, is_secret_key, mask_text
-from citas.testing import FakeLLM, Step, call, reply, tool_calls
+from citas.testing import FakeLLM, ModelScript, Step, call, reply, tool_calls
+from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
 
-Client = TestClient[web.Request, web.Application]
+Client = LocalCitas
 
 OPENAI_KEY = "sk-test-0123456789abcdefSECRET"
 API_TOKEN = "citas-token-9f8e7d6c5b4a"
@@ -306,6 +305,7 @@ def leaked(output: list[dict[str, Any]], conv: Conversation) -> list[str]:
     return found
 
 
+@pytest.mark.wire  # the key travels to the model endpoint through the SDK, which logs too
 @given(conv=conversations(), name=NAMES)
 @hypothesis_settings(
     max_examples=20,
@@ -313,7 +313,7 @@ def leaked(output: list[dict[str, Any]], conv: Conversation) -> list[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 async def test_no_personal_data_or_secret_reaches_the_logs(
-    conv: Conversation, name: str, captured: Captured, secured_client: Client, llm: FakeLLM
+    conv: Conversation, name: str, captured: Captured, secured_client: Client, llm: ModelScript
 ) -> None:
     captured.stream.seek(0)
     captured.stream.truncate()
@@ -343,8 +343,8 @@ async def test_no_personal_data_or_secret_reaches_the_logs(
 
 
 @pytest.fixture
-def secured_settings(settings: Settings, llm: FakeLLM) -> Settings:
-    llm.api_key = OPENAI_KEY
+def secured_settings(settings: Settings, fake_llm: FakeLLM) -> Settings:
+    fake_llm.api_key = OPENAI_KEY
     # Hypothesis repeats session ids on purpose; the conversation limit is not under test.
     return settings.with_updates(
         openai_api_key=OPENAI_KEY, api_token=API_TOKEN, rate_conversation_per_minute=0
@@ -369,7 +369,7 @@ async def test_library_log_lines_are_redacted_too(captured: Captured) -> None:
 
 
 async def test_request_id_is_bound_taken_from_the_gateway_and_returned(
-    captured: Captured, client: Client, llm: FakeLLM
+    captured: Captured, client: Client, llm: ModelScript
 ) -> None:
     llm.add(reply("Hola"))
     response = await client.post(
@@ -386,7 +386,7 @@ async def test_request_id_is_bound_taken_from_the_gateway_and_returned(
 
 
 async def test_failed_llm_call_logs_its_outcome(
-    captured: Captured, client: Client, llm: FakeLLM
+    captured: Captured, client: Client, llm: ModelScript
 ) -> None:
     llm.fail_next(500)
     response = await client.post("/api/chat", json=chat_body("hola"))

@@ -5,17 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from prometheus_client.metrics import MetricWrapperBase
 
 from citas import metrics
 from citas.metrics import REGISTRY
 from citas.runtime import RUNTIME
-from citas.testing import FakeLLM, call, reply
+from citas.testing import ModelScript, call, reply
+from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
 
-Client = TestClient[web.Request, web.Application]
+Client = LocalCitas
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 # What the issue asks operators to see: name → label names.
@@ -70,7 +69,7 @@ def value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_a_turn_moves_its_metrics(client: Client, llm: FakeLLM) -> None:
+async def test_a_turn_moves_its_metrics(client: Client, llm: ModelScript) -> None:
     before = {
         "requests": value("citas_chat_requests_total", endpoint="/api/chat", status="200"),
         "turns": value("citas_turn_duration_seconds_count", outcome="ok"),
@@ -102,7 +101,7 @@ async def test_a_turn_moves_its_metrics(client: Client, llm: FakeLLM) -> None:
     assert value("citas_llm_tokens_total", kind="cached") > before["cached"]
 
 
-async def test_failed_turns_are_timed_too(client: Client, llm: FakeLLM) -> None:
+async def test_failed_turns_are_timed_too(client: Client, llm: ModelScript) -> None:
     before = value("citas_turn_duration_seconds_count", outcome="llm_unavailable")
     failed_calls = value("citas_llm_calls_total", outcome="http_500")
     llm.fail_next(500)
@@ -121,7 +120,7 @@ async def test_unknown_paths_do_not_mint_labels(client: Client) -> None:
     assert not [line for line in exposed if "nope-" in line]
 
 
-async def test_conversations_stored_is_counted_at_scrape(client: Client, llm: FakeLLM) -> None:
+async def test_conversations_stored_is_counted_at_scrape(client: Client, llm: ModelScript) -> None:
     llm.responder = lambda _body: reply("Hola")
     for n in range(3):
         await client.post("/api/chat", json=chat_body("hola", session_id=f"stored-{n}"))

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from redis.exceptions import RedisError
 
 from citas.config import Settings
@@ -26,10 +24,11 @@ from citas.ratelimit import (
     create_rate_limits,
 )
 from citas.runtime import RUNTIME
-from citas.testing import FakeLLM, reply
+from citas.testing import ModelScript, reply
+from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
 
-Client = TestClient[web.Request, web.Application]
+Client = LocalCitas
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 SLOW = Rate(per_second=1 / 3600, burst=2)  # no refill within a test
@@ -224,7 +223,7 @@ def _rejected(reason: str) -> float:
 
 
 async def test_conversation_limit_answers_429_with_retry_after(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM
+    make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(_limited(settings))
     llm.responder = lambda _body: reply("Hola")
@@ -249,7 +248,7 @@ async def test_conversation_limit_answers_429_with_retry_after(
 
 
 async def test_business_limit_spans_its_conversations_only(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM
+    make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     limited = _limited(
         settings,
@@ -269,7 +268,7 @@ async def test_business_limit_spans_its_conversations_only(
 
 
 async def test_limited_messages_never_reach_the_model(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM
+    make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(_limited(settings))
     llm.responder = lambda _body: reply("Hola")
@@ -279,7 +278,7 @@ async def test_limited_messages_never_reach_the_model(
 
 
 async def test_two_instances_share_the_limit_through_redis(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM, redis_prefix: tuple[Any, str]
+    make_client: MakeClient, settings: Settings, llm: ModelScript, redis_prefix: tuple[Any, str]
 ) -> None:
     client, prefix = redis_prefix
     shared = _limited(settings, redis_url=REDIS_URL)

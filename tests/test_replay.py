@@ -23,7 +23,6 @@ from citas.replay import (
     Recording,
     RecordingError,
     Turn,
-    TurnOutcome,
     bundled_fixture,
     load_recording,
     record,
@@ -35,6 +34,7 @@ from citas.replay.format import ExpectedBooking, RecordedCall
 from citas.replay.report import Progress, format_report
 from citas.replay.runner import tenant_differences
 from citas.testing import FakeLLM, call, reply
+from citas.testing.harness import TurnOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "conversations"
@@ -269,7 +269,7 @@ async def test_record_keeps_the_model_answers_and_what_citas_did() -> None:
             {}, OPENAI_API_KEY="k", OPENAI_BASE_URL=endpoint.base_url, CITAS_LLM_MAX_RETRIES=0
         )
         recorded = await record(plan, settings=settings)
-        assert endpoint.pending == 0 and not endpoint.rejections
+        assert endpoint.script.pending == 0 and not endpoint.script.rejections
 
     first, second = recorded.turns
     assert first.model_responses == [

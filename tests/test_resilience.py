@@ -9,8 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from citas.agent.loop import BACKEND_APOLOGY, LLM_APOLOGY
 from citas.circuit import CircuitState
@@ -19,12 +17,13 @@ from citas.errors import BackendError, ConfigError
 from citas.runtime import RUNTIME
 from citas.sandbox import ANY_OPERATION, Fault, RunningSandbox
 from citas.services.availability import AvailabilityService
-from citas.testing import FakeLLM, call, reply
+from citas.testing import ModelScript, call, reply
+from citas.testing.harness import LocalCitas, MetricsDelta
 from tests.conftest import chat_body, tool_results
-from tests.helpers import Delta, sample, wait_until
+from tests.helpers import sample, wait_until
 from tests.test_cache import INFO_OPERATIONS
 
-Client = TestClient[web.Request, web.Application]
+Client = LocalCitas
 MakeClient = Callable[..., Awaitable[Client]]
 
 SLOT = {"date": "2026-12-01", "time": "15:00"}
@@ -46,7 +45,7 @@ async def send(client: Client, message: str, **kwargs: Any) -> tuple[int, dict[s
     return response.status, await response.json()
 
 
-def backend_attempts(delta: Delta, operation: str, outcome: str) -> float:
+def backend_attempts(delta: MetricsDelta, operation: str, outcome: str) -> float:
     return delta.of("citas_backend_calls_total", operation=operation, outcome=outcome)
 
 
@@ -54,7 +53,7 @@ def calls_of(sandbox: RunningSandbox, operation: str) -> list[dict[str, Any]]:
     return [body for _, body in sandbox.backend.calls if body.get("codOpe") == operation]
 
 
-async def book(client: Client, llm: FakeLLM) -> tuple[int, dict[str, Any]]:
+async def book(client: Client, llm: ModelScript) -> tuple[int, dict[str, Any]]:
     """Verify the slot in one turn and book it in the next; returns the booking turn's answer."""
     llm.add(call("check_availability", SLOT), reply("Está libre. ¿Tu nombre y correo?"))
     await send(client, "Quiero el martes a las 3pm")
@@ -66,11 +65,11 @@ async def book(client: Client, llm: FakeLLM) -> tuple[int, dict[str, Any]]:
 
 
 async def test_latency_within_the_read_timeout_is_only_slower(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast)
     sandbox.backend.faults.add("OBTENER_CONTEXTO_NEGOCIO", Fault("latency", seconds=0.05))
-    delta = Delta()
+    delta = MetricsDelta()
     llm.add(reply("Hola."))
     assert await send(client, "Hola") == (200, {"reply": "Hola.", "url": None})
     assert backend_attempts(delta, "OBTENER_CONTEXTO_NEGOCIO", "ok") == 1
@@ -78,11 +77,11 @@ async def test_latency_within_the_read_timeout_is_only_slower(
 
 
 async def test_latency_past_the_read_timeout_is_retried(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast)
     sandbox.backend.faults.add("CONSULTAR_DISPONIBILIDAD", Fault("latency", seconds=2))
-    delta = Delta()
+    delta = MetricsDelta()
     llm.add(call("check_availability", SLOT), reply("Está libre."))
     status, body = await send(client, "¿El martes a las 3pm?")
     assert (status, body) == (200, {"reply": "Está libre.", "url": None})
@@ -95,11 +94,11 @@ async def test_latency_past_the_read_timeout_is_retried(
 
 
 async def test_one_5xx_is_retried_and_the_customer_never_notices(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast)
     sandbox.backend.faults.add("CONSULTAR_DISPONIBILIDAD", Fault("status", http_status=502))
-    delta = Delta()
+    delta = MetricsDelta()
     llm.add(call("check_availability", SLOT), reply("Está libre."))
     assert await send(client, "¿El martes a las 3pm?") == (
         200,
@@ -110,13 +109,13 @@ async def test_one_5xx_is_retried_and_the_customer_never_notices(
 
 
 async def test_a_calendar_that_keeps_failing_becomes_a_tool_result_and_an_error_code(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast)
     sandbox.backend.faults.add(
         "CONSULTAR_DISPONIBILIDAD", Fault("status", http_status=503), times=None
     )
-    delta = Delta()
+    delta = MetricsDelta()
     llm.add(call("check_availability", SLOT), reply("Disculpa, el sistema no responde."))
     status, body = await send(client, "¿El martes a las 3pm?")
     assert status == 200
@@ -133,11 +132,11 @@ async def test_a_calendar_that_keeps_failing_becomes_a_tool_result_and_an_error_
 
 
 async def test_one_malformed_answer_is_retried(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast)
     sandbox.backend.faults.add("OBTENER_HORARIO_REUNIONES", Fault("malformed_json"))
-    delta = Delta()
+    delta = MetricsDelta()
     llm.add(reply("Hola."))
     assert await send(client, "Hola") == (200, {"reply": "Hola.", "url": None})
     assert backend_attempts(delta, "OBTENER_HORARIO_REUNIONES", "malformed") == 1
@@ -145,11 +144,11 @@ async def test_one_malformed_answer_is_retried(
 
 
 async def test_business_info_that_stays_malformed_gets_the_backend_apology(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast)
     sandbox.backend.faults.add("OBTENER_HORARIO_REUNIONES", Fault("malformed_json"), times=None)
-    delta = Delta()
+    delta = MetricsDelta()
     status, body = await send(client, "Hola")
     assert status == 200 and body["reply"] == BACKEND_APOLOGY
     assert body["error"]["code"] == "backend_unavailable"
@@ -164,11 +163,11 @@ async def test_business_info_that_stays_malformed_gets_the_backend_apology(
 
 
 async def test_connection_reset_on_booking_is_retried_with_the_same_key(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast)
     sandbox.backend.faults.add("CREAR_EVENTO", Fault("connection_reset"))
-    delta = Delta()
+    delta = MetricsDelta()
     status, body = await book(client, llm)
     [event] = sandbox.backend.events
     assert (status, body) == (200, {"reply": "¡Reservado!", "url": event.url})
@@ -179,11 +178,11 @@ async def test_connection_reset_on_booking_is_retried_with_the_same_key(
 
 
 async def test_commit_then_late_answer_books_once(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast)
     sandbox.backend.faults.add("CREAR_EVENTO", Fault("commit_then_late", seconds=2))
-    delta = Delta()
+    delta = MetricsDelta()
     status, body = await book(client, llm)
     [event] = sandbox.backend.events  # committed by the first attempt, found again by the retry
     assert (status, body) == (200, {"reply": "¡Reservado!", "url": event.url})
@@ -197,12 +196,12 @@ async def test_commit_then_late_answer_books_once(
 
 
 async def test_backend_down_opens_the_breakers_then_answers_without_calling_it(
-    make_client: MakeClient, fast: Settings, llm: FakeLLM, sandbox: RunningSandbox
+    make_client: MakeClient, fast: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     client = await make_client(fast.with_updates(breaker_threshold=2))
     backend = client.app[RUNTIME].backend
     sandbox.backend.faults.add(ANY_OPERATION, Fault("status", http_status=503), times=None)
-    delta = Delta()
+    delta = MetricsDelta()
     for turn in range(2):
         status, body = await send(client, "Hola", session_id=f"519000000{turn}")
         assert status == 200 and body["error"]["code"] == "backend_unavailable"
@@ -226,16 +225,17 @@ async def test_backend_down_opens_the_breakers_then_answers_without_calling_it(
 # --------------------------------------------------------------------------- LLM
 
 
+@pytest.mark.wire  # the SDK's own retries and timeouts
 async def test_llm_429_with_retry_after_is_retried_once_by_the_sdk(
     make_client: MakeClient,
     settings: Settings,
-    llm: FakeLLM,
+    llm: ModelScript,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = await make_client(settings.with_updates(llm_max_retries=1))
     llm.fail_next(429, retry_after=0.25)
     llm.add(reply("Hola."))
-    delta = Delta()
+    delta = MetricsDelta()
     with caplog.at_level(logging.INFO, logger="openai"):
         assert await send(client, "Hola") == (200, {"reply": "Hola.", "url": None})
     assert len(llm.requests) == 2
@@ -244,12 +244,13 @@ async def test_llm_429_with_retry_after_is_retried_once_by_the_sdk(
     assert delta.of("citas_llm_calls_total", outcome="ok") == 1
 
 
+@pytest.mark.wire  # the SDK's own retries and timeouts
 async def test_llm_429_beyond_the_sdk_retries_is_an_apology(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM
+    make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(llm_max_retries=1))
     llm.fail_next(429, times=2, retry_after=0.01)
-    delta = Delta()
+    delta = MetricsDelta()
     status, body = await send(client, "Hola")
     assert status == 200 and body["reply"] == LLM_APOLOGY
     assert body["error"]["code"] == "llm_unavailable"
@@ -257,13 +258,14 @@ async def test_llm_429_beyond_the_sdk_retries_is_an_apology(
     assert delta.of("citas_llm_calls_total", outcome="rate_limited") == 1
 
 
+@pytest.mark.wire  # the SDK's own retries and timeouts
 async def test_llm_timeout_is_an_apology_with_llm_unavailable(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM
+    make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(llm_timeout_seconds=0.2))
     llm.delay_next(2)
     llm.add(reply("demasiado tarde"))
-    delta = Delta()
+    delta = MetricsDelta()
     status, body = await send(client, "Hola")
     assert status == 200 and body["reply"] == LLM_APOLOGY
     assert body["error"]["code"] == "llm_unavailable"
@@ -271,14 +273,15 @@ async def test_llm_timeout_is_an_apology_with_llm_unavailable(
     assert delta.of("citas_handled_errors_total", where="llm") == 1
 
 
+@pytest.mark.wire  # the SDK's own retries and timeouts
 async def test_the_turn_deadline_wins_over_a_long_retry_after(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM
+    make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(llm_max_retries=2, turn_deadline_seconds=1))
     llm.add(reply("Hola."))
     await send(client, "Hola", session_id="51900000001")  # business info cached: not timed
     llm.fail_next(429, retry_after=60)  # the SDK would honour it and wait a minute
-    delta = Delta()
+    delta = MetricsDelta()
     status, body = await send(client, "Hola")
     assert status == 200 and body["error"]["code"] == "llm_unavailable"
     assert len(llm.requests) == 2
@@ -289,14 +292,14 @@ async def test_the_turn_deadline_wins_over_a_long_retry_after(
 
 
 async def test_a_tool_that_raises_becomes_a_tool_result(
-    client: Client, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+    client: Client, llm: ModelScript, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def broken(*_args: Any) -> None:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(AvailabilityService, "check_slot", broken)
     llm.add(call("check_availability", SLOT), reply("Disculpa, no pude revisarlo."))
-    delta = Delta()
+    delta = MetricsDelta()
     assert await send(client, "¿El martes a las 3pm?") == (
         200,
         {"reply": "Disculpa, no pude revisarlo.", "url": None},
@@ -309,7 +312,7 @@ async def test_a_tool_that_raises_becomes_a_tool_result(
 
 
 async def test_a_backend_error_inside_a_tool_is_still_the_backend_result(
-    client: Client, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+    client: Client, llm: ModelScript, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def down(*_args: Any) -> None:
         raise BackendError("CONSULTAR_DISPONIBILIDAD", "circuit open")
@@ -325,12 +328,12 @@ async def test_a_backend_error_inside_a_tool_is_still_the_backend_result(
 
 
 async def test_overload_is_a_fast_503_with_retry_after(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM
+    make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(max_concurrent_turns=1))
     llm.delay_next(1.0)
     llm.add(reply("Hola."))
-    delta = Delta()
+    delta = MetricsDelta()
     first = asyncio.create_task(send(client, "Hola", session_id="51911111111"))
     await wait_until(lambda: llm.requests)
     response = await client.post("/api/chat", json=chat_body("Hola", session_id="51922222222"))

@@ -9,8 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from citas.config import Settings
@@ -18,11 +16,12 @@ from citas.domain import ConversationKey
 from citas.runtime import RUNTIME
 from citas.sandbox import RunningSandbox
 from citas.store.redis import RedisSessionStore
-from citas.testing import FakeLLM, call, reply
+from citas.testing import ModelScript, call, reply
+from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body, tool_results
 from tests.redis_support import RedisServer, make_store, wait_queued
 
-Client = TestClient[web.Request, web.Application]
+Client = LocalCitas
 MakeClient = Callable[..., Awaitable[Client]]
 KEY = ConversationKey(12, "51987654321")
 SLOT = {"date": "2026-12-01", "time": "15:00"}
@@ -58,7 +57,7 @@ async def gate(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisSessionS
 
 
 async def test_instances_alternating_share_one_continuous_history(
-    instances: tuple[Client, Client], llm: FakeLLM
+    instances: tuple[Client, Client], llm: ModelScript
 ) -> None:
     a, b = instances
     assert isinstance(a.app[RUNTIME].store, RedisSessionStore)  # REDIS_URL picks the store
@@ -72,7 +71,7 @@ async def test_instances_alternating_share_one_continuous_history(
 
 
 async def test_concurrent_messages_on_both_instances_run_one_at_a_time_in_order(
-    instances: tuple[Client, Client], llm: FakeLLM, gate: RedisSessionStore, redis_client: Redis
+    instances: tuple[Client, Client], llm: ModelScript, gate: RedisSessionStore, redis_client: Redis
 ) -> None:
     a, b = instances
     llm.add(*(reply(f"r{n}") for n in range(6)))
@@ -90,7 +89,7 @@ async def test_concurrent_messages_on_both_instances_run_one_at_a_time_in_order(
 
 
 async def test_redelivery_to_another_instance_gets_the_first_reply(
-    instances: tuple[Client, Client], llm: FakeLLM
+    instances: tuple[Client, Client], llm: ModelScript
 ) -> None:
     a, b = instances
     llm.add(reply("Hola, ¿en qué te ayudo?"))
@@ -104,7 +103,7 @@ async def test_redelivery_to_another_instance_gets_the_first_reply(
 
 async def test_concurrent_duplicate_deliveries_across_instances_run_the_agent_once(
     instances: tuple[Client, Client],
-    llm: FakeLLM,
+    llm: ModelScript,
     sandbox: RunningSandbox,
     gate: RedisSessionStore,
     redis_client: Redis,
@@ -137,7 +136,7 @@ async def test_ready_reflects_the_store(
 
 
 async def test_redis_restart_mid_conversation_gives_503_then_recovers(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM, own_redis: RedisServer
+    make_client: MakeClient, settings: Settings, llm: ModelScript, own_redis: RedisServer
 ) -> None:
     client = await make_client(_private(settings, own_redis))
     llm.add(reply("r0"))
@@ -159,7 +158,7 @@ async def test_redis_restart_mid_conversation_gives_503_then_recovers(
 
 
 async def test_redis_dying_mid_turn_fails_the_turn_and_its_retry_runs_once(
-    make_client: MakeClient, settings: Settings, llm: FakeLLM, own_redis: RedisServer
+    make_client: MakeClient, settings: Settings, llm: ModelScript, own_redis: RedisServer
 ) -> None:
     client = await make_client(_private(settings, own_redis))
     llm.add(reply("r0"))
@@ -184,7 +183,7 @@ async def test_redis_dying_mid_turn_fails_the_turn_and_its_retry_runs_once(
 async def test_a_booking_made_before_redis_dies_is_reported_and_not_doubled(
     make_client: MakeClient,
     settings: Settings,
-    llm: FakeLLM,
+    llm: ModelScript,
     sandbox: RunningSandbox,
     own_redis: RedisServer,
 ) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
-from aiohttp.test_utils import TestClient
+import pytest
 
 from citas.runtime import RUNTIME
-from citas.testing import FakeLLM, reply
+from citas.testing import FakeLLM, ModelScript, reply
+from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
 from tests.helpers import wait_until
 
@@ -72,10 +72,13 @@ async def citas_process(llm: FakeLLM, **env: str) -> AsyncIterator[Server]:
         await reader
 
 
-async def test_sigterm_drains_in_flight_turns_while_ready_says_503(llm: FakeLLM) -> None:
+@pytest.mark.wire
+async def test_sigterm_drains_in_flight_turns_while_ready_says_503(
+    llm: ModelScript, fake_llm: FakeLLM
+) -> None:
     llm.responder = lambda body: reply("Hola, ¿en qué te ayudo?")
     llm.delay_next(2.0)  # the turn in flight when SIGTERM arrives
-    async with citas_process(llm) as server, aiohttp.ClientSession() as http:
+    async with citas_process(fake_llm) as server, aiohttp.ClientSession() as http:
         in_flight = asyncio.create_task(
             http.post(f"{server.url}/api/chat", json=chat_body("Hola", session_id="51900000001"))
         )
@@ -103,11 +106,14 @@ async def test_sigterm_drains_in_flight_turns_while_ready_says_503(llm: FakeLLM)
     assert len(llm.requests) == 1, "the refused turn never reached the model"
 
 
-async def test_sigterm_stops_waiting_for_a_turn_past_the_drain_bound(llm: FakeLLM) -> None:
+@pytest.mark.wire
+async def test_sigterm_stops_waiting_for_a_turn_past_the_drain_bound(
+    llm: ModelScript, fake_llm: FakeLLM
+) -> None:
     llm.responder = lambda body: reply("demasiado tarde")
     llm.delay_next(60)
     async with (
-        citas_process(llm, CITAS_SHUTDOWN_DRAIN_SECONDS="0.5") as server,
+        citas_process(fake_llm, CITAS_SHUTDOWN_DRAIN_SECONDS="0.5") as server,
         aiohttp.ClientSession() as http,
     ):
         in_flight = asyncio.create_task(http.post(f"{server.url}/api/chat", json=chat_body("Hola")))
@@ -127,7 +133,7 @@ async def test_sigterm_stops_waiting_for_a_turn_past_the_drain_bound(llm: FakeLL
 
 
 async def test_ready_and_chat_answer_503_while_draining(
-    client: TestClient[web.Request, web.Application],
+    client: LocalCitas,
 ) -> None:
     assert (await client.get("/ready")).status == 200
     client.app[RUNTIME].admission.draining = True

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from citas.conversation import Conversation
 from citas.domain import ConversationKey
 from citas.errors import Overloaded
 from citas.runtime import RUNTIME
 from citas.store.memory import MemorySessionStore
+from citas.testing.harness import LocalCitas
 
 
 class FakeTimer:
@@ -86,6 +85,6 @@ async def test_lock_wait_is_bounded_and_forgotten() -> None:
 
 
 def test_without_redis_url_the_app_keeps_sessions_in_process(
-    client: TestClient[web.Request, web.Application],
+    client: LocalCitas,
 ) -> None:
     assert isinstance(client.app[RUNTIME].store, MemorySessionStore)

@@ -66,8 +66,8 @@ async def test_saved_history_is_versioned_json_with_a_refreshed_ttl(
     conversation = await store.load(KEY)
     assert conversation == Conversation()
     conversation.turns.append(_turn(1))
-    conversation.remember_verified("2026-12-01 15:00:00")
-    conversation.remember_booking("k1", {"event_id": "e1"})
+    conversation.ledger.mark_verified("2026-12-01 15:00:00")
+    conversation.ledger.record_booking("k1", {"event_id": "e1"})
     await store.save(KEY, conversation)
 
     name = store.keys(KEY).conv
@@ -93,10 +93,16 @@ async def test_stored_history_length_is_bounded(redis_url: str, redis_prefix: st
     store = make_store(redis_url, redis_prefix, max_messages=10)
     try:
         conversation = Conversation([_turn(n) for n in range(20)])
+        conversation.ledger.mark_verified("2026-12-01 15:00:00")
+        conversation.ledger.record_booking("k1", {"event_id": "e1"})
+        conversation.ledger.mark_unsettled("k2")
         await store.save(KEY, conversation)
         saved = await store.load(KEY)
         assert saved.message_count() <= 10
         assert saved.turns[-1] == _turn(19)  # the latest turns are kept, whole
+        # Trimming history never drops the ledger: an unanswered booking stays unsettled, so
+        # asking again resends its key instead of calling our own event a taken slot.
+        assert saved.ledger == conversation.ledger
         assert len(conversation.turns) == 20  # the caller's object is left alone
     finally:
         await store.close()

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
-from citas.agent.llm import _MalformedStream, _StreamedReply
 from citas.agent.loop import LLM_APOLOGY, Agent
+from citas.agent.model import ChatModel
+from citas.agent.openai_model import _MalformedStream, _StreamedReply
 from citas.agent.tools import ToolRegistry
 from citas.app import create_app
 from citas.clock import frozen_clock
@@ -25,10 +25,11 @@ from citas.errors import StoreUnavailable
 from citas.metrics import REGISTRY
 from citas.runtime import RUNTIME
 from citas.sandbox import Fault, RunningSandbox
-from citas.testing import FakeLLM, call, reply, tool_calls
+from citas.testing import FakeLLM, ModelScript, call, reply, tool_calls
+from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body, tool_results
 
-Client = TestClient[web.Request, web.Application]
+Client = LocalCitas
 Event = tuple[str, dict[str, Any]]
 
 SLOT = {"date": "2026-12-01", "time": "15:00"}
@@ -74,8 +75,9 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
+@pytest.mark.wire
 async def test_booking_over_the_stream(
-    client: Client, llm: FakeLLM, sandbox: RunningSandbox
+    client: Client, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     llm.add(call("check_availability", SLOT), reply("El martes a las 15:00 está libre."))
     first = await stream(client, "Quiero una cita el martes 1 a las 3pm")
@@ -94,15 +96,17 @@ async def test_booking_over_the_stream(
     assert all(r["stream_options"] == {"include_usage": True} for r in llm.requests)
 
 
-async def test_usage_chunk_is_counted(client: Client, llm: FakeLLM) -> None:
+@pytest.mark.wire
+async def test_usage_chunk_is_counted(client: Client, llm: ModelScript) -> None:
     before = metric("citas_llm_tokens_total", kind="completion")
     llm.add(reply("Hola, ¿en qué te ayudo?"))
     await stream(client, "Hola")
     assert metric("citas_llm_tokens_total", kind="completion") > before
 
 
+@pytest.mark.wire
 async def test_text_before_tool_calls_is_not_sent(
-    client: Client, llm: FakeLLM, sandbox: RunningSandbox
+    client: Client, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     preamble = "Voy a revisar la agenda del martes, un momento."
     llm.add(
@@ -122,7 +126,7 @@ async def test_text_before_tool_calls_is_not_sent(
 
 
 async def test_the_answer_is_sent_before_the_turn_ends(
-    client: Client, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+    client: Client, llm: ModelScript, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = client.app[RUNTIME].store
     saved = store.save
@@ -146,7 +150,7 @@ async def test_the_answer_is_sent_before_the_turn_ends(
     assert rest == [("done", {"reply": "Hola, ¿en qué te ayudo?", "url": None})]
 
 
-async def test_llm_failure_ends_with_the_apology_in_done(client: Client, llm: FakeLLM) -> None:
+async def test_llm_failure_ends_with_the_apology_in_done(client: Client, llm: ModelScript) -> None:
     llm.fail_next(500)
     events = await stream(client, "Hola")
     assert events[0] == ("delta", {"text": LLM_APOLOGY})
@@ -154,18 +158,22 @@ async def test_llm_failure_ends_with_the_apology_in_done(client: Client, llm: Fa
     assert (name, done["reply"], done["error"]["code"]) == ("done", LLM_APOLOGY, "llm_unavailable")
 
 
+@pytest.mark.wire
 async def test_a_stream_slower_than_the_deadline_is_an_llm_failure(
-    make_client: Callable[..., Awaitable[Client]], settings: Settings, llm: FakeLLM
+    make_client: Callable[..., Awaitable[Client]],
+    settings: Settings,
+    llm: ModelScript,
+    fake_llm: FakeLLM,
 ) -> None:
     client = await make_client(settings.with_updates(turn_deadline_seconds=0.3))
-    llm.chunk_delay = 0.05
+    fake_llm.chunk_delay = 0.05
     llm.add(reply("Una respuesta larga que el modelo escribe muy despacio, pieza a pieza."))
     events = await stream(client, "Hola")
     assert events[-1][1]["error"]["code"] == "llm_unavailable"
 
 
 async def test_busy_conversation_is_an_error_event(
-    make_client: Callable[..., Awaitable[Client]], settings: Settings, llm: FakeLLM
+    make_client: Callable[..., Awaitable[Client]], settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(turn_deadline_seconds=0.2))
     store = client.app[RUNTIME].store
@@ -215,7 +223,7 @@ async def test_invalid_request_is_a_json_400_before_any_stream(client: Client) -
     assert "message:" in message and "context.config.id_empresa:" in message
 
 
-async def test_overload_is_a_json_503_before_any_stream(client: Client, llm: FakeLLM) -> None:
+async def test_overload_is_a_json_503_before_any_stream(client: Client, llm: ModelScript) -> None:
     client.app[RUNTIME].admission.draining = True
     response = await client.post(STREAM, json=chat_body("Hola"))
     assert response.status == 503
@@ -225,7 +233,7 @@ async def test_overload_is_a_json_503_before_any_stream(client: Client, llm: Fak
 
 
 async def test_redelivered_message_gets_the_first_reply_as_one_delta(
-    client: Client, llm: FakeLLM
+    client: Client, llm: ModelScript
 ) -> None:
     llm.add(reply("Hola, ¿en qué te ayudo?"))
     first = await stream(client, "Hola", message_id="wamid.7")
@@ -238,7 +246,9 @@ async def test_redelivered_message_gets_the_first_reply_as_one_delta(
     assert len(llm.requests) == 1
 
 
-async def test_stream_and_chat_share_the_redelivery_record(client: Client, llm: FakeLLM) -> None:
+async def test_stream_and_chat_share_the_redelivery_record(
+    client: Client, llm: ModelScript
+) -> None:
     llm.add(reply("Hola."))
     events = await stream(client, "Hola", message_id="wamid.8")
     response = await client.post("/api/chat", json={**chat_body("Hola"), "message_id": "wamid.8"})
@@ -251,11 +261,11 @@ async def test_stream_and_chat_share_the_redelivery_record(client: Client, llm: 
 
 @pytest.fixture(params=[True, False], ids=["handler-cancelled", "handler-kept"])
 async def server(
-    request: pytest.FixtureRequest, settings: Settings, now: datetime
+    request: pytest.FixtureRequest, settings: Settings, now: datetime, model: ChatModel | None
 ) -> AsyncIterator[tuple[str, web.Application, bool]]:
-    """citas on its own runner: aiohttp's test server always cancels handlers of a client that
-    disconnects, while `web.run_app` (production) by default does not; both must be safe."""
-    app = create_app(settings, clock=frozen_clock(now))
+    """citas on its own runner, cancelling the handlers of a client that disconnects or not
+    (`web.run_app`, production, by default does not): both must be safe."""
+    app = create_app(settings, model=model, clock=frozen_clock(now))
     runner = web.AppRunner(app, handler_cancellation=request.param)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -267,7 +277,7 @@ async def server(
 
 async def test_disconnect_mid_booking_still_books_and_saves(
     server: tuple[str, web.Application, bool],
-    llm: FakeLLM,
+    llm: ModelScript,
     sandbox: RunningSandbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -275,10 +285,10 @@ async def test_disconnect_mid_booking_still_books_and_saves(
     booking_started = asyncio.Event()
     original = ToolRegistry.dispatch
 
-    async def dispatch(self: ToolRegistry, ctx: Any, tool_call: Any) -> str:
+    async def dispatch(self: ToolRegistry, ctx: Any, tool_call: Any, emit: Any) -> str:
         if tool_call.name == "create_booking":
             booking_started.set()
-        return await original(self, ctx, tool_call)
+        return await original(self, ctx, tool_call, emit)
 
     monkeypatch.setattr(ToolRegistry, "dispatch", dispatch)
     gone_before = metric("citas_streams_total", outcome="client_gone")

@@ -3,32 +3,46 @@
 handle():   lock the conversation → answer a redelivered message from memory → run_turn → save
 run_turn(): load history → build messages → call the model → run its tool calls concurrently →
             feed the results back → repeat until it answers with text (or the round limit).
+
+What happens along the way is told as run events (`citas/agent/events.py`) to the agent's
+listeners (metrics, logs) and to the turn's own (a stream, a harness).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 
-from citas.agent.llm import (
-    ChatModel,
-    ModelReply,
-    TextSink,
+from citas.agent.events import (
+    AnswerText,
+    EventSink,
+    ModelCallFinished,
+    ModelCallStarted,
+    RunListener,
+    TurnEvents,
+    TurnFinished,
+)
+from citas.agent.model import ChatModel, ModelReply, TextSink
+from citas.agent.prompt import PromptBuilder
+from citas.agent.tools import ToolRegistry, TurnContext
+from citas.agent.turn import TurnError, TurnRequest, TurnResult
+from citas.clock import Clock
+from citas.conversation import Conversation
+from citas.domain import ConversationKey
+from citas.errors import BackendError, LLMUnavailable, StoreUnavailable
+from citas.messages import (
+    Message,
+    SystemMessage,
     assistant_message,
     system_message,
     tool_message,
     user_message,
 )
-from citas.agent.prompt import PromptBuilder
-from citas.agent.tools import ToolRegistry, TurnContext
-from citas.clock import Clock
-from citas.conversation import Conversation, Message
-from citas.domain import ConversationKey, Tenant
-from citas.errors import BackendError, LLMUnavailable, StoreUnavailable
-from citas.metrics import SWALLOWED_ERRORS, TURN_SECONDS
+from citas.metrics import SWALLOWED_ERRORS
 from citas.services.business import BusinessDirectory
 from citas.store.base import SessionStore
 
@@ -48,42 +62,16 @@ ROUND_LIMIT_REPLY = (
 EMPTY_REPLY = "Disculpa, ¿podrías repetirme tu mensaje?"
 
 
-@dataclass(frozen=True, slots=True)
-class TurnRequest:
-    tenant: Tenant
-    session_id: str
-    message: str
-    message_id: str | None = None
-
-    @property
-    def key(self) -> ConversationKey:
-        return ConversationKey(self.tenant.id_empresa, self.session_id)
-
-
-@dataclass(frozen=True, slots=True)
-class TurnResult:
-    reply: str
-    url: str | None = None
-    error: str | None = None  # "llm_unavailable" | "backend_unavailable"
-    replayed: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reply": self.reply, "url": self.url, "error": self.error}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], replayed: bool = False) -> TurnResult:
-        return cls(data["reply"], data.get("url"), data.get("error"), replayed)
-
-
 @dataclass
 class _Turn:
-    """The messages of the turn in progress and what its tools did."""
+    """The turn in progress: its messages, what its tools did, and where its events go."""
 
     messages: list[Message]
     context: TurnContext
-    bookings_before: frozenset[str] = frozenset()
+    emit: EventSink
+    bookings_before: frozenset[str]
     tool_rounds: int = 0
-    final: str | None = field(default=None)
+    final: str | None = None
 
 
 class Agent:
@@ -99,6 +87,7 @@ class Agent:
         max_tool_rounds: int,
         history_max_messages: int,
         turn_deadline_seconds: float,
+        listeners: Sequence[RunListener] = (),
     ) -> None:
         self.model = model
         self.tools = tools
@@ -109,11 +98,13 @@ class Agent:
         self.max_tool_rounds = max_tool_rounds
         self.history_max_messages = history_max_messages
         self.turn_deadline_seconds = turn_deadline_seconds
+        self.listeners: list[RunListener] = list(listeners)
+        """Told every turn's events; add to it to observe every turn (the harness does)."""
 
-    async def handle(self, request: TurnRequest, on_text: TextSink | None = None) -> TurnResult:
+    async def handle(self, request: TurnRequest, listener: RunListener | None = None) -> TurnResult:
         """Run one customer message, one at a time per conversation, at most once per id.
-        `on_text` gets the model's answer once, as soon as it is known and before the turn is
-        saved; a reply the model did not write (apology, round limit, replay) is only returned."""
+        `listener` gets this turn's events besides the agent's listeners; a redelivered
+        message's first reply is only returned."""
         key = request.key
         async with self.store.lock(key):
             if request.message_id:
@@ -121,7 +112,8 @@ class Agent:
                 if earlier is not None:
                     log.info("message_redelivered", message_id=request.message_id)
                     return TurnResult.from_dict(earlier, replayed=True)
-            result = await self._timed_turn(request, on_text)
+            listeners = self.listeners if listener is None else [*self.listeners, listener]
+            result = await self._timed_turn(request, TurnEvents(request, listeners))
             if request.message_id and result.error is None:
                 # Failed turns are not remembered: a redelivery should get a real try.
                 await self._remember(key, request.message_id, result)
@@ -135,19 +127,17 @@ class Agent:
             SWALLOWED_ERRORS.labels(where="remember_reply").inc()
             log.error("reply_not_remembered", message_id=message_id)
 
-    async def _timed_turn(self, request: TurnRequest, on_text: TextSink | None) -> TurnResult:
+    async def _timed_turn(self, request: TurnRequest, emit: EventSink) -> TurnResult:
         start = time.perf_counter()
         result: TurnResult | None = None
         try:
-            result = await self.run_turn(request, on_text)
+            result = await self.run_turn(request, emit)
             return result
         finally:
             outcome = "exception" if result is None else (result.error or "ok")
-            elapsed = time.perf_counter() - start
-            TURN_SECONDS.labels(outcome=outcome).observe(elapsed)
-            log.info("turn", outcome=outcome, duration_ms=round(elapsed * 1000, 1))
+            emit(TurnFinished(outcome, time.perf_counter() - start, result))
 
-    async def run_turn(self, request: TurnRequest, on_text: TextSink | None = None) -> TurnResult:
+    async def run_turn(self, request: TurnRequest, emit: EventSink) -> TurnResult:
         tenant, key = request.tenant, request.key
         deadline = time.monotonic() + self.turn_deadline_seconds
         try:
@@ -165,48 +155,41 @@ class Agent:
                 system_message(self.prompts.clock_message(now)),
                 user_message(request.message),
             ],
-            context=TurnContext(tenant, key, conversation),
-            bookings_before=frozenset(conversation.bookings),
+            context=TurnContext(tenant, key, conversation.ledger),
+            emit=emit,
+            bookings_before=conversation.ledger.booking_keys(),
         )
         try:
-            await self._rounds(system, conversation, turn, deadline, on_text)
+            await self._rounds(system, conversation, turn, deadline)
         except LLMUnavailable as exc:
             SWALLOWED_ERRORS.labels(where="llm").inc()
             log.warning("turn_failed", error_code="llm_unavailable", error=str(exc))
             if turn.tool_rounds:
                 # Tools may have booked: keep what happened, closed by the apology.
-                turn.messages.append(assistant_message(ModelReply(LLM_APOLOGY)))
+                turn.messages.append(assistant_message(LLM_APOLOGY))
                 await self._save(key, conversation, turn)
             return TurnResult(LLM_APOLOGY, turn.context.booking_url, "llm_unavailable")
         await self._save(key, conversation, turn)
-        error = "backend_unavailable" if turn.context.backend_failed else None
+        error: TurnError | None = "backend_unavailable" if turn.context.backend_failed else None
         return TurnResult(turn.final or EMPTY_REPLY, turn.context.booking_url, error)
 
     async def _rounds(
-        self,
-        system: Message,
-        conversation: Conversation,
-        turn: _Turn,
-        deadline: float,
-        on_text: TextSink | None,
+        self, system: SystemMessage, conversation: Conversation, turn: _Turn, deadline: float
     ) -> None:
         history = conversation.messages()
-        on_answer = _answer_sink(on_text)
+        on_answer = _answer_sink(turn.emit)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise LLMUnavailable("turn deadline exceeded")
-            reply = await self.model.complete(
-                [system, *history, *turn.messages],
-                self.tools.schemas,
-                timeout=remaining,
-                on_text=on_answer,
+                raise LLMUnavailable("turn deadline exceeded", "deadline")
+            reply = await self._call_model(
+                [system, *history, *turn.messages], turn, remaining, on_answer
             )
-            turn.messages.append(assistant_message(reply))
+            turn.messages.append(assistant_message(reply.text, reply.tool_calls))
             if not reply.tool_calls:
                 turn.final = _final_text(reply.text)
                 return
-            results = await self.tools.run_all(turn.context, reply.tool_calls)
+            results = await self.tools.run_all(turn.context, reply.tool_calls, turn.emit)
             turn.messages.extend(
                 tool_message(call.id, content)
                 for call, content in zip(reply.tool_calls, results, strict=True)
@@ -214,16 +197,44 @@ class Agent:
             turn.tool_rounds += 1
             if turn.tool_rounds >= self.max_tool_rounds:
                 log.warning("tool_round_limit", rounds=turn.tool_rounds)
-                turn.messages.append(assistant_message(ModelReply(ROUND_LIMIT_REPLY)))
+                turn.messages.append(assistant_message(ROUND_LIMIT_REPLY))
                 turn.final = ROUND_LIMIT_REPLY
                 return
+
+    async def _call_model(
+        self, messages: list[Message], turn: _Turn, timeout: float, on_answer: TextSink
+    ) -> ModelReply:
+        """One model call, told as a started and a finished event whatever its end."""
+        emit, number = turn.emit, turn.tool_rounds
+        emit(ModelCallStarted(number, len(messages)))
+        start = time.perf_counter()
+        outcome, reply = "error", None
+        try:
+            reply = await self.model.complete(
+                messages, self.tools.schemas, timeout=timeout, on_text=on_answer
+            )
+            outcome = "ok"
+            return reply
+        except LLMUnavailable as exc:
+            outcome = exc.outcome
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            seconds = time.perf_counter() - start
+            emit(
+                ModelCallFinished(
+                    number, self.model.name, len(messages), outcome, start, seconds, reply
+                )
+            )
 
     async def _save(self, key: ConversationKey, conversation: Conversation, turn: _Turn) -> None:
         conversation.turns.append(turn.messages)
         try:
             await self.store.save(key, conversation)
         except StoreUnavailable:
-            if set(conversation.bookings) <= turn.bookings_before:
+            if conversation.ledger.booking_keys() <= turn.bookings_before:
                 raise  # nothing happened outside citas: a 503, and the gateway's retry redoes it
             # A booking was made: the customer must hear of it even though history is lost
             # (a retry would find the slot taken, by this very booking).
@@ -235,16 +246,12 @@ def _final_text(text: str | None) -> str | None:
     return (text or "").strip() or None
 
 
-def _answer_sink(on_text: TextSink | None) -> TextSink | None:
-    """`on_text` sees the model's answer exactly as the turn's reply will carry it; replies the
-    loop writes itself (apologies, the round limit) or replays only come in the `TurnResult`."""
-    if on_text is None:
-        return None
-    sink = on_text
+def _answer_sink(emit: EventSink) -> TextSink:
+    """The model's answer goes out as `AnswerText` exactly as the turn's reply will carry it."""
 
-    async def answer(text: str) -> None:
+    def answer(text: str) -> None:
         final = _final_text(text)
         if final is not None:
-            await sink(final)
+            emit(AnswerText(final))
 
     return answer

@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from citas.api.models import ErrorDetail, ErrorResponse
+from citas.api.responses import json_response
 from citas.errors import InvalidRequest, Overloaded, RateLimited, StoreUnavailable
 from citas.metrics import REJECTED_REQUESTS
 
@@ -25,7 +26,7 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(error_body(code, message), status=status, headers=headers)
+    return json_response(error_body(code, message), status=status, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +15,8 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+
+from citas.agent.turn import TurnError, TurnResult
 
 
 class _Model(BaseModel):
@@ -112,12 +114,26 @@ class ErrorResponse(_Model):
     error: ErrorDetail
 
 
+_TURN_ERRORS: dict[TurnError, str] = {
+    "llm_unavailable": "The language model did not answer; the reply is an apology.",
+    "backend_unavailable": "The booking backend did not answer; the reply is an apology.",
+}
+
+
 class ChatResponse(_Model):
     reply: str = Field(description="Text for the customer.")
     url: str | None = Field(description="Meeting link of the booking made in this turn.")
     error: ErrorDetail | None = Field(
         None, description="Present when the LLM or the backend failed; `reply` then apologises."
     )
+
+    @classmethod
+    def body(cls, result: TurnResult) -> dict[str, Any]:
+        """The JSON body of a turn's answer (`/api/chat`'s 200, the stream's `done`)."""
+        if result.error is None:
+            return cls(reply=result.reply, url=result.url).model_dump(exclude={"error"})
+        error = ErrorDetail(code=result.error, message=_TURN_ERRORS[result.error])
+        return cls(reply=result.reply, url=result.url, error=error).model_dump()
 
 
 class StreamDelta(_Model):

@@ -4,8 +4,9 @@
 one `event: error` carries the JSON error shape. The concatenated deltas always equal `done`'s
 `reply`. Validation, body size, auth and admission fail as JSON before the stream starts.
 
-The model's answer is sent as soon as the model ends it (see `ChatModel.complete`: text that comes
-with tool calls is not an answer, and nothing tells which it is before the end). A reply the model
+The model's answer is sent as soon as the model ends it (the turn's `AnswerText` event; see
+`ChatModel.complete`: text that comes with tool calls is not an answer, and nothing tells which it
+is before the end). A reply the model
 did not write (an apology, the round limit, a redelivered message's first reply) comes as a single
 delta. A client that goes away does not stop the turn (see `citas.api.turns`).
 """
@@ -19,12 +20,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from citas.agent.llm import TextSink
-from citas.agent.loop import TurnResult
+from citas.agent.events import AnswerText, RunEvent, RunListener
+from citas.agent.turn import TurnRequest, TurnResult
 from citas.api.errors import error_body, http_error
-from citas.api.handlers import admit_turn, chat_body
+from citas.api.models import ChatResponse
 from citas.api.sse import EventStream
-from citas.api.turns import abandon, start_turn
+from citas.api.turns import abandon, admit_turn, start_turn
 from citas.metrics import STREAM_FIRST_TEXT_SECONDS, STREAMS
 from citas.runtime import RUNTIME
 
@@ -40,7 +41,7 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
     # The turn only queues its text: a slow or vanished client never stalls a turn that holds
     # the conversation's lock.
     texts: asyncio.Queue[str | None] = asyncio.Queue()
-    task = start_turn(runtime, turn, _queue_sink(texts))
+    task = start_turn(runtime, turn, _answer_queue(texts))
     task.add_done_callback(lambda _: texts.put_nowait(_END))
     events = EventStream(request)
     try:
@@ -53,9 +54,10 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
     return events.response
 
 
-def _queue_sink(texts: asyncio.Queue[str | None]) -> TextSink:
-    async def put(text: str) -> None:
-        texts.put_nowait(text)
+def _answer_queue(texts: asyncio.Queue[str | None]) -> RunListener:
+    def put(_turn: TurnRequest, event: RunEvent) -> None:
+        if isinstance(event, AnswerText):
+            texts.put_nowait(event.text)
 
     return put
 
@@ -81,7 +83,7 @@ async def _relay(
         result = task.result()
         if not sent:
             await _delta(events, result.reply, first=True, started=started)
-        await events.send("done", chat_body(result))
+        await events.send("done", ChatResponse.body(result))
         outcome = "done"
     await events.close()
     if events.gone:

@@ -1,4 +1,5 @@
-"""Running a turn for a handler: admitted, in its own task, so it outlives its client.
+"""A turn as the handlers run it: the body parsed and admitted (rate limits, the bound on turns in
+flight), then run in its own task, so that it outlives its client.
 
 A turn may be booking an appointment when the client goes away; cancelling it there would leave
 a booking the conversation does not know about. So the turn runs in a task that holds its
@@ -9,14 +10,22 @@ stops waiting: the turn still finishes, is saved and remembered for redelivery.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Coroutine
 from contextlib import ExitStack
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
+from aiohttp import web
+from pydantic import ValidationError
 
-from citas.agent.llm import TextSink
-from citas.agent.loop import TurnRequest, TurnResult
+from citas.agent.events import RunListener
+from citas.agent.turn import TurnRequest, TurnResult
+from citas.api.models import ChatRequest
+from citas.domain import Tenant
+from citas.errors import InvalidRequest
+from citas.logs import bind_turn
 from citas.runtime import Runtime
 
 log = structlog.get_logger("citas.turns")
@@ -25,14 +34,58 @@ log = structlog.get_logger("citas.turns")
 _RUNNING: set[asyncio.Task[TurnResult]] = set()
 
 
+async def admit_turn(request: web.Request, runtime: Runtime) -> TurnRequest:
+    """What every turn endpoint does first: validate the body, name the turn in the logs, and
+    take its rate-limit tokens (`RateLimited` → 429)."""
+    turn = await parse_turn_request(request, runtime)
+    bind_turn(turn.tenant.id_empresa, turn.session_id)
+    log.debug("chat_message", message=turn.message, message_id=turn.message_id)
+    await runtime.rate_limits.check(turn.tenant.id_empresa, turn.session_id)
+    return turn
+
+
+async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequest:
+    """Validate the gateway's body; a 400 names every bad field."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("Body is not valid JSON.") from None
+    try:
+        body = ChatRequest.model_validate(
+            data, context={"max_message_chars": runtime.settings.max_message_chars}
+        )
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None
+    config = body.context.config
+    tenant = Tenant(
+        id_empresa=config.id_empresa,
+        zone=ZoneInfo(config.zona_horaria or runtime.settings.timezone),
+        duration_minutes=config.duracion_cita_minutos or runtime.settings.default_duration_minutes,
+        usuario_id=config.usuario_id,
+        personalidad=config.personalidad,
+    )
+    return TurnRequest(tenant, body.session_id, body.message, body.message_id)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "Invalid request: " + "; ".join(parts) + "."
+
+
 def start_turn(
-    runtime: Runtime, turn: TurnRequest, on_text: TextSink | None = None
+    runtime: Runtime, turn: TurnRequest, listener: RunListener | None = None
 ) -> asyncio.Task[TurnResult]:
-    """Admit the turn (raises `Overloaded` before anything runs) and start it in its own task."""
+    """Admit the turn (raises `Overloaded` before anything runs) and start it in its own task;
+    `listener` gets the turn's run events."""
     with ExitStack() as admitted:
         admitted.enter_context(runtime.admission.admit())
         task = asyncio.create_task(
-            _admitted(admitted.pop_all(), runtime.agent.handle(turn, on_text))
+            _admitted(admitted.pop_all(), runtime.agent.handle(turn, listener))
         )
     _RUNNING.add(task)
     task.add_done_callback(_RUNNING.discard)

@@ -1,7 +1,7 @@
 """Recorded conversations: the file format, offline replay, recording against a real model.
 
-Shared by `scripts/replay.py`, the test suite (which replays `tests/conversations/`) and
-`citas chat` (which uses the in-process harness to show tool calls and timings).
+Shared by `scripts/replay.py` and the test suite (which replays `tests/conversations/`); both
+run citas through the one harness, `citas.testing.harness`.
 """
 
 from citas.replay.compare import Difference, compare, expectation
@@ -15,21 +15,17 @@ from citas.replay.format import (
     load_recording,
     save_recording,
 )
-from citas.replay.harness import LiveCitas, ObservedCall, TurnOutcome
 from citas.replay.runner import ReplayReport, TurnReport, bundled_fixture, record, replay
 
 __all__ = [
     "FORMAT",
     "Difference",
     "Expectation",
-    "LiveCitas",
     "ModelResponse",
-    "ObservedCall",
     "Recording",
     "RecordingError",
     "ReplayReport",
     "Turn",
-    "TurnOutcome",
     "TurnReport",
     "bundled_fixture",
     "compare",

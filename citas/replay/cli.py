@@ -31,10 +31,10 @@ from citas.replay.format import (
     load_recording,
     save_recording,
 )
-from citas.replay.harness import TurnOutcome
 from citas.replay.report import Progress, format_report, transcript
 from citas.replay.runner import bundled_fixture, record, replay
 from citas.sandbox import SandboxSeed
+from citas.testing.harness import TurnOutcome
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from citas.replay.format import Expectation, ExpectedBooking, ExpectedCall
-from citas.replay.harness import ObservedCall, TurnOutcome
 from citas.sandbox import Event
 from citas.sandbox.state import DATETIME_FORMAT
+from citas.testing.harness import ObservedCall, TurnOutcome
 
 RESULT_FIELDS = (
     "ok",

@@ -6,8 +6,8 @@ import json
 from typing import TextIO
 
 from citas.replay.compare import Difference, show_value
-from citas.replay.harness import ObservedCall, TurnOutcome
 from citas.replay.runner import ReplayReport
+from citas.testing.harness import ObservedCall, TurnOutcome
 
 _LONG = 60
 _RESULT_SUMMARY = ("ok", "disponible", "reservado", "ya_existia", "motivo", "error")

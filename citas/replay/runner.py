@@ -1,8 +1,9 @@
 """Replaying a recording offline, and recording a conversation against a real model.
 
 Replay: the real app in-process, the sandbox seeded from the file's fixture, a frozen clock, and
-a fake OpenAI-compatible server answering each turn's model calls with that turn's recorded
-responses, in order. Record: the same app and sandbox, but the model at `OPENAI_BASE_URL`.
+an in-process fake model (refusing what the real API refuses) answering each turn's model calls
+with that turn's recorded responses, in order. Record: the same app and sandbox, but the model at
+`OPENAI_BASE_URL`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from citas.clock import frozen_clock
 from citas.config import Settings
 from citas.replay.compare import Difference, compare, expectation
 from citas.replay.format import ModelResponse, RecordedCall, Recording, Turn
-from citas.replay.harness import LiveCitas, ModelCall, TurnOutcome
 from citas.sandbox import SandboxSeed
-from citas.testing.fake_llm import FakeLLM, Step, ToolCall
+from citas.testing import ScriptedModel, Step, ToolCall
+from citas.testing.harness import LocalCitas, ModelCall, TurnOutcome
 
-REPLAY_API_KEY = "replay"
 _EXHAUSTED = "no recorded model response left for this turn"
 
 
@@ -71,7 +71,7 @@ class _RecordedModel:
     def __call__(self, _request: dict[str, Any]) -> Step:
         self.asked += 1
         if not self._queue:
-            # The fake server turns this into an HTTP 500: the agent sees an unavailable model.
+            # The fake model answers this with an HTTP 500: the agent sees an unavailable model.
             raise LookupError(_EXHAUSTED)
         return self._queue.popleft()
 
@@ -86,47 +86,42 @@ def _step(response: ModelResponse) -> Step:
     return Step(text=response.text, tool_calls=calls)
 
 
-def replay_settings(recording: Recording, llm_url: str) -> Settings:
-    """Defaults (never the caller's environment, so a replay means the same everywhere), the
-    file's own `settings`, and the fake model; the SDK must not retry a refused request."""
-    return Settings.from_env(
-        {},
-        **{
-            **recording.settings,
-            "OPENAI_API_KEY": REPLAY_API_KEY,
-            "OPENAI_BASE_URL": llm_url,
-            "CITAS_LLM_MAX_RETRIES": 0,
-        },
-    )
+def replay_settings(recording: Recording) -> Settings:
+    """Defaults (never the caller's environment, so a replay means the same everywhere) and the
+    file's own `settings`."""
+    return Settings.from_env({}, **recording.settings)
 
 
 async def replay(recording: Recording) -> ReplayReport:
     """Run every turn of `recording` and compare each with its expectation."""
-    model = _RecordedModel()
+    recorded = _RecordedModel()
+    settings = replay_settings(recording)
+    model = ScriptedModel(responder=recorded, name=settings.model)
     report = ReplayReport(recording)
-    async with FakeLLM(responder=model) as llm:
-        settings = replay_settings(recording, llm.base_url)
-        async with LiveCitas.start(
-            settings, clock=frozen_clock(recording.now), seed=recording.fixture
-        ) as citas:
-            for number, turn in enumerate(recording.turns, start=1):
-                model.load(turn.model_responses)
-                refused_before = len(llm.rejections)
-                outcome = await citas.send(
-                    turn.message,
-                    session_id=recording.session_id,
-                    context=recording.context,
-                    message_id=turn.message_id,
-                )
-                diffs = (
-                    [Difference("expect", "an expectation", "none recorded (run --update)")]
-                    if turn.expect is None
-                    else compare(turn.expect, outcome)
-                )
-                diffs += model.differences()
-                diffs += _refusals(llm.rejections[refused_before:])
-                diffs += tenant_differences(recording, outcome)
-                report.turns.append(TurnReport(number, turn, outcome, diffs))
+    async with LocalCitas.start(
+        settings,
+        model=model,
+        clock=frozen_clock(recording.now),
+        seed=recording.fixture,
+    ) as citas:
+        for number, turn in enumerate(recording.turns, start=1):
+            recorded.load(turn.model_responses)
+            refused_before = len(model.script.rejections)
+            outcome = await citas.send(
+                turn.message,
+                session_id=recording.session_id,
+                context=recording.context,
+                message_id=turn.message_id,
+            )
+            diffs = (
+                [Difference("expect", "an expectation", "none recorded (run --update)")]
+                if turn.expect is None
+                else compare(turn.expect, outcome)
+            )
+            diffs += recorded.differences()
+            diffs += _refusals(model.script.rejections[refused_before:])
+            diffs += tenant_differences(recording, outcome)
+            report.turns.append(TurnReport(number, turn, outcome, diffs))
     return report
 
 
@@ -183,7 +178,7 @@ async def record(
     """Send `plan`'s customer messages to the model `settings` point at, with `plan`'s context,
     clock and fixture; return it with the model's responses and what citas did filled in."""
     turns: list[Turn] = []
-    async with LiveCitas.start(settings, clock=frozen_clock(plan.now), seed=plan.fixture) as citas:
+    async with LocalCitas.start(settings, clock=frozen_clock(plan.now), seed=plan.fixture) as citas:
         for number, asked in enumerate(plan.turns, start=1):
             outcome = await citas.send(
                 asked.message,

@@ -1,6 +1,6 @@
 """A deterministic, rule-based stand-in for the LLM, so `citas serve --sandbox` works without a key.
 
-Plug it into the fake server: `FakeLLM(responder=demo_responder)`. It reads only the request's
+`demo_model()` runs it through the model seam (`FunctionModel`). It reads only the request's
 messages (no clock of its own while the agent's date message is present), so replies repeat.
 """
 
@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
-from citas.testing.fake_llm import Step, call, reply
+from citas.agent.function_model import FunctionModel
+from citas.agent.model import ModelReply, ToolSchema
+from citas.messages import ToolCallRequest
 
 __all__ = [
     "DEMO_NOTICE",
     "Facts",
     "collect_facts",
-    "demo_responder",
+    "demo_model",
+    "demo_reply",
     "extract_facts",
     "parse_date",
     "parse_email",
@@ -37,7 +41,7 @@ GREETING = (
     "Por ejemplo: «mañana a las 3pm»."
 )
 
-Message = Mapping[str, Any]
+RawMessage = Mapping[str, Any]  # read leniently: the demo must not trip on any shape
 
 # --------------------------------------------------------------------------- parsing
 
@@ -274,7 +278,7 @@ def _text(content: object) -> str:
     return ""
 
 
-def _today(messages: Sequence[Message]) -> date:
+def _today(messages: Sequence[RawMessage]) -> date:
     for message in reversed(messages):
         if message.get("role") in ("system", "developer") and (
             match := _NOW.search(_text(message.get("content")))
@@ -284,11 +288,11 @@ def _today(messages: Sequence[Message]) -> date:
     return date.today()
 
 
-def _user_texts(messages: Sequence[Message]) -> list[str]:
+def _user_texts(messages: Sequence[RawMessage]) -> list[str]:
     return [_text(m.get("content")) for m in messages if m.get("role") == "user"]
 
 
-def _has_spoken(messages: Sequence[Message]) -> bool:
+def _has_spoken(messages: Sequence[RawMessage]) -> bool:
     return any(m.get("role") == "assistant" and _text(m.get("content")) for m in messages)
 
 
@@ -300,7 +304,7 @@ def _arguments(tool_call: Mapping[str, Any]) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _result(message: Message) -> dict[str, Any]:
+def _result(message: RawMessage) -> dict[str, Any]:
     content = _text(message.get("content"))
     try:
         parsed = json.loads(content)
@@ -309,7 +313,7 @@ def _result(message: Message) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"ok": False, "mensaje": content}
 
 
-def _last_round(messages: Sequence[Message]) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+def _last_round(messages: Sequence[RawMessage]) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
     """(tool call, parsed result) pairs of the latest assistant tool-call group."""
     start = max((i for i, m in enumerate(messages) if m.get("role") != "tool"), default=0)
     calls = {c.get("id"): c for c in messages[start].get("tool_calls") or ()}
@@ -320,7 +324,7 @@ def _last_round(messages: Sequence[Message]) -> list[tuple[Mapping[str, Any], di
     ]
 
 
-def _booked(messages: Sequence[Message], facts: Facts) -> bool:
+def _booked(messages: Sequence[RawMessage], facts: Facts) -> bool:
     """Whether a create_booking for this date and time already succeeded in the conversation."""
     results = {m.get("tool_call_id"): _result(m) for m in messages if m.get("role") == "tool"}
     for message in messages:
@@ -336,6 +340,13 @@ def _booked(messages: Sequence[Message], facts: Facts) -> bool:
 
 
 # --------------------------------------------------------------------------- decisions
+
+
+def _call(name: str, arguments: Mapping[str, Any]) -> ToolCallRequest:
+    # A fresh id per call: the API refuses two tool calls with one id in a history.
+    return ToolCallRequest(
+        f"call_{secrets.token_hex(8)}", name, json.dumps(arguments, ensure_ascii=False)
+    )
 
 
 def _slot_available(result: Mapping[str, Any]) -> bool:
@@ -355,7 +366,7 @@ def _missing_contact(facts: Facts) -> str | None:
     return f"Para reservarla, ¿me das tu {' y '.join(missing)}?"
 
 
-def _after_tools(messages: Sequence[Message], facts: Facts) -> Step:
+def _after_tools(messages: Sequence[RawMessage], facts: Facts) -> ModelReply:
     """Relay each tool result's `mensaje`, then ask for what the booking still needs."""
     parts: list[str] = []
     follow_up: str | None = None
@@ -367,20 +378,20 @@ def _after_tools(messages: Sequence[Message], facts: Facts) -> Step:
             follow_up = "¿Qué horario prefieres?" if result.get("ok") else follow_up
         elif _slot_available(result):
             follow_up = _missing_contact(facts) or follow_up
-    return reply(" ".join([*parts, *([follow_up] if follow_up else [])]))
+    return ModelReply(" ".join([*parts, *([follow_up] if follow_up else [])]))
 
 
-def _ask_missing(facts: Facts) -> Step:
+def _ask_missing(facts: Facts) -> ModelReply:
     if facts.date is None:
         thanks = f"Gracias, {facts.name}. " if facts.name else ""
-        return reply(f"{thanks}¿Para qué fecha y hora quieres tu cita?")
+        return ModelReply(f"{thanks}¿Para qué fecha y hora quieres tu cita?")
     if facts.time is None:
-        return reply(f"¿A qué hora te acomoda el {facts.date}?")
+        return ModelReply(f"¿A qué hora te acomoda el {facts.date}?")
     ask = _missing_contact(facts) or "¿Confirmo tu cita?"
-    return reply(f"Tu cita sería el {facts.date} a las {facts.time}. {ask}")
+    return ModelReply(f"Tu cita sería el {facts.date} a las {facts.time}. {ask}")
 
 
-def _booking_call(facts: Facts) -> Step:
+def _booking_call(facts: Facts) -> ModelReply:
     args = {
         "date": facts.date,
         "time": facts.time,
@@ -389,20 +400,20 @@ def _booking_call(facts: Facts) -> Step:
     }
     if facts.phone:
         args["customer_phone"] = facts.phone
-    return Step(tool_calls=(call("create_booking", args),))
+    return ModelReply(None, (_call("create_booking", args),))
 
 
-def _next_action(messages: Sequence[Message], today: date) -> Step:
+def _next_action(messages: Sequence[RawMessage], today: date) -> ModelReply:
     texts = _user_texts(messages)
     if not texts:
-        return reply(GREETING)
+        return ModelReply(GREETING)
     latest = texts[-1]
     facts = collect_facts(texts, today)
     if wants_products(latest):
-        return Step(tool_calls=(call("search_products", {"query": product_query(latest)}),))
+        return ModelReply(None, (_call("search_products", {"query": product_query(latest)}),))
     if facts.bookable:
         if _booked(messages, facts):
-            return reply(
+            return ModelReply(
                 f"Tu cita del {facts.date} a las {facts.time} ya está registrada. ¿Algo más?"
             )
         return _booking_call(facts)
@@ -410,21 +421,25 @@ def _next_action(messages: Sequence[Message], today: date) -> Step:
     # Only a message that names a date or time re-checks; "ok" or a name alone does not.
     if facts.date and (said.date or said.time):
         args = {"date": facts.date, **({"time": facts.time} if facts.time else {})}
-        return Step(tool_calls=(call("check_availability", args),))
+        return ModelReply(None, (_call("check_availability", args),))
     if facts.date or facts.name or facts.email:
         return _ask_missing(facts)
-    return reply(GREETING)
+    return ModelReply(GREETING)
 
 
-def _introduced(step: Step, first: bool) -> Step:
+def _introduced(step: ModelReply, first: bool) -> ModelReply:
     if not first or not step.text:
         return step
     return replace(step, text=f"{DEMO_NOTICE} {step.text}")
 
 
-def demo_responder(request_body: dict[str, Any]) -> Step:
-    """The demo model's next step for a Chat Completions request body; pure of the messages."""
-    messages: list[Message] = list(request_body.get("messages") or ())
+def demo_model() -> FunctionModel:
+    """The demo model, named `demo` wherever a model's name is shown."""
+    return FunctionModel(demo_reply, name="demo")
+
+
+def demo_reply(messages: Sequence[RawMessage], _tools: Sequence[ToolSchema] = ()) -> ModelReply:
+    """The demo model's next reply to the conversation so far; pure of the messages."""
     today = _today(messages)
     if messages and messages[-1].get("role") == "tool":
         step = _after_tools(messages, collect_facts(_user_texts(messages), today))

@@ -1,24 +1,27 @@
-"""Creating appointments exactly once. Owns the `CREAR_EVENTO` wire format.
+"""Creating appointments exactly once. Owns the `CREAR_EVENTO` wire format and every change to
+a conversation's `BookingLedger`.
 
-A booking needs the slot to have been found bookable earlier in the conversation, is re-checked
-right before the event is created, and carries an idempotency key derived here from business,
-conversation, slot and customer, so retries and repeats can never create a second event.
+A booking needs the slot to have been found bookable earlier in the conversation (checks made
+through this service record what they showed), is re-checked right before the event is created,
+and carries an idempotency key derived here from business, conversation, slot and customer, so
+retries and repeats can never create a second event.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import structlog
 
 from citas.backend import BackendClient
-from citas.conversation import Conversation
 from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
 from citas.errors import BackendError, BackendRejected
+from citas.ledger import BookingLedger
 from citas.metrics import BOOKINGS
-from citas.services.availability import AvailabilityService, SlotVerdict
+from citas.services.availability import AvailabilityService, DayListing, SlotVerdict
 from citas.singleflight import SingleFlight
 
 log = structlog.get_logger("citas.booking")
@@ -98,35 +101,52 @@ class BookingService:
         # Parallel identical calls in one round share one attempt (single-flight by key).
         self._flights: SingleFlight[str, BookingOutcome] = SingleFlight()
 
+    async def check_slot(self, tenant: Tenant, ledger: BookingLedger, slot: Slot) -> SlotVerdict:
+        """Whether `slot` is bookable (else why, and what instead); what it shows as bookable
+        (the slot, or the alternatives) may then be booked."""
+        verdict = await self._availability.check_slot(tenant, slot)
+        shown = (slot,) if verdict.bookable else verdict.alternatives
+        ledger.mark_verified(*(s.local_start for s in shown))
+        return verdict
+
+    async def list_day(self, tenant: Tenant, ledger: BookingLedger, day: date) -> DayListing:
+        """The free slots of `day` (or the nearest others); each may then be booked."""
+        listing = await self._availability.list_day(tenant, day)
+        ledger.mark_verified(*(s.local_start for s in (*listing.slots, *listing.alternatives)))
+        return listing
+
     async def book(
         self,
         tenant: Tenant,
         key: ConversationKey,
-        conversation: Conversation,
+        ledger: BookingLedger,
         request: BookingRequest,
     ) -> BookingOutcome:
         ikey = idempotency_key(tenant, key, request)
-        earlier = conversation.bookings.get(ikey)
+        earlier = ledger.booking(ikey)
         if earlier is not None:
             BOOKINGS.labels(outcome="deduplicated").inc()
             return BookingOutcome(Confirmation.from_dict(earlier), deduplicated=True)
         outcome, shared = await self._flights.run(
-            ikey, lambda: self._book_once(tenant, conversation, request, ikey)
+            ikey, lambda: self._book_once(tenant, ledger, request, ikey)
         )
         if shared and outcome.confirmation is not None:
             BOOKINGS.labels(outcome="deduplicated").inc()
             return BookingOutcome(outcome.confirmation, deduplicated=True)
+        if outcome.refusal is not None:
+            # The alternatives are offered as bookable, as check_availability's are.
+            ledger.mark_verified(*(s.local_start for s in outcome.refusal.alternatives))
         return outcome
 
     async def _book_once(
-        self, tenant: Tenant, conversation: Conversation, request: BookingRequest, ikey: str
+        self, tenant: Tenant, ledger: BookingLedger, request: BookingRequest, ikey: str
     ) -> BookingOutcome:
-        if request.slot.local_start not in conversation.verified_slots:
+        if not ledger.is_verified(request.slot.local_start):
             BOOKINGS.labels(outcome="unverified").inc()
             return BookingOutcome(unverified=True)
         # After an unanswered CREAR_EVENTO our own event may hold the slot, so the calendar
         # would call it taken: the rules alone are re-checked and the backend decides by key.
-        unsettled = ikey in conversation.unsettled
+        unsettled = ledger.is_unsettled(ikey)
         verdict = await self._availability.check_slot(
             tenant, request.slot, ask_calendar=not unsettled
         )
@@ -139,24 +159,24 @@ class BookingService:
             )
         except BackendRejected as exc:
             # The slot was taken between our check and the event: offer what is still free.
-            conversation.settle(ikey)
+            ledger.settle(ikey)
             log.info("booking_refused_by_calendar", error=exc.message)
             BOOKINGS.labels(outcome="refused").inc()
             instead = await self._availability.offer_instead(tenant, request.slot)
             return BookingOutcome(refusal=SlotVerdict(request.slot, SlotProblem.TAKEN, instead))
         except BackendError:
             # Every attempt went unanswered; the backend may still have committed one of them.
-            conversation.remember_unsettled(ikey)
+            ledger.mark_unsettled(ikey)
             BOOKINGS.labels(outcome="failed").inc()
             raise
-        conversation.settle(ikey)
+        ledger.settle(ikey)
         confirmation = Confirmation(
             event_id=str(answer.get("id_evento")),
             url=answer.get("url") or None,
             slot_start=request.slot.local_start,
             customer_name=request.customer.name,
         )
-        conversation.remember_booking(ikey, confirmation.to_dict())
+        ledger.record_booking(ikey, confirmation.to_dict())
         BOOKINGS.labels(outcome="created").inc()
         log.info(
             "booking_created",

@@ -27,16 +27,21 @@ async def fetch_products(
     return parse_offerings(answer.get("productos"), default_kind="producto")
 
 
-async def search_offerings(
-    client: BackendClient, info_url: str | None, id_empresa: int, query: str, limit: int = 10
-) -> tuple[Offering, ...]:
-    """The backend's own search over services and products."""
-    answer = await client.call(
-        info_url,
-        "BUSCAR_PRODUCTOS_SERVICIOS_CITAS",
-        {"id_empresa": id_empresa, "busqueda": query, "limite": limit},
-    )
-    return parse_offerings(answer.get("resultados"), default_kind="producto")
+class ProductCatalog:
+    """The business's services and products, searched by the backend."""
+
+    def __init__(self, client: BackendClient, info_url: str | None) -> None:
+        self._client = client
+        self._url = info_url
+
+    async def search(self, id_empresa: int, query: str, limit: int = 10) -> tuple[Offering, ...]:
+        """Raises BackendError / BackendRejected like every backend call."""
+        answer = await self._client.call(
+            self._url,
+            "BUSCAR_PRODUCTOS_SERVICIOS_CITAS",
+            {"id_empresa": id_empresa, "busqueda": query, "limite": limit},
+        )
+        return parse_offerings(answer.get("resultados"), default_kind="producto")
 
 
 def parse_offerings(raw: Any, default_kind: str) -> tuple[Offering, ...]:

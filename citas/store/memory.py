@@ -63,7 +63,7 @@ class MemorySessionStore:
         lock_wait_seconds: float,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._conversations: TTLCache[ConversationKey, dict[str, Any]] = TTLCache(
+        self._conversations: TTLCache[ConversationKey, Conversation] = TTLCache(
             maxsize=max_sessions, ttl=ttl_seconds, timer=timer
         )
         self._replies: TTLCache[tuple[ConversationKey, str], dict[str, Any]] = TTLCache(
@@ -83,24 +83,12 @@ class MemorySessionStore:
         return len(self._replies)
 
     async def load(self, key: ConversationKey) -> Conversation:
-        data = self._conversations.get(key)
-        if data is None:
-            return Conversation()
-        # Shallow copies: saved turns are never mutated, only the lists that hold them.
-        return Conversation(
-            list(data["turns"]),
-            list(data["verified_slots"]),
-            dict(data["bookings"]),
-            list(data["unsettled"]),
-        )
+        saved = self._conversations.get(key)
+        # Copies both ways: a caller changing its conversation never changes the stored one.
+        return Conversation() if saved is None else saved.copy()
 
     async def save(self, key: ConversationKey, conversation: Conversation) -> None:
-        self._conversations[key] = {
-            "turns": list(conversation.turns),
-            "verified_slots": list(conversation.verified_slots),
-            "bookings": dict(conversation.bookings),
-            "unsettled": list(conversation.unsettled),
-        }
+        self._conversations[key] = conversation.copy()
 
     def lock(self, key: ConversationKey) -> Any:
         return self._locks.hold(key)

@@ -189,9 +189,7 @@ class RedisSessionStore:
         if conversation.message_count() > self._max_messages:
             # A backstop: the agent trims before every turn, so only an oversized single turn
             # gets here, and trimming keeps that turn whole.
-            conversation = Conversation(
-                list(conversation.turns), conversation.verified_slots, conversation.bookings
-            )
+            conversation = conversation.copy()
             conversation.trim(self._max_messages)
         payload = json.dumps(conversation.to_dict(), ensure_ascii=False, separators=(",", ":"))
         # One SET with EX: the whole turn and its time to live land together or not at all.

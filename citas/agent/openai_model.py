@@ -1,12 +1,11 @@
-"""The Chat Completions wire: message shapes, the streamed call, its chunks put back together,
-and its errors → `LLMUnavailable`."""
+"""`OpenAIChatModel`: the Chat Completions wire. The streamed call through the SDK, its chunks put
+back together, and its errors → `LLMUnavailable`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,48 +13,12 @@ import openai
 import structlog
 from openai import AsyncOpenAI, AsyncStream
 
-from citas.conversation import Message
+from citas.agent.model import ModelReply, TextSink, ToolSchema, Usage
 from citas.errors import LLMUnavailable
-from citas.metrics import LLM_CALLS, LLM_SECONDS, LLM_TOKENS, SWALLOWED_ERRORS
+from citas.messages import Message, ToolCallRequest
+from citas.metrics import SWALLOWED_ERRORS
 
 log = structlog.get_logger("citas.llm")
-
-TextSink = Callable[[str], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallRequest:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True, slots=True)
-class ModelReply:
-    text: str | None
-    tool_calls: tuple[ToolCallRequest, ...] = ()
-
-
-def system_message(text: str) -> Message:
-    return {"role": "system", "content": text}
-
-
-def user_message(text: str) -> Message:
-    return {"role": "user", "content": text}
-
-
-def assistant_message(reply: ModelReply) -> Message:
-    message: Message = {"role": "assistant", "content": reply.text}
-    if reply.tool_calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in reply.tool_calls
-        ]
-    return message
-
-
-def tool_message(call_id: str, content: str) -> Message:
-    return {"role": "tool", "tool_call_id": call_id, "content": content}
 
 
 def create_client(
@@ -67,31 +30,28 @@ def create_client(
     )
 
 
-class ChatModel:
+class OpenAIChatModel:
     """Calls the model with the tools, streamed, and returns its text or tool calls.
 
     `call_timeout` bounds each HTTP attempt (the SDK's `timeout`); `complete(timeout=...)`
     bounds the whole call, the SDK's retries and their `Retry-After` waits included.
     """
 
-    def __init__(self, client: AsyncOpenAI, model: str, call_timeout: float | None = None) -> None:
+    def __init__(self, client: AsyncOpenAI, name: str, call_timeout: float | None = None) -> None:
         self.client = client
-        self.model = model
+        self.name = name
         self.call_timeout = call_timeout
 
     async def complete(
         self,
         messages: Sequence[Message],
-        tools: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSchema],
         *,
         timeout: float,
         on_text: TextSink | None = None,
     ) -> ModelReply:
-        """One streamed model call within `timeout` seconds. `on_text` gets the reply's whole text
-        once the stream shows it is an answer (it ended without tool calls), before the trailing
-        usage chunk; text that comes with tool calls never reaches it."""
-        start = time.perf_counter()
-        outcome = "ok"
+        """See `ChatModel.complete`. `on_text` is called as soon as the chunk with the
+        finish_reason arrives, before the trailing usage chunk."""
         attempt_timeout = min(timeout, self.call_timeout or timeout)
         reply = _StreamedReply()
         try:
@@ -105,37 +65,21 @@ class ChatModel:
                         # it will be before the end. Held text never reaches the customer as if
                         # it were the answer; it stays in the history as what the model said.
                         if reply.add(chunk) and on_text is not None and not reply.calls:
-                            await on_text(reply.text)
+                            on_text(reply.text)
             if reply.finish_reason is None:
                 # A body that ends cleanly but early is a truncated answer, not an answer.
-                outcome = "incomplete"
-                raise LLMUnavailable("incomplete: the stream ended without a finish_reason")
+                raise LLMUnavailable(
+                    "incomplete: the stream ended without a finish_reason", "incomplete"
+                )
         except (openai.APIError, TimeoutError, _MalformedStream, json.JSONDecodeError) as exc:
             if reply.finish_reason is None:
                 # A bare TimeoutError is the turn's deadline (the SDK raises APITimeoutError).
                 outcome = "deadline" if type(exc) is TimeoutError else _outcome(exc)
-                raise LLMUnavailable(f"{outcome}: {exc!r}") from exc
+                raise LLMUnavailable(f"{outcome}: {exc!r}", outcome) from exc
             # The reply is whole (and may already be on its way to the customer); only the
             # trailing usage chunk was lost, so its tokens go uncounted.
             SWALLOWED_ERRORS.labels(where="llm_stream_tail").inc()
             log.warning("llm_stream_tail_lost", error=repr(exc))
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            LLM_CALLS.labels(outcome=outcome).inc()
-            LLM_SECONDS.labels(outcome=outcome).observe(elapsed)
-            log.info(
-                "llm_call",
-                model=self.model,
-                outcome=outcome,
-                duration_ms=round(elapsed * 1000, 1),
-                messages=len(messages),
-                tool_calls=len(reply.calls),
-                text_chars=len(reply.text),
-            )
-        _count_tokens(reply.usage)
         return reply.result()
 
     async def _stream(
@@ -146,7 +90,7 @@ class ChatModel:
         # re-walk every message of the history through its TypedDicts on each call and build a
         # pydantic object per chunk (about 60 µs of CPU each, one chunk per token).
         body: dict[str, Any] = {
-            "model": self.model,
+            "model": self.name,
             "messages": list(messages),
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -212,13 +156,11 @@ class _StreamedReply:
         return False
 
     def result(self) -> ModelReply:
-        calls = tuple(
+        calls = [
             ToolCallRequest(c.id, c.name, c.arguments)
             for _, c in sorted(self.calls.items(), key=lambda item: item[0])
-        )
-        # An assistant message needs content unless it carries tool calls.
-        text = self.text if self.text or not calls else None
-        return ModelReply(text, calls)
+        ]
+        return ModelReply.of(self.text, calls, _usage(self.usage))
 
 
 def _object(value: object) -> dict[str, Any]:
@@ -251,10 +193,12 @@ def _outcome(exc: Exception) -> str:
     return "error"
 
 
-def _count_tokens(usage: Mapping[str, Any] | None) -> None:
+def _usage(usage: Mapping[str, Any] | None) -> Usage | None:
     if usage is None:
-        return
-    LLM_TOKENS.labels(kind="prompt").inc(usage.get("prompt_tokens") or 0)
-    LLM_TOKENS.labels(kind="completion").inc(usage.get("completion_tokens") or 0)
+        return None
     details = usage.get("prompt_tokens_details") or {}
-    LLM_TOKENS.labels(kind="cached").inc(details.get("cached_tokens") or 0)
+    return Usage(
+        prompt_tokens=usage.get("prompt_tokens") or 0,
+        completion_tokens=usage.get("completion_tokens") or 0,
+        cached_tokens=details.get("cached_tokens") or 0,
+    )

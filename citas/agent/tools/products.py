@@ -1,0 +1,41 @@
+"""`search_products`: the business's services and products matching what the customer asks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from citas.agent.tools.arguments import Arguments
+from citas.agent.tools.context import ToolServices, TurnContext
+from citas.errors import BackendRejected
+
+DESCRIPTION = "Busca servicios y productos del negocio (nombre, precio, descripción)."
+
+
+class SearchProductsArgs(Arguments):
+    query: str = Field(min_length=1, max_length=200, description="Qué busca el cliente")
+
+
+async def search_products(
+    services: ToolServices, ctx: TurnContext, args: SearchProductsArgs
+) -> dict[str, Any]:
+    try:
+        found = await services.catalog.search(ctx.tenant.id_empresa, args.query)
+    except BackendRejected:
+        found = ()
+    items = [
+        {"tipo": o.kind, "nombre": o.name, "precio": o.price, "descripcion": o.description}
+        for o in found
+    ]
+    if not items:
+        return {
+            "ok": True,
+            "resultados": [],
+            "mensaje": f"No encontré servicios ni productos para «{args.query}».",
+        }
+    lines = "; ".join(
+        f"{o.name} ({o.kind})" + (f": S/ {o.price:.2f}" if o.price is not None else "")
+        for o in found
+    )
+    return {"ok": True, "resultados": items, "mensaje": f"Encontré: {lines}."}

@@ -1,0 +1,60 @@
+"""A conversation's booking ledger: what was verified, booked, or left unanswered.
+
+Only the booking service changes it (`citas/services/booking.py`): the tools and the loop read it
+through that service, so the rules that keep a booking exactly-once live in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_MAX_VERIFIED_SLOTS = 64
+_MAX_BOOKINGS = 20
+
+
+@dataclass(slots=True)
+class BookingLedger:
+    verified_slots: list[str] = field(default_factory=list)
+    """Slot starts (local `YYYY-MM-DD HH:MM:SS`) shown to the customer as bookable, latest last."""
+    bookings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Bookings made, by idempotency key (the confirmation as saved)."""
+    unsettled: list[str] = field(default_factory=list)
+    """Idempotency keys of `CREAR_EVENTO` calls whose answer never came (maybe committed)."""
+
+    def is_verified(self, slot_start: str) -> bool:
+        return slot_start in self.verified_slots
+
+    def mark_verified(self, *slot_starts: str) -> None:
+        """Record slots shown as bookable, keeping the latest ones."""
+        for start in slot_starts:
+            if start in self.verified_slots:
+                self.verified_slots.remove(start)
+            self.verified_slots.append(start)
+        del self.verified_slots[:-_MAX_VERIFIED_SLOTS]
+
+    def booking(self, key: str) -> dict[str, Any] | None:
+        return self.bookings.get(key)
+
+    def booking_keys(self) -> frozenset[str]:
+        return frozenset(self.bookings)
+
+    def record_booking(self, key: str, confirmation: dict[str, Any]) -> None:
+        self.bookings[key] = confirmation
+        for old in list(self.bookings)[:-_MAX_BOOKINGS]:
+            del self.bookings[old]
+
+    def is_unsettled(self, key: str) -> bool:
+        return key in self.unsettled
+
+    def mark_unsettled(self, key: str) -> None:
+        if key not in self.unsettled:
+            self.unsettled.append(key)
+        del self.unsettled[:-_MAX_BOOKINGS]
+
+    def settle(self, key: str) -> None:
+        if key in self.unsettled:
+            self.unsettled.remove(key)
+
+    def copy(self) -> BookingLedger:
+        return BookingLedger(list(self.verified_slots), dict(self.bookings), list(self.unsettled))

@@ -1,0 +1,255 @@
+"""What a fake model says: scripted steps or a responder, faults and delays, and the requests it
+was sent. One `ModelScript` drives either transport: `FakeLLM` (a loopback OpenAI-compatible
+server, for the wire) or `ScriptedModel` (in-process, for the loop and the tools).
+
+Every request is checked against the real API's rules first (`openai_rules.validate_request`);
+a request the API would refuse is answered as the API would answer it, and kept in `rejections`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from citas.testing.openai_rules import InvalidRequestError, validate_request
+
+__all__ = [
+    "ModelScript",
+    "Refusal",
+    "Responder",
+    "Step",
+    "ToolCall",
+    "call",
+    "common_prefix_len",
+    "reply",
+    "tool_calls",
+]
+
+JSON = dict[str, Any]
+
+EXHAUSTED = "fake LLM script exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call the fake model makes; `arguments` is the raw JSON string sent on the wire.
+    Without an `id`, each time it is served it gets a fresh one, as real models do."""
+
+    name: str
+    arguments: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One assistant answer: text, tool calls, or both (text first, as real models stream it)."""
+
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @property
+    def finish_reason(self) -> str:
+        """`tool_calls` when the model asks for tools, else `stop`."""
+        return "tool_calls" if self.tool_calls else "stop"
+
+
+Responder = Callable[[JSON], Step | ToolCall]
+"""Computes a step from the request body (`model`, `messages`, `tools`, ...)."""
+
+
+def reply(text: str) -> Step:
+    """A final text answer."""
+    return Step(text=text)
+
+
+def call(name: str, arguments: Mapping[str, Any] | str, id: str | None = None) -> ToolCall:
+    """A tool call; a `str` is sent verbatim so tests can feed malformed JSON to the agent."""
+    raw = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    return ToolCall(name=name, arguments=raw, id=id)
+
+
+def tool_calls(*calls: ToolCall, text: str | None = None) -> Step:
+    """One assistant message carrying several tool calls (and optional text)."""
+    if not calls:
+        raise ValueError("tool_calls() needs at least one call")
+    return Step(text=text, tool_calls=calls)
+
+
+def as_step(item: Step | ToolCall) -> Step:
+    return Step(tool_calls=(item,)) if isinstance(item, ToolCall) else item
+
+
+class Refusal(Exception):
+    """What the endpoint answers instead of a completion: an HTTP status and the API's error
+    body (and headers, e.g. `Retry-After`)."""
+
+    def __init__(self, status: int, body: JSON, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"HTTP {status}: {body['error']['message']}")
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+
+@dataclass(slots=True)
+class _Fault:
+    status: int
+    retry_after: float | None
+
+
+class ModelScript:
+    """Steps served in order, then the `responder` (if any); faults and delays for the next
+    requests; every request kept in `requests` (unless `record` is off, as benchmarks do)."""
+
+    # A typo (or a transport's setting such as `chunk_delay`) must fail, not be silently ignored.
+    __slots__ = (
+        "_delays",
+        "_faults",
+        "_previous_prompt",
+        "_steps",
+        "delay",
+        "record",
+        "rejections",
+        "requests",
+        "responder",
+    )
+
+    def __init__(
+        self,
+        steps: Iterable[Step | ToolCall] = (),
+        *,
+        responder: Responder | None = None,
+        record: bool = True,
+    ) -> None:
+        self.requests: list[JSON] = []
+        self.rejections: list[str] = []
+        self.record = record
+        self.responder = responder
+        self.delay: float = 0.0
+        self._steps: deque[Step] = deque(as_step(item) for item in steps)
+        self._faults: deque[_Fault] = deque()
+        self._delays: deque[float] = deque()
+        self._previous_prompt = ""
+
+    # scripting ---------------------------------------------------------------
+
+    def add(self, *steps: Step | ToolCall) -> None:
+        """Append steps to the script (a bare ToolCall is a step with that one call)."""
+        self._steps.extend(as_step(step) for step in steps)
+
+    @property
+    def pending(self) -> int:
+        """Script steps not served yet."""
+        return len(self._steps)
+
+    def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
+        """Answer the next `times` requests with `status` and an OpenAI error body."""
+        if status < 400:
+            raise ValueError(f"fail_next needs an error status, got {status}")
+        self._faults.extend(_Fault(status, retry_after) for _ in range(times))
+
+    def delay_next(self, seconds: float, times: int = 1) -> None:
+        """Wait `seconds` (on top of `delay`) before answering only the next `times` requests."""
+        self._delays.extend(seconds for _ in range(times))
+
+    # serving -----------------------------------------------------------------
+
+    async def serve(self, body: JSON) -> Step:
+        """The step that answers `body`, after its delay; raises `Refusal` for a fault, a request
+        the API would refuse, a failing responder or an exhausted script. A caller cancelled
+        during the delay consumes no step."""
+        if self.record:
+            self.requests.append(body)
+        extra = self._delays.popleft() if self._delays else 0.0
+        if self.delay or extra:
+            await asyncio.sleep(self.delay + extra)
+        if self._faults:
+            fault = self._faults.popleft()
+            headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+            raise Refusal(fault.status, _fault_body(fault.status), headers)
+        try:
+            validate_request(body)
+        except InvalidRequestError as error:
+            raise self.reject(error.message, error.param, error.code) from None
+        try:
+            step = self._next_step(body)
+        except Exception as error:  # a bug in a responder must reach the test, not hang it
+            self.rejections.append(f"responder failed: {error!r}")
+            raise Refusal(500, _fault_body(500)) from error
+        if step is None:
+            raise self.reject(EXHAUSTED, None, None)
+        return step
+
+    def reject(self, message: str, param: str | None, code: str | None) -> Refusal:
+        """A 400 the real API would answer; kept in `rejections`."""
+        self.rejections.append(message)
+        return Refusal(400, error_body(message, "invalid_request_error", param, code))
+
+    def usage(self, body: JSON, step: Step) -> JSON:
+        """Token counts as an endpoint reports them: about 4 characters a token, and the prefix
+        shared with the previous request as cached (providers' prompt caching)."""
+        # Tools come first in the serialized prompt, as providers place them before messages.
+        prompt = json.dumps([body.get("tools"), body["messages"]], ensure_ascii=False)
+        cached = common_prefix_len(prompt, self._previous_prompt)
+        self._previous_prompt = prompt
+        prompt_tokens = _tokens(len(prompt))
+        completion_tokens = _tokens(
+            len(step.text or "") + sum(len(c.name) + len(c.arguments) for c in step.tool_calls)
+        )
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached // 4},
+        }
+
+    def _next_step(self, body: JSON) -> Step | None:
+        if self._steps:
+            return self._steps.popleft()
+        if self.responder is not None:
+            return as_step(self.responder(body))
+        return None
+
+
+def error_body(message: str, kind: str, param: str | None, code: str | None) -> JSON:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _fault_body(status: int) -> JSON:
+    if status == 429:
+        return error_body(
+            "Rate limit reached (fake LLM). Please try again later.",
+            "requests",
+            None,
+            "rate_limit_exceeded",
+        )
+    if status == 503:
+        return error_body("The server is overloaded or not ready yet.", "server_error", None, None)
+    if status >= 500:
+        return error_body(
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+            None,
+            None,
+        )
+    return error_body(f"Injected fault (HTTP {status}).", "invalid_request_error", None, None)
+
+
+def _tokens(chars: int) -> int:
+    return math.ceil(chars / 4)
+
+
+def common_prefix_len(a: str, b: str) -> int:
+    """Length of the longest common prefix, by bisection so the comparisons run in C."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
