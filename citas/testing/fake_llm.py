@@ -39,6 +39,11 @@ _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TOOL_CHOICE_MODES = ("none", "auto", "required")
 _EXHAUSTED = "fake LLM script exhausted"
+# The reason line of llama.cpp's answer when the chat template raises on a late system message.
+_SYSTEM_NOT_FIRST = (
+    "Unable to generate parser for this template.\nError: Jinja Exception: System message must be "
+    "at the beginning."
+)
 
 
 # --------------------------------------------------------------------------- scripted steps
@@ -340,6 +345,10 @@ def _check_stream(body: Mapping[str, Any]) -> None:
         )
 
 
+def _late_system_message(messages: Sequence[Mapping[str, Any]]) -> bool:
+    return any(message.get("role") == "system" for message in messages[1:])
+
+
 def _nonempty_str(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 
@@ -487,8 +496,12 @@ class FakeLLM:
         api_key: str | None = None,
         chunk_size: int = 4,
         record: bool = True,
+        system_message_first_only: bool = False,
     ) -> None:
         self.requests: list[JSON] = []
+        # Like a llama.cpp server whose chat template (Qwen3.x, ...) refuses a system message that
+        # is not the first one: HTTP 400 before any step is served.
+        self.system_message_first_only = system_message_first_only
         # Benchmarks turn recording off so the fake's memory does not grow with the run.
         self.record = record
         self.rejections: list[str] = []
@@ -597,6 +610,8 @@ class FakeLLM:
             validate_request(body)
         except InvalidRequestError as error:
             return self._reject(error.message, error.param, error.code)
+        if self.system_message_first_only and _late_system_message(body["messages"]):
+            return self._template_refusal()
         try:
             step = self._next_step(body)
         except Exception as error:  # a bug in a responder must reach the test, not hang it
@@ -626,6 +641,18 @@ class FakeLLM:
     def _reject(self, message: str, param: str | None, code: str | None) -> web.Response:
         self.rejections.append(message)
         body = _error_body(message, "invalid_request_error", param, code)
+        return web.json_response(body, status=400)
+
+    def _template_refusal(self) -> web.Response:
+        # llama.cpp's own error shape: a numeric `code`, no `param`.
+        self.rejections.append(_SYSTEM_NOT_FIRST)
+        body = {
+            "error": {
+                "code": 400,
+                "message": _SYSTEM_NOT_FIRST,
+                "type": "invalid_request_error",
+            }
+        }
         return web.json_response(body, status=400)
 
     def _fault(self, fault: _Fault) -> web.Response:
