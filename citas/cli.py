@@ -1,4 +1,5 @@
-"""Command line: `citas serve [--host H] [--port P] [--sandbox]` and `citas chat [--sandbox]`."""
+"""Command line: `citas serve [--host H] [--port P] [--sandbox]`, `citas chat [--sandbox]` and
+`citas doctor [--empresa N] [--sandbox] [--timeout S]`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
-from citas import server
+from citas import doctor, server
 from citas.app import create_app
 from citas.config import Settings
 from citas.errors import ConfigError
@@ -28,7 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     chat = commands.add_parser("chat", help="talk to the agent in this terminal")
     _chat_arguments(chat)
+    doctor.add_arguments(commands.add_parser("doctor", help="check a deployment's configuration"))
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        return doctor.run(args)
     if args.command == "chat":
         from citas.chat import run as run_chat
 

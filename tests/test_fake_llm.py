@@ -221,6 +221,35 @@ async def test_api_key_is_checked_when_configured() -> None:
         await right.close()
 
 
+async def test_system_message_first_only_refuses_a_late_system_message_like_llama_cpp() -> None:
+    system = {"role": "system", "content": "Eres Sofía."}
+    clock = {"role": "system", "content": "Hoy es lunes."}
+    async with FakeLLM([reply("ok")], system_message_first_only=True) as server:
+        sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as caught:
+            await create(sdk, [system, *USER, clock])
+        assert caught.value.body == {
+            "code": 400,
+            "message": server.script.rejections[0],
+            "type": "invalid_request_error",
+        }
+        assert "System message must be at the beginning." in server.script.rejections[0]
+        assert server.script.pending == 1  # a refused request consumes no step
+        # One leading system message is what such a template accepts.
+        assert (await create(sdk, [system, *USER])).choices[0].message.content == "ok"
+        assert len(server.script.rejections) == 1
+        await sdk.close()
+
+
+async def test_a_late_system_message_is_accepted_by_default(
+    fake: FakeLLM, client: openai.AsyncOpenAI
+) -> None:
+    fake.script.add(reply("ok"))
+    messages = [{"role": "system", "content": "a"}, *USER, {"role": "system", "content": "b"}]
+    assert (await create(client, messages)).choices[0].message.content == "ok"
+    assert fake.script.rejections == []
+
+
 async def test_non_json_body_is_rejected(fake: FakeLLM) -> None:
     async with aiohttp.ClientSession() as http:
         url = f"{fake.base_url}/chat/completions"

@@ -116,7 +116,7 @@ def _stream_chunks(
 
 class FakeLLM:
     """OpenAI-compatible `/v1/chat/completions` on 127.0.0.1 answering from `script` (or from a
-    new one made of `steps`, `responder` and `record`)."""
+    new one made of the arguments before it)."""
 
     def __init__(
         self,
@@ -124,12 +124,18 @@ class FakeLLM:
         *,
         responder: Responder | None = None,
         record: bool = True,
+        system_message_first_only: bool = False,
         script: ModelScript | None = None,
         models: Sequence[str] = ("gpt-4o-mini",),
         api_key: str | None = None,
         chunk_size: int = 4,
     ) -> None:
-        self.script = script or ModelScript(steps, responder=responder, record=record)
+        self.script = script or ModelScript(
+            steps,
+            responder=responder,
+            record=record,
+            system_message_first_only=system_message_first_only,
+        )
         self.chunk_delay: float = 0.0
         # Called with each streamed chunk right after it is written (benchmarks time them).
         self.on_chunk_sent: Callable[[JSON], None] | None = None

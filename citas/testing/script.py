@@ -33,6 +33,11 @@ __all__ = [
 JSON = dict[str, Any]
 
 EXHAUSTED = "fake LLM script exhausted"
+# The reason line of llama.cpp's answer when the chat template raises on a late system message.
+SYSTEM_NOT_FIRST = (
+    "Unable to generate parser for this template.\nError: Jinja Exception: System message must be "
+    "at the beginning."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,7 @@ class ModelScript:
         "rejections",
         "requests",
         "responder",
+        "system_message_first_only",
     )
 
     def __init__(
@@ -124,11 +130,15 @@ class ModelScript:
         *,
         responder: Responder | None = None,
         record: bool = True,
+        system_message_first_only: bool = False,
     ) -> None:
         self.requests: list[JSON] = []
         self.rejections: list[str] = []
         self.record = record
         self.responder = responder
+        # Like a llama.cpp server whose chat template (Qwen3.x, ...) refuses a system message that
+        # is not the first one: HTTP 400 before any step is served.
+        self.system_message_first_only = system_message_first_only
         self.delay: float = 0.0
         self._steps: deque[Step] = deque(as_step(item) for item in steps)
         self._faults: deque[_Fault] = deque()
@@ -175,6 +185,9 @@ class ModelScript:
             validate_request(body)
         except InvalidRequestError as error:
             raise self.reject(error.message, error.param, error.code) from None
+        if self.system_message_first_only and _late_system_message(body["messages"]):
+            self.rejections.append(SYSTEM_NOT_FIRST)
+            raise Refusal(400, _template_refusal())
         try:
             step = self._next_step(body)
         except Exception as error:  # a bug in a responder must reach the test, not hang it
@@ -213,6 +226,15 @@ class ModelScript:
         if self.responder is not None:
             return as_step(self.responder(body))
         return None
+
+
+def _late_system_message(messages: list[JSON]) -> bool:
+    return any(message.get("role") == "system" for message in messages[1:])
+
+
+def _template_refusal() -> JSON:
+    # llama.cpp's own error shape: a numeric `code`, no `param`.
+    return {"error": {"code": 400, "message": SYSTEM_NOT_FIRST, "type": "invalid_request_error"}}
 
 
 def error_body(message: str, kind: str, param: str | None, code: str | None) -> JSON:
