@@ -1,0 +1,144 @@
+"""The model seam: `FunctionModel` keeps the contract of `ChatModel.complete`, and the in-process
+`ScriptedModel` sees (and refuses) exactly what the wire fake would."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from citas.agent.function_model import FunctionModel
+from citas.agent.model import ModelReply, ToolSchema
+from citas.agent.openai_model import OpenAIChatModel, create_client
+from citas.agent.tools import TOOLS
+from citas.errors import LLMUnavailable
+from citas.messages import (
+    Message,
+    ToolCallRequest,
+    assistant_message,
+    system_message,
+    tool_message,
+    user_message,
+)
+from citas.testing import FakeLLM, ModelScript, ScriptedModel, call, reply, tool_calls
+
+SCHEMAS = [tool.schema for tool in TOOLS]
+HELLO: list[Message] = [system_message("Eres amable."), user_message("Hola")]
+LOOKUP = ToolCallRequest("call_1", "search_products", '{"query": "limpieza"}')
+
+
+async def test_a_function_answer_reaches_on_text_once_and_is_returned() -> None:
+    seen: list[tuple[int, int]] = []
+
+    def answer(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> ModelReply:
+        seen.append((len(messages), len(tools)))
+        return ModelReply("¡Hola!")
+
+    texts: list[str] = []
+    model = FunctionModel(answer, name="reglas")
+    reply_ = await model.complete(HELLO, SCHEMAS, timeout=1, on_text=texts.append)
+    assert reply_ == ModelReply("¡Hola!")
+    assert texts == ["¡Hola!"]
+    assert seen == [(2, 3)]
+    assert model.name == "reglas"
+
+
+async def test_text_that_comes_with_tool_calls_is_not_an_answer() -> None:
+    async def preamble(_messages: Sequence[Message], _tools: Sequence[ToolSchema]) -> ModelReply:
+        return ModelReply("Voy a revisar…", (LOOKUP,))
+
+    texts: list[str] = []
+    answer = await FunctionModel(preamble).complete(HELLO, SCHEMAS, timeout=1, on_text=texts.append)
+    assert answer.tool_calls == (LOOKUP,)
+    assert texts == []
+
+
+async def test_a_function_slower_than_the_timeout_is_the_deadline() -> None:
+    async def slow(_messages: Sequence[Message], _tools: Sequence[ToolSchema]) -> ModelReply:
+        await asyncio.sleep(5)
+        return ModelReply("tarde")
+
+    with pytest.raises(LLMUnavailable) as raised:
+        await FunctionModel(slow).complete(HELLO, SCHEMAS, timeout=0.05)
+    assert raised.value.outcome == "deadline"
+
+
+@pytest.mark.parametrize(
+    ("text", "calls", "expected"),
+    [
+        (None, (), ""),  # an answer must have content
+        ("", (LOOKUP,), None),  # beside tool calls, no empty content
+        ("Un momento", (LOOKUP,), "Un momento"),
+    ],
+)
+def test_a_reply_is_one_the_api_accepts_back(
+    text: str | None, calls: tuple[ToolCallRequest, ...], expected: str | None
+) -> None:
+    made = ModelReply.of(text, calls)
+    assert made.text == expected
+    assert assistant_message(made.text, made.tool_calls)["content"] == expected
+
+
+async def test_the_scripted_model_refuses_what_the_api_refuses() -> None:
+    model = ScriptedModel([reply("no debería llegar")])
+    orphan = [*HELLO, tool_message("call_x", "{}")]
+    with pytest.raises(LLMUnavailable) as raised:
+        await model.complete(orphan, SCHEMAS, timeout=1)
+    assert raised.value.outcome == "http_400"
+    [refusal] = model.script.rejections
+    assert "must be a response to a preceding message with 'tool_calls'" in refusal
+    assert model.script.pending == 1  # a refused request consumes no step
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(429, "rate_limited"), (503, "http_503")])
+async def test_a_scripted_fault_is_the_outcome_the_wire_model_reports(
+    status: int, outcome: str
+) -> None:
+    in_process = ScriptedModel()
+    in_process.script.fail_next(status)
+    with pytest.raises(LLMUnavailable) as local:
+        await in_process.complete(HELLO, SCHEMAS, timeout=1)
+    async with FakeLLM() as server:
+        server.script.fail_next(status)
+        client = create_client("k", server.base_url, timeout=5, max_retries=0)
+        try:
+            with pytest.raises(LLMUnavailable) as remote:
+                await OpenAIChatModel(client, "gpt-4o-mini").complete(HELLO, SCHEMAS, timeout=5)
+        finally:
+            await client.close()
+    assert local.value.outcome == remote.value.outcome == outcome
+
+
+async def test_both_transports_send_the_script_the_same_request_and_read_the_same_reply() -> None:
+    steps = [tool_calls(call("search_products", {"query": "limpieza"}, id="c1")), reply("S/ 80")]
+    history: list[Message] = [
+        *HELLO,
+        assistant_message(None, (LOOKUP,)),
+        tool_message("call_1", "{}"),
+    ]
+    in_process = ScriptedModel(steps)
+    local = [await in_process.complete(history, SCHEMAS, timeout=1) for _ in steps]
+    async with FakeLLM(steps) as server:
+        client = create_client("k", server.base_url, timeout=5, max_retries=0)
+        try:
+            model = OpenAIChatModel(client, "gpt-4o-mini")
+            remote = [await model.complete(history, SCHEMAS, timeout=5) for _ in steps]
+        finally:
+            await client.close()
+    wire_only = ("stream", "stream_options")
+    sent_over_wire: list[dict[str, Any]] = [
+        {k: v for k, v in body.items() if k not in wire_only} for body in server.script.requests
+    ]
+    assert in_process.script.requests == sent_over_wire
+    assert [(r.text, r.tool_calls) for r in local] == [(r.text, r.tool_calls) for r in remote]
+    assert all(r.usage is not None and r.usage.prompt_tokens > 0 for r in local + remote)
+
+
+async def test_a_step_without_call_ids_gets_fresh_ones_each_time() -> None:
+    same = call("search_products", {"query": "a"})
+    model = ScriptedModel(script=ModelScript([same, same]))
+    first = await model.complete(HELLO, SCHEMAS, timeout=1)
+    second = await model.complete(HELLO, SCHEMAS, timeout=1)
+    assert first.tool_calls[0].id != second.tool_calls[0].id
