@@ -53,6 +53,7 @@ def test_chat_books_through_a_pipe_and_shows_the_link_and_the_tools() -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("citas chat · empresa 12 · sesión chat-")
+    assert lines[0].endswith(" · modelo demo · backend sandbox")  # not the unused CITAS_MODEL
     asked = lines.index("tú> Hola, quiero una cita mañana a las 10am")
     answer = lines[asked + 1]
     assert answer.startswith("citas> ") and "El martes 2026-12-01 a las 10:00 está disponible" in (
