@@ -161,7 +161,7 @@ def configure_logging(
     """Configure structlog and stdlib logging once, at start-up; both write to `stream`."""
     out = stream if stream is not None else sys.stderr
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )

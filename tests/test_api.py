@@ -105,6 +105,14 @@ async def test_reply_matches_the_documented_model(client: Client, llm: ModelScri
     assert response.headers["X-Request-ID"]
 
 
+async def test_answers_are_utf8_as_written(client: Client, llm: ModelScript) -> None:
+    llm.add(reply("¿Mañana a las 3? Está libre."))
+    response = await client.post("/api/chat", json=chat_body("hola"))
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    raw = await response.read()
+    assert "¿Mañana a las 3? Está libre.".encode() in raw and b"\\u00" not in raw
+
+
 async def test_request_id_is_echoed(client: Client) -> None:
     response = await client.get("/health", headers={"X-Request-ID": "gw-123"})
     assert response.headers["X-Request-ID"] == "gw-123"

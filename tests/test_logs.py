@@ -368,6 +368,13 @@ async def test_library_log_lines_are_redacted_too(captured: Captured) -> None:
     assert "a***@example.com" in line["event"]
 
 
+def test_json_lines_keep_spanish_as_written(captured: Captured) -> None:
+    structlog.get_logger("citas.test").info("reserva", cliente="Ana Pérez", día="miércoles")
+    output = captured.stream.getvalue()
+    assert '"cliente": "Ana Pérez"' in output and '"día": "miércoles"' in output
+    assert "\\u00e9" not in output
+
+
 async def test_request_id_is_bound_taken_from_the_gateway_and_returned(
     captured: Captured, client: Client, llm: ModelScript
 ) -> None:
