@@ -19,7 +19,8 @@ from pydantic import (
 
 from citas.errors import ConfigError
 
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+# Inside the package, so an installed wheel finds its templates wherever it is run from.
+DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
 
 class Settings(BaseModel):
