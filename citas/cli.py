@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from citas import server
 from citas.app import create_app
 from citas.config import Settings
-from citas.errors import ConfigError
+from citas.errors import ConfigError, ListenError
 from citas.logs import configure_logging
 
 
@@ -43,11 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format, secret_values=settings.secret_values())
     app = create_app(settings, sandbox=args.sandbox)
-    asyncio.run(
-        server.serve(
-            app, settings.host, settings.port, drain_seconds=settings.shutdown_drain_seconds
+    try:
+        asyncio.run(
+            server.serve(
+                app, settings.host, settings.port, drain_seconds=settings.shutdown_drain_seconds
+            )
         )
-    )
+    except ListenError as exc:
+        print(f"citas: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
