@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from citas import server
 from citas.app import create_app
-from citas.config import Settings
+from citas.config import Settings, missing_setup
 from citas.errors import ConfigError, ListenError
 from citas.logs import configure_logging
 
@@ -40,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(**overrides)
     except ConfigError as exc:
         print(f"citas: {exc}", file=sys.stderr)
+        return 2
+    problem = missing_setup(settings, sandbox=args.sandbox)
+    if problem:
+        print(f"citas: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, secret_values=settings.secret_values())
     app = create_app(settings, sandbox=args.sandbox)

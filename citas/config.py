@@ -131,6 +131,29 @@ class Settings(BaseModel):
         return type(self).model_validate(data)
 
 
+def missing_setup(settings: Settings, *, sandbox: bool) -> str | None:
+    """What a command needs set before it can answer anyone, or None when nothing is missing.
+
+    Without it the process would start, say it is ready, and answer every message with an
+    apology; refusing to start names the fix instead.
+    """
+    if sandbox:
+        return None
+    backend = [
+        variable
+        for variable, value in (
+            ("CITAS_CALENDAR_API_URL", settings.calendar_api_url),
+            ("CITAS_INFO_API_URL", settings.info_api_url),
+        )
+        if not value
+    ]
+    if backend:
+        return f"set {' and '.join(backend)}, or use --sandbox"
+    if not (settings.openai_api_key or settings.openai_base_url):
+        return "set OPENAI_API_KEY (and OPENAI_BASE_URL if needed), or use --sandbox"
+    return None
+
+
 def _one_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     if not first["loc"]:  # a rule across settings names its variables itself

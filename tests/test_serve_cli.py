@@ -1,4 +1,5 @@
-"""`citas serve` as an operator meets it: one line for a port in use."""
+"""`citas serve` as an operator meets it: refusing to start without a backend, one line for a
+port in use."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from citas.app import create_app
 from citas.config import Settings
 from citas.errors import ListenError
 from citas.runtime import RUNTIME
-from tests.served import clean_env
+from tests.served import citas_serving, clean_env, free_port, log_events, stop
 
 ROOT = Path(__file__).resolve().parent.parent
+BOTH = "citas: set CITAS_CALENDAR_API_URL and CITAS_INFO_API_URL, or use --sandbox"
 
 
 def _serve(env: dict[str, str], *options: str, port: int = 0) -> subprocess.CompletedProcess[str]:
+    # Port 0 by default: were a refusal missing, the server would start without colliding with
+    # anything, and the timeout would fail the test.
     return subprocess.run(
         [sys.executable, "-W", "default", "-m", "citas", "serve", "--port", str(port), *options],
         cwd=ROOT,
@@ -30,6 +34,42 @@ def _serve(env: dict[str, str], *options: str, port: int = 0) -> subprocess.Comp
         timeout=30,
         check=False,
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({}, BOTH),
+        (
+            {"CITAS_CALENDAR_API_URL": "http://127.0.0.1:9/cal"},
+            "citas: set CITAS_INFO_API_URL, or use --sandbox",
+        ),
+        (
+            {"CITAS_INFO_API_URL": "http://127.0.0.1:9/info"},
+            "citas: set CITAS_CALENDAR_API_URL, or use --sandbox",
+        ),
+        (
+            {
+                "CITAS_CALENDAR_API_URL": "http://127.0.0.1:9/cal",
+                "CITAS_INFO_API_URL": "http://127.0.0.1:9/info",
+            },
+            "citas: set OPENAI_API_KEY (and OPENAI_BASE_URL if needed), or use --sandbox",
+        ),
+    ],
+    ids=["no-backend", "no-info-url", "no-calendar-url", "no-model"],
+)
+def test_serve_refuses_to_start_without_what_it_needs(env: dict[str, str], line: str) -> None:
+    done = _serve(env)
+    assert (done.returncode, done.stderr) == (2, line + "\n")
+
+
+def test_serve_with_the_sandbox_needs_no_backend(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "citas", "serve", "--sandbox", "--port", str(port)]
+    with citas_serving(command, port, cwd=ROOT, env=clean_env(), log=log) as server:
+        assert stop(server, log) == 0
+    assert "citas_listening" in log_events(log)
 
 
 def test_a_port_in_use_is_one_line_and_exit_status_1() -> None:
