@@ -45,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"citas: {problem}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, secret_values=settings.secret_values())
+    configure_logging(
+        settings.log_format, settings.log_level_number, secret_values=settings.secret_values()
+    )
     app = create_app(settings, sandbox=args.sandbox)
     try:
         asyncio.run(

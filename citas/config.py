@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import zoneinfo
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from citas.errors import ConfigError
 
 # Inside the package, so an installed wheel finds its templates wherever it is run from.
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Settings(BaseModel):
@@ -45,6 +48,7 @@ class Settings(BaseModel):
     max_message_chars: int = Field(4096, alias="CITAS_MAX_MESSAGE_CHARS", ge=1, le=60000)
     max_concurrent_turns: int = Field(200, alias="CITAS_MAX_CONCURRENT_TURNS", ge=1)
     log_format: Literal["json", "console"] = Field("json", alias="CITAS_LOG_FORMAT")
+    log_level: LogLevel = Field("info", alias="CITAS_LOG_LEVEL")
     shutdown_drain_seconds: float = Field(25.0, alias="CITAS_SHUTDOWN_DRAIN_SECONDS", gt=0)
     prompts_dir: Path = Field(DEFAULT_PROMPTS_DIR, alias="CITAS_PROMPTS_DIR")
 
@@ -95,6 +99,11 @@ class Settings(BaseModel):
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("calendar_api_url", "info_api_url", "openai_base_url", "redis_url")
     @classmethod
     def _url_like(cls, value: str | None) -> str | None:
@@ -107,6 +116,11 @@ class Settings(BaseModel):
         if self.metrics_require_token and not self.api_token:
             raise ValueError("CITAS_METRICS_REQUIRE_TOKEN needs CITAS_API_TOKEN to be set")
         return self
+
+    @property
+    def log_level_number(self) -> int:
+        """`log_level` as the stdlib's number (`logging.INFO`…)."""
+        return logging.getLevelNamesMapping()[self.log_level.upper()]
 
     def secret_values(self) -> tuple[str, ...]:
         """The values no log line may ever show."""

@@ -1,5 +1,5 @@
 """`citas serve` as an operator meets it: refusing to start without a backend, one line for a
-port in use."""
+port in use, and CITAS_LOG_LEVEL."""
 
 from __future__ import annotations
 
@@ -99,3 +99,15 @@ async def test_a_port_in_use_closes_what_the_app_opened(settings: Settings) -> N
             await server.serve(app, "127.0.0.1", port, drain_seconds=1)
     # The app had started (its clients exist) and its cleanup ran before the error escaped.
     assert app[RUNTIME].http.closed
+
+
+def test_log_level_warning_keeps_warnings_and_drops_info(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "citas", "serve", "--sandbox", "--port", str(port)]
+    env = clean_env(CITAS_LOG_LEVEL="WARNING")
+    with citas_serving(command, port, cwd=ROOT, env=env, log=log) as server:
+        assert stop(server, log) == 0  # after /health answered: its http_request line was due
+    events = log_events(log)
+    assert "demo_model_active" in events  # a warning
+    assert not {"citas_started", "citas_listening", "http_request"} & set(events), events
