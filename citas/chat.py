@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from citas.clock import Clock, frozen_clock, system_clock
-from citas.config import Settings
+from citas.config import Settings, missing_setup
 from citas.errors import ConfigError
 from citas.logs import configure_logging
 from citas.replay.report import transcript
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
     except (ConfigError, ValueError) as exc:
         print(f"citas chat: {exc}", file=sys.stderr)
         return 2
-    problem = _missing_setup(settings, args.sandbox)
+    problem = missing_setup(settings, sandbox=args.sandbox)
     if problem:
         print(f"citas chat: {problem}", file=sys.stderr)
         return 2
@@ -69,16 +69,6 @@ def _clock(now: str | None) -> Clock:
     if instant.tzinfo is None:
         raise ValueError("--now needs an offset, e.g. 2026-11-30T10:00:00-05:00")
     return frozen_clock(instant)
-
-
-def _missing_setup(settings: Settings, sandbox: bool) -> str | None:
-    if sandbox:
-        return None
-    if not (settings.calendar_api_url and settings.info_api_url):
-        return "set CITAS_CALENDAR_API_URL and CITAS_INFO_API_URL, or use --sandbox"
-    if not (settings.openai_api_key or settings.openai_base_url):
-        return "set OPENAI_API_KEY (and OPENAI_BASE_URL if needed), or use --sandbox"
-    return None
 
 
 @asynccontextmanager

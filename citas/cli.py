@@ -11,8 +11,8 @@ from contextlib import AsyncExitStack
 
 from citas import doctor, server
 from citas.app import create_app
-from citas.config import Settings
-from citas.errors import ConfigError
+from citas.config import Settings, missing_setup
+from citas.errors import ConfigError, ListenError
 from citas.logs import configure_logging
 
 
@@ -46,8 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"citas: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, secret_values=settings.secret_values())
-    asyncio.run(_serve(settings, sandbox=args.sandbox))
+    problem = missing_setup(settings, sandbox=args.sandbox)
+    if problem:
+        print(f"citas: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(
+        settings.log_format, settings.log_level_number, secret_values=settings.secret_values()
+    )
+    try:
+        asyncio.run(_serve(settings, sandbox=args.sandbox))
+    except ListenError as exc:
+        print(f"citas: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import zoneinfo
 from collections.abc import Mapping
@@ -19,7 +20,10 @@ from pydantic import (
 
 from citas.errors import ConfigError
 
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+# Inside the package, so an installed wheel finds its templates wherever it is run from.
+DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Settings(BaseModel):
@@ -44,6 +48,7 @@ class Settings(BaseModel):
     max_message_chars: int = Field(4096, alias="CITAS_MAX_MESSAGE_CHARS", ge=1, le=60000)
     max_concurrent_turns: int = Field(200, alias="CITAS_MAX_CONCURRENT_TURNS", ge=1)
     log_format: Literal["json", "console"] = Field("json", alias="CITAS_LOG_FORMAT")
+    log_level: LogLevel = Field("info", alias="CITAS_LOG_LEVEL")
     shutdown_drain_seconds: float = Field(25.0, alias="CITAS_SHUTDOWN_DRAIN_SECONDS", gt=0)
     prompts_dir: Path = Field(DEFAULT_PROMPTS_DIR, alias="CITAS_PROMPTS_DIR")
 
@@ -94,6 +99,11 @@ class Settings(BaseModel):
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("calendar_api_url", "info_api_url", "openai_base_url", "redis_url")
     @classmethod
     def _url_like(cls, value: str | None) -> str | None:
@@ -106,6 +116,11 @@ class Settings(BaseModel):
         if self.metrics_require_token and not self.api_token:
             raise ValueError("CITAS_METRICS_REQUIRE_TOKEN needs CITAS_API_TOKEN to be set")
         return self
+
+    @property
+    def log_level_number(self) -> int:
+        """`log_level` as the stdlib's number (`logging.INFO`…)."""
+        return logging.getLevelNamesMapping()[self.log_level.upper()]
 
     def secret_values(self) -> tuple[str, ...]:
         """The values no log line may ever show."""
@@ -128,6 +143,50 @@ class Settings(BaseModel):
         data = self.model_dump()
         data.update(changes)
         return type(self).model_validate(data)
+
+
+MODEL_VARIABLES = "OPENAI_API_KEY/OPENAI_BASE_URL"
+
+
+def missing_variables(settings: Settings, *, sandbox: bool) -> list[str]:
+    """The variables a deployment without the sandbox cannot answer anyone without (the model's
+    as `MODEL_VARIABLES`: either one will do)."""
+    if sandbox:
+        return []
+    required = {
+        "CITAS_CALENDAR_API_URL": settings.calendar_api_url,
+        "CITAS_INFO_API_URL": settings.info_api_url,
+        MODEL_VARIABLES: settings.openai_api_key or settings.openai_base_url,
+    }
+    return [variable for variable, value in required.items() if not value]
+
+
+def missing_setup(settings: Settings, *, sandbox: bool) -> str | None:
+    """What a command needs set before it can answer anyone, or None when nothing is missing.
+
+    Without it the process would start, say it is ready, and answer every message with an
+    apology; refusing to start names the fix instead.
+    """
+    missing = missing_variables(settings, sandbox=sandbox)
+    backend = [variable for variable in missing if variable != MODEL_VARIABLES]
+    if backend:
+        return f"set {' and '.join(backend)}, or use --sandbox"
+    if missing:
+        return "set OPENAI_API_KEY (and OPENAI_BASE_URL if needed), or use --sandbox"
+    return None
+    backend = [
+        variable
+        for variable, value in (
+            ("CITAS_CALENDAR_API_URL", settings.calendar_api_url),
+            ("CITAS_INFO_API_URL", settings.info_api_url),
+        )
+        if not value
+    ]
+    if backend:
+        return f"set {' and '.join(backend)}, or use --sandbox"
+    if not (settings.openai_api_key or settings.openai_base_url):
+        return "set OPENAI_API_KEY (and OPENAI_BASE_URL if needed), or use --sandbox"
+    return None
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -32,7 +32,7 @@ from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.backend import BackendClient, BackendPolicy
 from citas.cache import SingleFlightCache
 from citas.clock import system_clock
-from citas.config import Settings
+from citas.config import Settings, missing_variables
 from citas.domain import SlotRules, Tenant
 from citas.errors import BackendError, BackendRejected, ConfigError, LLMUnavailable
 from citas.logs import configure_logging
@@ -233,7 +233,7 @@ def _backend_policy(timeout: float) -> BackendPolicy:
 
 
 async def _configuration(settings: Settings, sandbox: bool) -> Outcome:
-    missing = _missing_variables(settings, sandbox)
+    missing = missing_variables(settings, sandbox=sandbox)
     if missing:
         return Outcome("FAIL", "not set: " + ", ".join(missing) + "; or use --sandbox")
     calendar = "set" if settings.calendar_api_url else "sandbox"
@@ -244,18 +244,6 @@ async def _configuration(settings: Settings, sandbox: bool) -> Outcome:
         model = "demo model"
     store = f"redis {_shown_url(settings.redis_url)}" if settings.redis_url else "in-process"
     return Outcome("ok", f"model: {model}; calendar: {calendar}; info: {info}; store: {store}")
-
-
-def _missing_variables(settings: Settings, sandbox: bool) -> list[str]:
-    """What a deployment without the sandbox cannot do without."""
-    if sandbox:
-        return []
-    required = {
-        "CITAS_CALENDAR_API_URL": settings.calendar_api_url,
-        "CITAS_INFO_API_URL": settings.info_api_url,
-        "OPENAI_API_KEY/OPENAI_BASE_URL": settings.openai_api_key or settings.openai_base_url,
-    }
-    return [name for name, value in required.items() if not value]
 
 
 async def _info_backend(backend: BackendClient, settings: Settings, empresa: int) -> Outcome:

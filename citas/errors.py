@@ -11,6 +11,17 @@ class ConfigError(CitasError):
     """A setting is missing or invalid; the message names the variable."""
 
 
+class ListenError(CitasError):
+    """The server could not listen on its address (taken, not allowed, unknown host)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        where = f"[{host}]" if ":" in host else host  # an IPv6 address needs its brackets
+        super().__init__(f"cannot listen on {where}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
 class InvalidRequest(CitasError):
     """The gateway's request is malformed; the message names every bad field."""
 

@@ -10,12 +10,14 @@ the app's cleanup closes its clients. A second signal ends the wait.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 
 import structlog
 from aiohttp import web
 
+from citas.errors import ListenError
 from citas.runtime import RUNTIME
 
 log = structlog.get_logger("citas.server")
@@ -40,8 +42,7 @@ async def serve(
     await runner.setup()
     loop = asyncio.get_running_loop()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        await _listen(runner, host, port)
         for sig in _SIGNALS:
             loop.add_signal_handler(sig, stop.set)
         log.info("citas_listening", host=host, port=runner.addresses[0][1])
@@ -52,6 +53,21 @@ async def serve(
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("citas_stopped")
+
+
+async def _listen(runner: web.AppRunner, host: str, port: int) -> None:
+    # Raised inside serve's try, so the app's clients and sandbox are closed before it escapes.
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise ListenError(host, port, _reason(exc)) from exc
+
+
+def _reason(exc: OSError) -> str:
+    """The bare cause ("address already in use"); asyncio's text repeats the address."""
+    if exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    return str(exc.strerror or exc).lower()  # getaddrinfo errors carry negative codes
 
 
 async def _drain(app: web.Application, seconds: float, loop: asyncio.AbstractEventLoop) -> None:

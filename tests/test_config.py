@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ def test_defaults_match_the_spec() -> None:
     assert settings.session_ttl_seconds == 86400 and settings.max_sessions == 10000
     assert settings.max_message_chars == 4096 and settings.timezone == "America/Lima"
     assert settings.log_format == "json" and settings.redis_url is None
+    assert settings.log_level == "info" and settings.log_level_number == logging.INFO
 
 
 @pytest.mark.parametrize(
@@ -26,6 +28,8 @@ def test_defaults_match_the_spec() -> None:
         ("CITAS_PORT", "70000"),
         ("CITAS_TIMEZONE", "Mars/Olympus"),
         ("CITAS_LOG_FORMAT", "xml"),
+        ("CITAS_LOG_LEVEL", "verbose"),
+        ("CITAS_LOG_LEVEL", "critical"),
         ("CITAS_MAX_SESSIONS", "0"),
         ("CITAS_CALENDAR_API_URL", "not a url"),
     ],
@@ -35,14 +39,31 @@ def test_bad_values_name_the_variable(variable: str, value: str) -> None:
         Settings.from_env({variable: value})
 
 
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        ("debug", logging.DEBUG),
+        ("INFO", logging.INFO),
+        ("Warning", logging.WARNING),
+        ("error", logging.ERROR),
+    ],
+)
+def test_log_level_in_any_case(value: str, number: int) -> None:
+    settings = Settings.from_env({"CITAS_LOG_LEVEL": value})
+    assert (settings.log_level, settings.log_level_number) == (value.lower(), number)
+
+
 def test_empty_means_unset() -> None:
     assert Settings.from_env({"CITAS_PORT": ""}).port == 8080
 
 
-def test_cli_stops_with_one_line_naming_the_variable() -> None:
+@pytest.mark.parametrize(
+    ("variable", "value"), [("CITAS_TIMEZONE", "Nowhere/City"), ("CITAS_LOG_LEVEL", "loud")]
+)
+def test_cli_stops_with_one_line_naming_the_variable(variable: str, value: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "citas", "serve"],
-        env={"CITAS_TIMEZONE": "Nowhere/City", "PATH": ""},
+        env={variable: value, "PATH": ""},
         capture_output=True,
         text=True,
         timeout=60,
@@ -50,4 +71,4 @@ def test_cli_stops_with_one_line_naming_the_variable() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "CITAS_TIMEZONE" in result.stderr
+    assert variable in result.stderr

@@ -1,13 +1,21 @@
-"""The clock message: to the minute, rendered once per minute and zone."""
+"""The prompts: shipped in the package, overridable by CITAS_PROMPTS_DIR, and the clock message
+rendered once per minute and zone."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+import citas
 from citas.agent.prompt import PromptBuilder
-from citas.config import DEFAULT_PROMPTS_DIR
+from citas.config import DEFAULT_PROMPTS_DIR, Settings
+from citas.testing import FakeLLM, reply
+from tests.conftest import chat_body
 
 LIMA, SANTIAGO = ZoneInfo("America/Lima"), ZoneInfo("America/Santiago")
 
@@ -35,3 +43,31 @@ def test_clock_template_gets_now_cut_to_the_minute(tmp_path: Path) -> None:
     prompts = PromptBuilder(tmp_path)
     now = datetime(2026, 12, 1, 15, 30, 59, tzinfo=LIMA)
     assert prompts.clock_message(now) == "15:30:00 martes America/Lima"
+
+
+def test_the_default_prompts_are_the_package_s_own() -> None:
+    package = Path(citas.__file__).resolve().parent
+    assert package / "prompts" == DEFAULT_PROMPTS_DIR
+    assert Settings.from_env({}).prompts_dir == DEFAULT_PROMPTS_DIR
+    assert {"system.j2", "clock.j2"} <= {p.name for p in DEFAULT_PROMPTS_DIR.iterdir()}
+
+
+async def test_citas_prompts_dir_replaces_the_templates(
+    tmp_path: Path,
+    settings: Settings,
+    llm: FakeLLM,
+    make_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    (tmp_path / "system.j2").write_text("Sistema propio de {{ zona_horaria }}")
+    (tmp_path / "clock.j2").write_text("Reloj propio: {{ now.strftime('%H:%M') }}")
+    custom = Settings.from_env(
+        {"CITAS_PROMPTS_DIR": str(tmp_path)},
+        **settings.model_dump(by_alias=True, exclude={"prompts_dir"}),
+    )
+    assert custom.prompts_dir == tmp_path
+    llm.add(reply("Hola"))
+    client = await make_client(custom)
+    assert (await client.post("/api/chat", json=chat_body("Hola"))).status == 200
+    [request] = llm.requests
+    system = [m["content"] for m in request["messages"] if m["role"] == "system"]
+    assert system == ["Sistema propio de America/Lima", "Reloj propio: 10:00"]

@@ -1,4 +1,4 @@
-"""Prompt rendering from `prompts/` (Jinja2).
+"""Prompt rendering from `citas/prompts/`, or the folder `CITAS_PROMPTS_DIR` names (Jinja2).
 
 The system prompt is byte-identical between turns of a business while its data is unchanged
 (rendered once per business-info value and cached); the clock goes in its own short message.

@@ -7,7 +7,8 @@ one `event: error` carries the JSON error shape. The concatenated deltas always 
 The model's answer is sent as soon as the model ends it (the turn's `AnswerText` event; see
 `ChatModel.complete`: text that comes with tool calls is not an answer, and nothing tells which it
 is before the end). A reply the model did not write (an apology, the round limit, a redelivered
-message's first reply) comes as a single delta. A client that goes away does not stop the turn (see `citas.api.turns`).
+message's first reply) comes as a single delta. A client that goes away does not stop the turn
+(see `citas.api.turns`).
 """
 
 from __future__ import annotations
