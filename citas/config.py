@@ -174,19 +174,6 @@ def missing_setup(settings: Settings, *, sandbox: bool) -> str | None:
     if missing:
         return "set OPENAI_API_KEY (and OPENAI_BASE_URL if needed), or use --sandbox"
     return None
-    backend = [
-        variable
-        for variable, value in (
-            ("CITAS_CALENDAR_API_URL", settings.calendar_api_url),
-            ("CITAS_INFO_API_URL", settings.info_api_url),
-        )
-        if not value
-    ]
-    if backend:
-        return f"set {' and '.join(backend)}, or use --sandbox"
-    if not (settings.openai_api_key or settings.openai_base_url):
-        return "set OPENAI_API_KEY (and OPENAI_BASE_URL if needed), or use --sandbox"
-    return None
 
 
 def _one_line(exc: ValidationError) -> str:
