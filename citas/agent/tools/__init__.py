@@ -8,7 +8,6 @@ from citas.agent.tools.registry import (
     TOOLS,
     Tool,
     ToolRegistry,
-    encode_result,
 )
 
 __all__ = [
@@ -19,5 +18,4 @@ __all__ = [
     "ToolRegistry",
     "ToolServices",
     "TurnContext",
-    "encode_result",
 ]
