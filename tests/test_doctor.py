@@ -102,7 +102,8 @@ def endpoint(monkeypatch: pytest.MonkeyPatch, llm: ModelScript, fake_llm: FakeLL
 @pytest.fixture
 async def strict_template_model(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeLLM]:
     """A llama.cpp-like endpoint whose chat template wants the system message first only."""
-    async with FakeLLM(responder=answers, system_message_first_only=True) as fake:
+    strict = ModelScript(responder=answers, system_message_first_only=True)
+    async with FakeLLM(script=strict) as fake:
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
         yield fake
 

@@ -15,6 +15,7 @@ import pytest
 from citas.testing import (
     FakeLLM,
     InvalidRequestError,
+    ModelScript,
     Step,
     call,
     reply,
@@ -224,7 +225,8 @@ async def test_api_key_is_checked_when_configured() -> None:
 async def test_system_message_first_only_refuses_a_late_system_message_like_llama_cpp() -> None:
     system = {"role": "system", "content": "Eres Sofía."}
     clock = {"role": "system", "content": "Hoy es lunes."}
-    async with FakeLLM([reply("ok")], system_message_first_only=True) as server:
+    strict = ModelScript([reply("ok")], system_message_first_only=True)
+    async with FakeLLM(script=strict) as server:
         sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
         with pytest.raises(openai.BadRequestError) as caught:
             await create(sdk, [system, *USER, clock])

@@ -83,7 +83,7 @@ class OpenAIChatModel:
         return reply.result()
 
     async def _stream(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]], timeout: float
+        self, messages: Sequence[Message], tools: Sequence[ToolSchema], timeout: float
     ) -> AsyncStream[object]:
         # The SDK's generic `post` keeps its auth, retries, timeouts, SSE parsing and error types,
         # but leaves the body and the chunks as the wire's JSON: `chat.completions.create` would

@@ -124,18 +124,12 @@ class FakeLLM:
         *,
         responder: Responder | None = None,
         record: bool = True,
-        system_message_first_only: bool = False,
         script: ModelScript | None = None,
         models: Sequence[str] = ("gpt-4o-mini",),
         api_key: str | None = None,
         chunk_size: int = 4,
     ) -> None:
-        self.script = script or ModelScript(
-            steps,
-            responder=responder,
-            record=record,
-            system_message_first_only=system_message_first_only,
-        )
+        self.script = script or ModelScript(steps, responder=responder, record=record)
         self.chunk_delay: float = 0.0
         # Called with each streamed chunk right after it is written (benchmarks time them).
         self.on_chunk_sent: Callable[[JSON], None] | None = None

@@ -15,7 +15,6 @@ import asyncio
 import json
 import threading
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -85,13 +84,19 @@ class TurnOutcome:
 
 
 class TurnRecorder:
-    """A run listener keeping each conversation's events until they are taken."""
+    """A run listener keeping the events of the conversations it is told to watch, until they
+    are taken (turns nobody watches, e.g. plain requests of a test, are not kept)."""
 
     def __init__(self) -> None:
-        self._events: defaultdict[ConversationKey, list[RunEvent]] = defaultdict(list)
+        self._events: dict[ConversationKey, list[RunEvent]] = {}
 
     def __call__(self, turn: TurnRequest, event: RunEvent) -> None:
-        self._events[turn.key].append(event)
+        events = self._events.get(turn.key)
+        if events is not None:
+            events.append(event)
+
+    def watch(self, key: ConversationKey) -> None:
+        self._events[key] = []
 
     def take(self, key: ConversationKey) -> list[RunEvent]:
         return self._events.pop(key, [])
@@ -217,7 +222,7 @@ class LocalCitas:
             body["message_id"] = message_id
         key = _conversation_key(context, session_id)
         if key is not None:
-            self._recorder.take(key)  # a turn left unobserved (it timed out, say) is not ours
+            self._recorder.watch(key)
         backend = self.sandbox.backend if self.sandbox else None
         events_before = len(backend.events) if backend else 0
         calls_before = len(backend.calls) if backend else 0
