@@ -109,7 +109,7 @@ class UnclearWhen(ValueError):
 
 _MERIDIEM = re.compile(r"(?<![a-z])([ap])\s*\.?\s*m(?:\s*\.)?(?![a-z])")
 _NOT_KEPT = re.compile(r"[^a-z0-9:/\-\s]")
-BLANK = " @ "  # what a recognized expression leaves behind, so nothing reads it twice
+_BLANK = " @ "  # what a recognized expression leaves behind, so nothing reads it twice
 
 
 def _fold(text: str) -> str:
@@ -125,7 +125,7 @@ def _take(pattern: re.Pattern[str], text: str, found: Callable[[re.Match[str]], 
 
     def blank(match: re.Match[str]) -> str:
         found(match)
-        return BLANK
+        return _BLANK
 
     return pattern.sub(blank, text)
 
@@ -232,13 +232,13 @@ def _scan_times(folded: str) -> _Times:
         if found is None:
             return match[0]
         times.clocks.append(found)
-        return BLANK
+        return _BLANK
 
     def part(match: re.Match[str]) -> str:
         times.parts.append(match["part"])
-        return " hoy " if match["this"] else BLANK  # "esta tarde" is also a day: today
+        return " hoy " if match["this"] else _BLANK  # "esta tarde" is also a day: today
 
-    text = _IN_HOURS.sub(BLANK, folded)  # "en 3 horas" is no hour of the clock
+    text = _IN_HOURS.sub(_BLANK, folded)  # "en 3 horas" is no hour of the clock
     if re.fullmatch(r"\d{1,2}", text):
         text = f"a las {text}"  # a bare "15" is an hour
     text = _CLOCK.sub(clock, text)
@@ -330,7 +330,7 @@ _WORDS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"\bhoy\b"), 0),
 )
 
-Period = Literal["this", "next"]
+_Period = Literal["this", "next"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,8 +344,8 @@ class _Dates:
     dates: list[date] = field(default_factory=list)
     weekdays: list[_Weekday] = field(default_factory=list)
     days: list[int] = field(default_factory=list)  # day of the month only: "el 15"
-    week: Period | None = None
-    month: Period | None = None
+    week: _Period | None = None
+    month: _Period | None = None
 
 
 def _safe_date(year: int, month: int, day: int) -> date | None:
@@ -418,13 +418,13 @@ def _without_year(month: int, day: int, today: date) -> date | None:
 
 def _period(
     text: str, upcoming: re.Pattern[str], current: re.Pattern[str]
-) -> tuple[Period | None, str]:
+) -> tuple[_Period | None, str]:
     """Which week (or month) `text` speaks of, and `text` without it."""
-    period: Period | None = None
+    period: _Period | None = None
     if current.search(text):
-        period, text = "this", current.sub(BLANK, text)
+        period, text = "this", current.sub(_BLANK, text)
     if upcoming.search(text):
-        period, text = "next", upcoming.sub(BLANK, text)
+        period, text = "next", upcoming.sub(_BLANK, text)
     return period, text
 
 
@@ -449,7 +449,7 @@ def _scan_dates(text: str, today: date) -> _Dates:
     text = _take(_RELATIVE, text, add_relative)
     for pattern, ahead in _WORDS:
         found.dates += [today + timedelta(days=ahead)] * len(pattern.findall(text))
-        text = pattern.sub(BLANK, text)
+        text = pattern.sub(_BLANK, text)
     found.week, text = _period(text, _NEXT_WEEK, _THIS_WEEK)
     found.month, text = _period(text, _NEXT_MONTH, _THIS_MONTH)
     text = _take(_WEEKDAY_TEXT, text, add_weekday)
@@ -461,7 +461,7 @@ def _monday(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _weekday_date(weekday: _Weekday, week: Period | None, today: date) -> date:
+def _weekday_date(weekday: _Weekday, week: _Period | None, today: date) -> date:
     """The date a weekday names, by the rules of the module docstring."""
     if week == "next":
         return _monday(today) + timedelta(days=7 + weekday.index)
@@ -489,7 +489,7 @@ def _which(first: date, second: date, today: date) -> UnclearWhen:
     return UnclearWhen(f"¿Te refieres al {_plain(first, today)} o al {_plain(second, today)}?")
 
 
-def _day_of_month(day: int, today: date, month: Period | None, weekday: int | None) -> date:
+def _day_of_month(day: int, today: date, month: _Period | None, weekday: int | None) -> date:
     """`el 15` (with, perhaps, a weekday or a month): see the module docstring."""
     this_month = _safe_date(today.year, today.month, day)
     next_month = _safe_date(*_next_month(today), day)
@@ -499,8 +499,9 @@ def _day_of_month(day: int, today: date, month: Period | None, weekday: int | No
             raise UnclearWhen(f"Ese mes no tiene día {day}. {_generic(today)}")
         candidates = [found]
     else:
-        upcoming = this_month if this_month is not None and this_month >= today else None
-        candidates = [c for c in (upcoming, next_month) if c is not None]
+        # Next month's only once this month's has passed: a weekday may then confirm it.
+        upcoming = this_month if this_month is not None and this_month >= today else next_month
+        candidates = [upcoming] if upcoming is not None else []
     if weekday is not None:
         for candidate in candidates:
             if candidate.weekday() == weekday:
