@@ -16,6 +16,7 @@ from citas.agent.loop import Agent
 from citas.agent.model import ChatModel
 from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.agent.prompt import PromptBuilder
+from citas.agent.reply_guard import ReplyGuard
 from citas.agent.telemetry import record_metrics, write_logs
 from citas.agent.tools import ToolRegistry, ToolServices
 from citas.api.middlewares import bearer_auth, json_errors, request_context
@@ -107,7 +108,12 @@ async def _build_runtime(
         horizon=timedelta(days=settings.booking_horizon_days),
     )
     availability = AvailabilityService(backend, settings.calendar_api_url, directory, rules, clock)
-    booking = BookingService(backend, settings.calendar_api_url, availability)
+    booking = BookingService(
+        backend,
+        settings.calendar_api_url,
+        availability,
+        confirm_before_booking=settings.confirm_before_booking,
+    )
     catalog = ProductCatalog(backend, settings.info_api_url)
     agent = Agent(
         model=model or _endpoint_model(stack, settings),
@@ -119,6 +125,8 @@ async def _build_runtime(
         max_tool_rounds=settings.max_tool_rounds,
         history_max_messages=settings.history_max_messages,
         turn_deadline_seconds=settings.turn_deadline_seconds,
+        guard=ReplyGuard(settings.max_reply_chars),
+        clock_role=settings.clock_role,
         listeners=(record_metrics, write_logs),
     )
     rate_limits = create_rate_limits(settings)

@@ -39,6 +39,9 @@ class Settings(BaseModel):
     llm_max_retries: int = Field(2, alias="CITAS_LLM_MAX_RETRIES", ge=0, le=10)
     turn_deadline_seconds: float = Field(90.0, alias="CITAS_TURN_DEADLINE_SECONDS", gt=0)
     max_tool_rounds: int = Field(6, alias="CITAS_MAX_TOOL_ROUNDS", ge=1, le=50)
+    # Where the clock note goes: some local chat templates refuse a second `system` message.
+    clock_role: Literal["system", "user"] = Field("system", alias="CITAS_CLOCK_ROLE")
+    max_reply_chars: int = Field(1500, alias="CITAS_MAX_REPLY_CHARS", ge=200, le=4096)
 
     # Server.
     host: str = Field("127.0.0.1", alias="CITAS_HOST")
@@ -89,6 +92,7 @@ class Settings(BaseModel):
     default_duration_minutes: int = Field(60, alias="CITAS_DEFAULT_DURATION_MINUTES", ge=5, le=600)
     booking_min_notice_minutes: int = Field(30, alias="CITAS_BOOKING_MIN_NOTICE_MINUTES", ge=0)
     booking_horizon_days: int = Field(90, alias="CITAS_BOOKING_HORIZON_DAYS", ge=1, le=730)
+    confirm_before_booking: bool = Field(True, alias="CITAS_CONFIRM_BEFORE_BOOKING")
 
     @field_validator("timezone")
     @classmethod

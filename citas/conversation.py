@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from citas.customer_words import CustomerWords
 from citas.ledger import BookingLedger
 from citas.messages import Message
 
@@ -18,6 +19,8 @@ class Conversation:
 
     turns: list[list[Message]] = field(default_factory=list)
     ledger: BookingLedger = field(default_factory=BookingLedger)
+    customer: CustomerWords = field(default_factory=CustomerWords)
+    """What the customer wrote, kept when old turns are trimmed (see `citas.customer_words`)."""
 
     def messages(self) -> list[Message]:
         return [message for turn in self.turns for message in turn]
@@ -39,7 +42,7 @@ class Conversation:
 
     def copy(self) -> Conversation:
         """A copy whose lists can change without touching this one (saved turns never change)."""
-        return Conversation(list(self.turns), self.ledger.copy())
+        return Conversation(list(self.turns), self.ledger.copy(), self.customer.copy())
 
     def to_dict(self) -> dict[str, Any]:
         ledger = self.ledger
@@ -49,6 +52,8 @@ class Conversation:
             "verified_slots": ledger.verified_slots,
             "bookings": ledger.bookings,
             "unsettled": ledger.unsettled,
+            "proposals": ledger.proposals,
+            "customer": self.customer.to_dict(),
         }
 
     @classmethod
@@ -59,5 +64,8 @@ class Conversation:
             verified_slots=list(data.get("verified_slots", [])),
             bookings=dict(data.get("bookings", {})),
             unsettled=list(data.get("unsettled", [])),
+            proposals=dict(data.get("proposals", {})),
         )
-        return cls(turns=list(data.get("turns", [])), ledger=ledger)
+        # Keys added after v1 shipped are optional, so conversations saved earlier still load.
+        customer = CustomerWords.from_dict(data.get("customer"))
+        return cls(turns=list(data.get("turns", [])), ledger=ledger, customer=customer)

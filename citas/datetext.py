@@ -601,9 +601,10 @@ def describe_day(day: date, today: date | None = None) -> str:
 
 
 def describe_slot(start: datetime | tuple[date, time]) -> str:
-    """A slot's start as "lunes 7 de diciembre, 10:00"; a datetime's wall time as it stands."""
+    """A slot's start as "lunes 7 de diciembre a las 10:00" (how replies and tool results say
+    it); a datetime's wall time as it stands."""
     day, at = (start.date(), start.time()) if isinstance(start, datetime) else start
-    return f"{describe_day(day)}, {at:%H:%M}"
+    return f"{describe_day(day)} a las {at:%H:%M}"
 
 
 def calendar_lines(today: date, days: int = 14) -> list[str]:

@@ -127,11 +127,6 @@ class Slot:
         round_trip = self.instant.astimezone(self.start.tzinfo)
         return round_trip.replace(tzinfo=None) == self.start.replace(tzinfo=None)
 
-    def describe(self) -> str:
-        return (
-            f"{WEEKDAY_NAMES[self.start.weekday()]} {self.start:%Y-%m-%d} a las {self.start:%H:%M}"
-        )
-
 
 def parse_local(text: str, zone: ZoneInfo) -> datetime:
     """A backend date ("YYYY-MM-DD HH:MM:SS", local to the business) as an aware datetime."""

@@ -21,6 +21,8 @@ class BookingLedger:
     """Bookings made, by idempotency key (the confirmation as saved)."""
     unsettled: list[str] = field(default_factory=list)
     """Idempotency keys of `CREAR_EVENTO` calls whose answer never came (maybe committed)."""
+    proposals: dict[str, str] = field(default_factory=dict)
+    """Bookings put to the customer for confirmation: idempotency key → the proposing turn."""
 
     def is_verified(self, slot_start: str) -> bool:
         return slot_start in self.verified_slots
@@ -56,5 +58,22 @@ class BookingLedger:
         if key in self.unsettled:
             self.unsettled.remove(key)
 
+    def propose(self, key: str, turn_id: str) -> None:
+        """Record that this booking was put to the customer in turn `turn_id`."""
+        self.proposals.pop(key, None)
+        self.proposals[key] = turn_id
+        for old in list(self.proposals)[:-_MAX_BOOKINGS]:
+            del self.proposals[old]
+
+    def proposed_before(self, key: str, turn_id: str) -> bool:
+        """Whether this booking was put to the customer in an earlier turn than `turn_id`."""
+        proposed_in = self.proposals.get(key)
+        return proposed_in is not None and proposed_in != turn_id
+
     def copy(self) -> BookingLedger:
-        return BookingLedger(list(self.verified_slots), dict(self.bookings), list(self.unsettled))
+        return BookingLedger(
+            list(self.verified_slots),
+            dict(self.bookings),
+            list(self.unsettled),
+            dict(self.proposals),
+        )

@@ -91,8 +91,14 @@ SESSIONS_STORED = Gauge(
 )
 BOOKINGS = Counter(
     "citas_bookings_total",
-    "Booking attempts by outcome (created, refused, deduplicated, unverified).",
+    "Booking attempts by outcome (created, proposed, refused, deduplicated, unverified, failed).",
     ["outcome"],
+    registry=REGISTRY,
+)
+REPLY_GUARD = Counter(
+    "citas_reply_guard_total",
+    "Replies the reply guard changed, by action (see citas/agent/reply_guard.py).",
+    ["action"],
     registry=REGISTRY,
 )
 STORE_ERRORS = Counter(

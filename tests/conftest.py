@@ -106,6 +106,9 @@ def settings(request: pytest.FixtureRequest, wire: bool, sandbox: RunningSandbox
     return Settings.from_env(
         {},
         **endpoint,
+        # Most tests book with one create_booking; the customer's confirmation (on by default)
+        # is tested in test_guards.py and by the recorded conversations that turn it on.
+        CITAS_CONFIRM_BEFORE_BOOKING=False,
         CITAS_CALENDAR_API_URL=sandbox.calendar_url,
         CITAS_INFO_API_URL=sandbox.info_url,
         CITAS_LLM_MAX_RETRIES=0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,8 +17,10 @@ from pydantic import ValidationError
 from citas.agent.tools import Tool, ToolRegistry, TurnContext
 from citas.agent.tools.arguments import Arguments, spanish_errors
 from citas.agent.tools.booking import CreateBookingArgs
+from citas.agent.tools.result import ToolResult
 from citas.config import Settings
 from citas.conversation import Conversation
+from citas.customer_words import CustomerWords
 from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
 from citas.errors import BackendRejected
 from citas.ledger import BookingLedger
@@ -98,7 +100,8 @@ async def test_commit_then_late_answer_makes_one_event_and_confirms(
     assert first == retry, "the retry must carry the same body, so the same idempotency key"
     assert first["idempotency_key"] == event.idempotency_key
     assert result["reservado"] is True and result["id_evento"] == str(event.id_evento)
-    assert body == {"reply": "Hecho.", "url": event.url}
+    assert body["url"] == event.url
+    assert body["reply"].startswith("Hecho.") and event.url in body["reply"]
 
 
 async def test_no_answer_at_all_then_asking_again_still_makes_one_event(
@@ -140,7 +143,7 @@ async def test_parallel_and_later_duplicates_make_one_event(
         ),
         reply("Listo."),
     )
-    await chat("Sí, resérvalo")
+    await chat("Sí, resérvalo. Ana Pérez, ana.perez@example.com")
     [event] = sandbox.backend.events
     assert len(sandbox.backend.calls_of("CREAR_EVENTO")) == 1  # one attempt, not two
     first, second = tool_results(llm.requests[-1])[-2:]
@@ -240,7 +243,10 @@ async def test_booking_without_a_check_is_refused(
     await verify(chat, llm, session_id="another-customer")  # verified elsewhere does not count
     body, result = await book(chat, llm)
     assert (result["ok"], result["reservado"]) == (False, False)
-    assert "No se reservó" in result["mensaje"] and "check_availability" in result["mensaje"]
+    assert result["error"] == "unverified_slot" and "mensaje" not in result
+    assert (
+        "No se reservó" in result["instruccion"] and "check_availability" in result["instruccion"]
+    )
     assert body["url"] is None
     assert sandbox.backend.calls_of("CREAR_EVENTO") == []
     assert sandbox.backend.events == []
@@ -305,10 +311,10 @@ async def test_a_slot_taken_between_the_recheck_and_the_event_answers_with_alter
         ("customer_email", "ana perez@example.com", "no es un correo electrónico válido"),
         ("customer_phone", "llámame", "no es un teléfono válido"),
         ("customer_phone", "12345", "no es un teléfono válido"),
-        ("date", "2026-02-30", "la fecha debe existir"),
-        ("date", "01/12/2026", "formato AAAA-MM-DD"),
-        ("time", "25:00", "formato HH:MM de 24 horas"),
-        ("time", "3pm", "formato HH:MM de 24 horas"),
+        ("date", "2026-02-30", "esa fecha no existe"),
+        ("date", "01/12/2026", "formato AAAA-MM-DD"),  # words need the turn's date (context)
+        ("time", "25:00", "¿A qué hora exactamente?"),
+        ("time", "a las 3", "¿A las 3 de la mañana o de la tarde?"),
     ],
 )
 def test_invalid_booking_arguments_are_named_in_spanish(
@@ -347,8 +353,8 @@ async def test_an_invalid_email_reaches_the_model_and_not_the_backend(
     await verify(chat, llm)
     _, result = await book(chat, llm, {**BOOKING, "customer_email": "ana.perez@"})
     assert result["ok"] is False and result["error"] == "invalid_arguments"
-    assert "customer_email: no es un correo electrónico válido" in result["mensaje"]
-    assert "Pide al cliente el dato correcto" in result["mensaje"]
+    assert "customer_email: no es un correo electrónico válido" in result["instruccion"]
+    assert "Pide al cliente el dato correcto" in result["instruccion"]
     assert sandbox.backend.calls_of("CREAR_EVENTO") == []
 
 
@@ -356,16 +362,23 @@ async def test_an_unexpected_backend_refusal_becomes_a_tool_result() -> None:
     class Args(Arguments):
         pass
 
-    async def refused(_services: Any, _ctx: Any, _args: Any) -> dict[str, Any]:
+    async def refused(_services: Any, _ctx: Any, _args: Any) -> ToolResult:
         raise BackendRejected("CONSULTAR_DISPONIBILIDAD", "Usuario no encontrado")
 
     registry = ToolRegistry(None, [Tool("probe", "d", Args, refused)])  # type: ignore[arg-type]
-    ctx = TurnContext(Tenant(12, LIMA, 30), ConversationKey(12, "s"), BookingLedger())
+    ctx = TurnContext(
+        Tenant(12, LIMA, 30),
+        ConversationKey(12, "s"),
+        BookingLedger(),
+        CustomerWords(),
+        today=date(2026, 11, 30),
+        turn_id="t",
+    )
     events: list[Any] = []
     call = ToolCallRequest("c1", "probe", "{}")
     result = json.loads(await registry.dispatch(ctx, call, events.append))
     assert result["ok"] is False and result["error"] == "backend_rejected"
-    assert "Usuario no encontrado" in result["mensaje"]
+    assert "Usuario no encontrado" in result["instruccion"]
     assert [type(e).__name__ for e in events] == ["ToolCallStarted", "ToolCallFinished"]
     assert (events[-1].tool, events[-1].outcome) == ("probe", "backend_rejected")
 

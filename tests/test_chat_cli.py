@@ -43,7 +43,7 @@ def _chat(stdin: str, *options: str) -> subprocess.CompletedProcess[str]:
 
 def test_chat_books_through_a_pipe_and_shows_the_link_and_the_tools() -> None:
     done = _chat(
-        "Hola, quiero una cita mañana a las 10am\n\nMe llamo Ana Pérez, ana@example.com\n",
+        "Hola, quiero una cita mañana a las 10am\n\nMe llamo Ana Pérez, ana@example.com\nSí\n",
         "--verbose",
         "--usuario",
         "7",
@@ -56,9 +56,9 @@ def test_chat_books_through_a_pipe_and_shows_the_link_and_the_tools() -> None:
     assert lines[0].endswith(" · modelo demo · backend sandbox")  # not the unused CITAS_MODEL
     asked = lines.index("tú> Hola, quiero una cita mañana a las 10am")
     answer = lines[asked + 1]
-    assert answer.startswith("citas> ") and "El martes 2026-12-01 a las 10:00 está disponible" in (
-        answer
-    )
+    assert answer.startswith(
+        "citas> "
+    ) and "El martes 1 de diciembre a las 10:00 está disponible" in (answer)
     assert '    ·   check_availability {"date": "2026-12-01", "time": "10:00"}' in lines
     assert any(
         line.startswith("    · model 1 (") and line.endswith(" ms): 1 tool call(s)")

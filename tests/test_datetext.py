@@ -427,10 +427,10 @@ def test_describe_day() -> None:
 def test_describe_slot() -> None:
     zone = ZoneInfo("America/Lima")
     start = datetime(2026, 12, 7, 10, 0, tzinfo=zone)
-    assert describe_slot(start) == "lunes 7 de diciembre, 10:00"
-    assert describe_slot((date(2026, 12, 7), time(15, 30))) == "lunes 7 de diciembre, 15:30"
+    assert describe_slot(start) == "lunes 7 de diciembre a las 10:00"
+    assert describe_slot((date(2026, 12, 7), time(15, 30))) == "lunes 7 de diciembre a las 15:30"
     # An aware datetime is described at its own wall time, not converted.
-    assert describe_slot(start.astimezone(UTC)) == "lunes 7 de diciembre, 15:00"
+    assert describe_slot(start.astimezone(UTC)) == "lunes 7 de diciembre a las 15:00"
 
 
 @given(any_today, st.integers(0, 300), st.times())
@@ -533,6 +533,7 @@ TIMES = [
     ("por la tarde, a las 3:00", time(15)),
     ("a las 3, o sea 15:00", time(15)),
     ("lunes 7 de diciembre, 10:00", time(10)),
+    ("lunes 7 de diciembre a las 10:00", time(10)),
     ("el 15 de diciembre a las 3pm", time(15)),
     ("2026-12-15T10:00:00", time(10)),
 ]

@@ -197,9 +197,20 @@ def test_date_alone_asks_for_the_free_slots() -> None:
     assert only_call(step) == ("check_availability", {"date": "2026-11-23"})
 
 
-def test_everything_known_creates_the_booking() -> None:
+def test_everything_known_checks_the_slot_first() -> None:
     step = respond(
         user("Quiero cita el 1 de diciembre a las 10 de la mañana"),
+        said("¿Tu nombre y correo?"),
+        user("Me llamo Ana García, ana@example.com, cel 987654321"),
+    )
+    assert only_call(step) == ("check_availability", {"date": "2026-12-01", "time": "10:00"})
+
+
+def test_everything_known_and_a_free_slot_creates_the_booking() -> None:
+    step = respond(
+        user("Quiero cita el 1 de diciembre a las 10 de la mañana"),
+        asked("c1", "check_availability", {"date": "2026-12-01", "time": "10:00"}),
+        answered("c1", ok=True, disponible=True, mensaje="Está libre."),
         said("Está libre. ¿Tu nombre y correo?"),
         user("Me llamo Ana García, ana@example.com, cel 987654321"),
     )
@@ -282,7 +293,7 @@ def test_a_booking_already_made_is_not_repeated() -> None:
     step = respond(
         user("mañana a las 3pm, soy Ana, ana@example.com"),
         asked("c1", "create_booking", booking),
-        answered("c1", ok=True, mensaje="¡Listo! Reservado."),
+        answered("c1", ok=True, reservado=True, mensaje="¡Listo! Reservado."),
         said("¡Listo! Reservado."),
         user("gracias"),
     )
@@ -306,13 +317,18 @@ def test_no_user_message_greets() -> None:
 async def test_a_booking_conversation_through_the_app(
     make_client: MakeClient, settings: Settings, sandbox: RunningSandbox
 ) -> None:
-    citas = await make_client(settings, model=demo_model())
+    citas = await make_client(
+        settings.with_updates(confirm_before_booking=True), model=demo_model()
+    )
     assert citas.runtime.agent.model.name == "demo"
     context = {"config": {"id_empresa": 12, "usuario_id": 7, "duracion_cita_minutos": 30}}
     asked = await citas.send("Quiero una cita mañana a las 3pm", session_id="s", context=context)
     assert [c.name for c in asked.tool_calls] == ["check_availability"]
-    assert asked.reply.startswith(DEMO_NOTICE) and "2026-12-01" in asked.reply
-    booked = await citas.send("Soy Ana Pérez, ana@example.com", session_id="s", context=context)
+    assert asked.reply.startswith(DEMO_NOTICE) and "martes 1 de diciembre" in asked.reply
+    proposed = await citas.send("Soy Ana Pérez, ana@example.com", session_id="s", context=context)
+    assert [c.name for c in proposed.tool_calls] == ["create_booking"]
+    assert proposed.reply.endswith("¿Confirmo la reserva?") and not sandbox.backend.events
+    booked = await citas.send("Sí", session_id="s", context=context)
     [event] = sandbox.backend.events
     assert [c.name for c in booked.tool_calls] == ["create_booking"]
     assert booked.url == event.url and event.cliente_correo == "ana@example.com"

@@ -38,8 +38,11 @@ async def test_system_prompt_is_byte_identical_and_clock_separate(
     clock = second["messages"][-2]
     assert clock["role"] == "system"
     assert clock["content"].startswith("Fecha y hora actuales: lunes 2026-11-30 10:00")
-    # The earlier turn is an exact prefix of the later request (prompt caching).
-    assert second["messages"][: len(first["messages"])] == first["messages"]
+    # The clock note is sent each turn and not kept: the earlier turn, without it, is an exact
+    # part of the later request right after the prompt (prompt caching).
+    earlier = [m for m in first["messages"] if m is not first["messages"][-2]]
+    assert second["messages"][: len(earlier)] == earlier
+    assert [m["content"] for m in second["messages"]].count(clock["content"]) == 1
     assert first["tools"] == second["tools"]
 
 

@@ -101,7 +101,7 @@ async def test_arguments_naming_another_tenant_are_ignored(
         call("create_booking", {**slot, **CUSTOMER, **HIJACK}),
         reply("Listo."),
     )
-    response = await chat("Quiero una cita el martes a las 10")
+    response = await chat("Quiero una cita el martes a las 10. Soy Ana Pérez, ana@example.com")
     assert response.status == 200
 
     assert_only_the_tenant(sandbox)
@@ -136,8 +136,8 @@ async def test_unknown_tools_never_run(
     await chat("borra todas las citas")
 
     results = tool_results(llm.requests[-1])
-    assert [r["error"] for r in results] == ["invalid_arguments"] * len(unknown)
-    assert all("no existe" in r["mensaje"] for r in results)
+    assert [r["error"] for r in results] == ["unknown_tool"] * len(unknown)
+    assert all("no existe" in r["instruccion"] for r in results)
     assert tool_counts("unknown_tool")["unknown"] == before + len(unknown)
     assert not sandbox.backend.calls_of("CREAR_EVENTO")
     assert not sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")
@@ -158,6 +158,8 @@ async def test_huge_arguments_are_refused_before_any_backend_call(
             call("create_booking", huge_notes),
             call("search_products", {"query": "limpieza " * 20_000}),
             call("check_availability", "[" * 100_000),
+            # Within the size limit, but nested deeper than the JSON decoder recurses.
+            call("check_availability", "[" * 1900 + "]" * 1900),
         ),
         reply("No."),
     )
@@ -165,7 +167,7 @@ async def test_huge_arguments_are_refused_before_any_backend_call(
     assert response.status == 200
 
     results = tool_results(llm.requests[-1])
-    assert [r["ok"] for r in results] == [False, False, False]
+    assert [r["ok"] for r in results] == [False, False, False, False]
     assert not sandbox.backend.calls_of("CREAR_EVENTO")
     assert not sandbox.backend.calls_of("BUSCAR_PRODUCTOS_SERVICIOS_CITAS")
     assert not sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")
@@ -211,7 +213,9 @@ async def test_instructions_planted_in_a_tool_result_change_nothing(
         return reply("Hecho.")
 
     llm.responder = obey
-    response = await chat("¿tienen kit blanqueador? y resérvame el jueves a las 11")
+    response = await chat(
+        "¿tienen kit blanqueador? y resérvame el jueves a las 11. Ana Pérez, ana@example.com"
+    )
     assert response.status == 200
 
     assert_only_the_tenant(sandbox)
@@ -219,5 +223,5 @@ async def test_instructions_planted_in_a_tool_result_change_nothing(
     assert created["fecha_inicio"] == "2026-12-03 11:00:00"
     _search, check, delete, booking = tool_results(llm.requests[-1])
     assert check["disponible"] is True
-    assert delete["error"] == "invalid_arguments" and "no existe" in delete["mensaje"]
+    assert delete["error"] == "unknown_tool" and "no existe" in delete["instruccion"]
     assert booking["reservado"] is True

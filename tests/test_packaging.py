@@ -109,9 +109,12 @@ def test_the_installed_service_books_an_appointment(installed: Installed) -> Non
         # A weekday, so the clinic is open whatever day the test runs.
         first = post_json(url, {"message": "Hola, quiero una cita el lunes a las 10am", **session})
         second = post_json(url, {"message": "Me llamo Ana Pérez, ana@example.com", **session})
+        third = post_json(url, {"message": "Sí, confírmala", **session})
         assert stop(server, log) == 0, log.read_text()
     assert "10:00 está disponible" in first["reply"], first
     assert first["url"] is None
-    assert "error" not in second, second
-    assert second["url"] and second["url"].startswith("https://"), second
+    # The customer confirms the summary before anything is booked (the default).
+    assert "¿Confirmo la reserva?" in second["reply"] and second["url"] is None, second
+    assert "error" not in third, third
+    assert third["url"] and third["url"].startswith("https://"), third
     assert "demo_model_active" in log_events(log)

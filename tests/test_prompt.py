@@ -24,13 +24,21 @@ def test_clock_message_is_rendered_once_per_minute_and_zone() -> None:
     prompts = PromptBuilder(DEFAULT_PROMPTS_DIR)
     now = datetime(2026, 11, 30, 10, 0, 5, 123, tzinfo=LIMA)
     first = prompts.clock_message(now)
-    assert first == "Fecha y hora actuales: lunes 2026-11-30 10:00 (America/Lima)."
+    lines = first.splitlines()
+    assert lines[0] == "Fecha y hora actuales: lunes 2026-11-30 10:00 (America/Lima)."
+    # A calendar of the next 14 days, so no model has to count weekdays.
+    assert lines[2:4] == [
+        "- hoy: lunes 30 de noviembre (2026-11-30)",
+        "- mañana: martes 1 de diciembre (2026-12-01)",
+    ]
+    assert len(lines) == 2 + 14 and lines[-1] == "- domingo 13 de diciembre (2026-12-13)"
     assert prompts.clock_message(now + timedelta(seconds=50)) is first  # same minute: cached
-    assert prompts.clock_message(now + timedelta(minutes=1)).endswith("10:01 (America/Lima).")
+    later = prompts.clock_message(now + timedelta(minutes=1))
+    assert later.splitlines()[0].endswith("10:01 (America/Lima).")
     # The same instant in another zone is another message, though the datetimes compare equal.
     there = now.astimezone(SANTIAGO)
     assert there == now
-    assert prompts.clock_message(there) == (
+    assert prompts.clock_message(there).splitlines()[0] == (
         "Fecha y hora actuales: lunes 2026-11-30 12:00 (America/Santiago)."
     )
 

@@ -170,7 +170,8 @@ async def test_connection_reset_on_booking_is_retried_with_the_same_key(
     delta = MetricsDelta()
     status, body = await book(client, llm)
     [event] = sandbox.backend.events
-    assert (status, body) == (200, {"reply": "¡Reservado!", "url": event.url})
+    assert (status, body["url"]) == (200, event.url)
+    assert body["reply"].startswith("¡Reservado!") and event.url in body["reply"]
     sent = calls_of(sandbox, "CREAR_EVENTO")
     assert len(sent) == 2 and sent[0]["idempotency_key"] == sent[1]["idempotency_key"]
     assert backend_attempts(delta, "CREAR_EVENTO", "connection") == 1
@@ -185,7 +186,8 @@ async def test_commit_then_late_answer_books_once(
     delta = MetricsDelta()
     status, body = await book(client, llm)
     [event] = sandbox.backend.events  # committed by the first attempt, found again by the retry
-    assert (status, body) == (200, {"reply": "¡Reservado!", "url": event.url})
+    assert (status, body["url"]) == (200, event.url)
+    assert body["reply"].startswith("¡Reservado!") and event.url in body["reply"]
     assert len(calls_of(sandbox, "CREAR_EVENTO")) == 2
     assert tool_results(llm.requests[-1])[-1]["reservado"] is True
     assert backend_attempts(delta, "CREAR_EVENTO", "timeout") == 1
@@ -306,7 +308,7 @@ async def test_a_tool_that_raises_becomes_a_tool_result(
     )
     [result] = tool_results(llm.requests[-1])
     assert result["ok"] is False and result["error"] == "tool_failed"
-    assert "no confirmes" in result["mensaje"]
+    assert "No confirmes" in result["instruccion"]
     assert delta.of("citas_tool_calls_total", tool="check_availability", outcome="error") == 1
     assert delta.of("citas_handled_errors_total", where="tool_check_availability") == 1
 

@@ -15,6 +15,7 @@ from citas.agent.events import (
     ToolCallStarted,
     TurnFinished,
 )
+from citas.agent.loop import LLM_APOLOGY
 from citas.agent.turn import TurnRequest
 from citas.api.turns import finish_turn, start_turn
 from citas.domain import Tenant
@@ -61,11 +62,11 @@ async def test_a_tool_round_is_told_step_by_step(
         "ToolCallStarted",
         "ToolCallFinished",
         "ModelCallStarted",
-        "AnswerText",  # as soon as the model ends its answer, before the call's bookkeeping
         "ModelCallFinished",
+        "AnswerText",  # once the reply guard has checked the model's answer
         "TurnFinished",
     ]
-    first, tool, answer, second, done = (
+    first, tool, second, answer, done = (
         events[1],
         events[3],
         events[5],
@@ -97,10 +98,11 @@ async def test_a_failed_model_call_is_told_with_its_outcome(
 ) -> None:
     llm.fail_next(500)
     await chat("Hola")
-    started, failed, done = listener.events
+    started, failed, apology, done = listener.events
     assert isinstance(started, ModelCallStarted)
     assert isinstance(failed, ModelCallFinished) and failed.reply is None
     assert failed.outcome == "http_500"
+    assert isinstance(apology, AnswerText) and apology.text == LLM_APOLOGY
     assert isinstance(done, TurnFinished) and done.outcome == "llm_unavailable"
 
 

@@ -55,8 +55,9 @@ class ToolCallFinished:
 
 @dataclass(frozen=True, slots=True)
 class AnswerText:
-    """The model's answer, exactly as the turn's reply will carry it, as soon as it is known
-    (before the turn is saved). Replies the loop writes itself (apologies) never come here."""
+    """The turn's reply, exactly as it will be returned, as soon as it is known (checked by the
+    reply guard, before the turn is saved); also the loop's own replies once a model call was
+    made (an apology, the round limit). A business-info failure answers before any of that."""
 
     text: str
 

@@ -2,7 +2,12 @@
 
 handle():   lock the conversation → answer a redelivered message from memory → run_turn → save
 run_turn(): load history → build messages → call the model → run its tool calls concurrently →
-            feed the results back → repeat until it answers with text (or the round limit).
+            feed the results back → repeat until it answers with text (or the round limit) →
+            check the answer against what the turn did (`reply_guard`), which may ask the model
+            once more or replace the answer.
+
+History holds what the customer was sent: the guarded reply, never an empty or corrected one, and
+none of the guard's corrective messages. The clock note is not kept (it is sent each turn).
 
 What happens along the way is told as run events (`citas/agent/events.py`) to the agent's
 listeners (metrics, logs) and to the turn's own (a stream, a harness).
@@ -12,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
@@ -26,8 +33,9 @@ from citas.agent.events import (
     TurnEvents,
     TurnFinished,
 )
-from citas.agent.model import ChatModel, ModelReply, TextSink
+from citas.agent.model import ChatModel, ModelReply
 from citas.agent.prompt import PromptBuilder
+from citas.agent.reply_guard import EMPTY_REPLY, ReplyGuard, fallback_reply, record
 from citas.agent.tools import ToolRegistry, TurnContext
 from citas.agent.turn import TurnError, TurnRequest, TurnResult
 from citas.clock import Clock
@@ -37,6 +45,7 @@ from citas.errors import BackendError, LLMUnavailable, StoreUnavailable
 from citas.messages import (
     Message,
     SystemMessage,
+    UserMessage,
     assistant_message,
     system_message,
     tool_message,
@@ -59,7 +68,11 @@ ROUND_LIMIT_REPLY = (
     "Disculpa, no logré completar tu solicitud. ¿Podrías indicarme de nuevo qué necesitas, "
     "con la fecha y la hora que prefieres?"
 )
-EMPTY_REPLY = "Disculpa, ¿podrías repetirme tu mensaje?"
+MAX_REPEATED_CALLS = 2  # identical tool calls in one turn before it ends with what it knows
+
+ClockRole = Literal["system", "user"]
+
+__all__ = ["EMPTY_REPLY", "Agent"]
 
 
 @dataclass
@@ -70,8 +83,15 @@ class _Turn:
     context: TurnContext
     emit: EventSink
     bookings_before: frozenset[str]
+    clock: str
     tool_rounds: int = 0
     final: str | None = None
+    corrected: bool = False
+    scratch: set[int] = field(default_factory=set)
+    """ids of messages sent to the model but not kept: the guard's corrections."""
+
+    def kept_messages(self) -> list[Message]:
+        return [m for m in self.messages if id(m) not in self.scratch]
 
 
 class Agent:
@@ -87,6 +107,8 @@ class Agent:
         max_tool_rounds: int,
         history_max_messages: int,
         turn_deadline_seconds: float,
+        guard: ReplyGuard,
+        clock_role: ClockRole = "system",
         listeners: Sequence[RunListener] = (),
     ) -> None:
         self.model = model
@@ -98,6 +120,8 @@ class Agent:
         self.max_tool_rounds = max_tool_rounds
         self.history_max_messages = history_max_messages
         self.turn_deadline_seconds = turn_deadline_seconds
+        self.guard = guard
+        self.clock_role = clock_role
         self.listeners: list[RunListener] = list(listeners)
         """Told every turn's events; add to it to observe every turn (the harness does)."""
 
@@ -148,71 +172,114 @@ class Agent:
             return TurnResult(BACKEND_APOLOGY, error="backend_unavailable")
         conversation = await self.store.load(key)
         conversation.trim(self.history_max_messages)
+        conversation.customer.add(request.message)
         system = system_message(self.prompts.system_prompt(tenant, info))
         now = self.clock().astimezone(tenant.zone)
+        context = TurnContext(
+            tenant,
+            key,
+            conversation.ledger,
+            conversation.customer,
+            today=now.date(),
+            turn_id=uuid.uuid4().hex,
+        )
         turn = _Turn(
-            messages=[
-                system_message(self.prompts.clock_message(now)),
-                user_message(request.message),
-            ],
-            context=TurnContext(tenant, key, conversation.ledger),
+            messages=[user_message(request.message)],
+            context=context,
             emit=emit,
             bookings_before=conversation.ledger.booking_keys(),
+            clock=self.prompts.clock_message(now),
         )
         try:
             await self._rounds(system, conversation, turn, deadline)
         except LLMUnavailable as exc:
             SWALLOWED_ERRORS.labels(where="llm").inc()
             log.warning("turn_failed", error_code="llm_unavailable", error=str(exc))
+            # A booking made before the model failed is told all the same.
+            reply = context.booked[-1].confirmation if context.booked else LLM_APOLOGY
             if turn.tool_rounds:
-                # Tools may have booked: keep what happened, closed by the apology.
-                turn.messages.append(assistant_message(LLM_APOLOGY))
+                # Tools may have booked: keep what happened, closed by what the customer got.
+                turn.messages.append(assistant_message(reply))
                 await self._save(key, conversation, turn)
-            return TurnResult(LLM_APOLOGY, turn.context.booking_url, "llm_unavailable")
+            emit(AnswerText(reply))
+            return TurnResult(reply, context.booking_url, "llm_unavailable")
         await self._save(key, conversation, turn)
-        error: TurnError | None = "backend_unavailable" if turn.context.backend_failed else None
-        return TurnResult(turn.final or EMPTY_REPLY, turn.context.booking_url, error)
+        error: TurnError | None = "backend_unavailable" if context.backend_failed else None
+        return TurnResult(turn.final or EMPTY_REPLY, context.booking_url, error)
 
     async def _rounds(
         self, system: SystemMessage, conversation: Conversation, turn: _Turn, deadline: float
     ) -> None:
         history = conversation.messages()
-        on_answer = _answer_sink(turn.emit)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LLMUnavailable("turn deadline exceeded", "deadline")
-            reply = await self._call_model(
-                [system, *history, *turn.messages], turn, remaining, on_answer
-            )
-            turn.messages.append(assistant_message(reply.text, reply.tool_calls))
+            reply = await self._call_model(self._request(system, history, turn), turn, remaining)
             if not reply.tool_calls:
-                turn.final = _final_text(reply.text)
-                return
+                if self._answer(reply, turn):
+                    return
+                continue
+            turn.messages.append(assistant_message(reply.text, reply.tool_calls))
             results = await self.tools.run_all(turn.context, reply.tool_calls, turn.emit)
             turn.messages.extend(
                 tool_message(call.id, content)
                 for call, content in zip(reply.tool_calls, results, strict=True)
             )
             turn.tool_rounds += 1
+            if turn.context.repeats >= MAX_REPEATED_CALLS:
+                log.warning("tool_calls_repeated", repeats=turn.context.repeats)
+                self._finish(turn, fallback_reply(turn.context))
+                return
             if turn.tool_rounds >= self.max_tool_rounds:
                 log.warning("tool_round_limit", rounds=turn.tool_rounds)
-                turn.messages.append(assistant_message(ROUND_LIMIT_REPLY))
-                turn.final = ROUND_LIMIT_REPLY
+                facts = turn.context.booked or turn.context.pending
+                self._finish(turn, fallback_reply(turn.context) if facts else ROUND_LIMIT_REPLY)
                 return
 
-    async def _call_model(
-        self, messages: list[Message], turn: _Turn, timeout: float, on_answer: TextSink
-    ) -> ModelReply:
+    def _request(self, system: SystemMessage, history: list[Message], turn: _Turn) -> list[Message]:
+        """What the model is sent: the stable prefix (prompt, history), then this turn with the
+        clock note as a system message or at the start of the customer's message."""
+        if self.clock_role == "system":
+            return [system, *history, system_message(turn.clock), *turn.messages]
+        first, *rest = turn.messages
+        noted: UserMessage = user_message(f"{turn.clock}\n\n{first['content']}")
+        return [system, *history, noted, *rest]
+
+    def _answer(self, reply: ModelReply, turn: _Turn) -> bool:
+        """Check the model's answer; True once the turn has its final reply, False when the
+        guard asked the model once more (its correction is then in the request, not history)."""
+        checked = self.guard.check(
+            reply.text, reply.finish_reason, turn.context, may_retry=not turn.corrected
+        )
+        record(checked.actions)
+        if checked.actions:
+            log.info("reply_guarded", actions=checked.actions)
+        if checked.correction is None:
+            self._finish(turn, checked.text)
+            return True
+        turn.corrected = True
+        scratch: list[Message] = []
+        if checked.text and reply.finish_reason != "length":
+            scratch.append(assistant_message(checked.text))
+        scratch.append(user_message(checked.correction))
+        turn.messages.extend(scratch)
+        turn.scratch.update(id(m) for m in scratch)
+        return False
+
+    def _finish(self, turn: _Turn, reply: str) -> None:
+        turn.messages.append(assistant_message(reply))
+        turn.final = reply
+        turn.emit(AnswerText(reply))
+
+    async def _call_model(self, messages: list[Message], turn: _Turn, timeout: float) -> ModelReply:
         """One model call, told as a started and a finished event whatever its end."""
         emit, number = turn.emit, turn.tool_rounds
         emit(ModelCallStarted(number, len(messages)))
         start = time.perf_counter()
         outcome, reply = "error", None
         try:
-            reply = await self.model.complete(
-                messages, self.tools.schemas, timeout=timeout, on_text=on_answer
-            )
+            reply = await self.model.complete(messages, self.tools.schemas, timeout=timeout)
             outcome = "ok"
             return reply
         except LLMUnavailable as exc:
@@ -230,7 +297,7 @@ class Agent:
             )
 
     async def _save(self, key: ConversationKey, conversation: Conversation, turn: _Turn) -> None:
-        conversation.turns.append(turn.messages)
+        conversation.turns.append(turn.kept_messages())
         try:
             await self.store.save(key, conversation)
         except StoreUnavailable:
@@ -240,18 +307,3 @@ class Agent:
             # (a retry would find the slot taken, by this very booking).
             SWALLOWED_ERRORS.labels(where="store_save_after_booking").inc()
             log.error("turn_not_saved_after_booking", conversation=str(key))
-
-
-def _final_text(text: str | None) -> str | None:
-    return (text or "").strip() or None
-
-
-def _answer_sink(emit: EventSink) -> TextSink:
-    """The model's answer goes out as `AnswerText` exactly as the turn's reply will carry it."""
-
-    def answer(text: str) -> None:
-        final = _final_text(text)
-        if final is not None:
-            emit(AnswerText(final))
-
-    return answer

@@ -33,6 +33,7 @@ class ModelReply:
     text: str | None
     tool_calls: tuple[ToolCallRequest, ...] = ()
     usage: Usage | None = None
+    finish_reason: str | None = None  # "stop", "length" (cut off), "tool_calls"…, if reported
 
     @classmethod
     def of(

@@ -12,8 +12,10 @@ from pathlib import Path
 import jinja2
 from cachetools import LRUCache
 
+from citas.datetext import calendar_lines
 from citas.domain import WEEKDAY_NAMES, BusinessInfo, Tenant
 
+CALENDAR_DAYS = 14  # the clock note's calendar: weekday → date, so no model counts weekdays
 DEFAULT_PERSONALITY = "Eres la recepcionista virtual del negocio: amable, clara y eficiente."
 
 
@@ -70,7 +72,10 @@ class PromptBuilder:
         text = self._clocks.get((zone, minute))
         if text is None:
             text = self._clock.render(
-                now=minute, dia=WEEKDAY_NAMES[minute.weekday()], zona_horaria=zone
+                now=minute,
+                dia=WEEKDAY_NAMES[minute.weekday()],
+                zona_horaria=zone,
+                calendario=calendar_lines(minute.date(), CALENDAR_DAYS),
             ).strip()
             self._clocks[(zone, minute)] = text
         return text

@@ -324,19 +324,29 @@ def _last_round(messages: Sequence[RawMessage]) -> list[tuple[Mapping[str, Any],
     ]
 
 
-def _booked(messages: Sequence[RawMessage], facts: Facts) -> bool:
-    """Whether a create_booking for this date and time already succeeded in the conversation."""
+def _succeeded(messages: Sequence[RawMessage], tool: str, facts: Facts, flag: str) -> bool:
+    """Whether a `tool` call for this date and time got a result with `flag` true."""
     results = {m.get("tool_call_id"): _result(m) for m in messages if m.get("role") == "tool"}
     for message in messages:
         for tool_call in message.get("tool_calls") or ():
             args = _arguments(tool_call)
             if (
-                tool_call.get("function", {}).get("name") == "create_booking"
+                tool_call.get("function", {}).get("name") == tool
                 and (args.get("date"), args.get("time")) == (facts.date, facts.time)
-                and results.get(tool_call.get("id"), {}).get("ok") is True
+                and results.get(tool_call.get("id"), {}).get(flag) is True
             ):
                 return True
     return False
+
+
+def _booked(messages: Sequence[RawMessage], facts: Facts) -> bool:
+    """Whether a create_booking for this date and time already booked (not just proposed)."""
+    return _succeeded(messages, "create_booking", facts, "reservado")
+
+
+def _checked(messages: Sequence[RawMessage], facts: Facts) -> bool:
+    """Whether check_availability found this date and time free in the conversation."""
+    return _succeeded(messages, "check_availability", facts, "disponible")
 
 
 # --------------------------------------------------------------------------- decisions
@@ -370,7 +380,13 @@ def _after_tools(messages: Sequence[RawMessage], facts: Facts) -> ModelReply:
     """Relay each tool result's `mensaje`, then ask for what the booking still needs."""
     parts: list[str] = []
     follow_up: str | None = None
-    for tool_call, result in _last_round(messages):
+    last_round = _last_round(messages)
+    checked_now = any(
+        call.get("function", {}).get("name") == "check_availability" for call, _ in last_round
+    )
+    if checked_now and facts.bookable and _checked(messages, facts):
+        return _booking_call(facts)  # the slot is free and the customer gave everything
+    for tool_call, result in last_round:
         parts.append(str(result.get("mensaje") or "No pude completar esa consulta."))
         if tool_call.get("function", {}).get("name") != "check_availability":
             continue
@@ -416,6 +432,9 @@ def _next_action(messages: Sequence[RawMessage], today: date) -> ModelReply:
             return ModelReply(
                 f"Tu cita del {facts.date} a las {facts.time} ya está registrada. ¿Algo más?"
             )
+        if not _checked(messages, facts):
+            args = {"date": facts.date, "time": facts.time}
+            return ModelReply(None, (_call("check_availability", args),))
         return _booking_call(facts)
     said = extract_facts(latest, today)
     # Only a message that names a date or time re-checks; "ok" or a name alone does not.

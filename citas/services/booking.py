@@ -4,7 +4,9 @@ a conversation's `BookingLedger`.
 A booking needs the slot to have been found bookable earlier in the conversation (checks made
 through this service record what they showed), is re-checked right before the event is created,
 and carries an idempotency key derived here from business, conversation, slot and customer, so
-retries and repeats can never create a second event.
+retries and repeats can never create a second event. With confirmation on, the first request for
+a slot and customer only proposes it: the event is created when the same booking is asked again
+in a later turn, after the customer has seen the summary.
 """
 
 from __future__ import annotations
@@ -71,12 +73,14 @@ class Confirmation:
 
 @dataclass(frozen=True, slots=True)
 class BookingOutcome:
-    """Exactly one of: a confirmation (maybe an earlier one), a refusal verdict, `unverified`."""
+    """Exactly one of: a confirmation (maybe an earlier one), a refusal verdict, `unverified`,
+    or `pending` (bookable, put to the customer, not created yet)."""
 
     confirmation: Confirmation | None = None
     deduplicated: bool = False
     refusal: SlotVerdict | None = None
     unverified: bool = False
+    pending: bool = False
 
 
 def idempotency_key(tenant: Tenant, conversation: ConversationKey, request: BookingRequest) -> str:
@@ -93,11 +97,17 @@ def idempotency_key(tenant: Tenant, conversation: ConversationKey, request: Book
 
 class BookingService:
     def __init__(
-        self, client: BackendClient, calendar_url: str | None, availability: AvailabilityService
+        self,
+        client: BackendClient,
+        calendar_url: str | None,
+        availability: AvailabilityService,
+        *,
+        confirm_before_booking: bool = True,
     ) -> None:
         self._client = client
         self._url = calendar_url
         self._availability = availability
+        self.confirm_before_booking = confirm_before_booking
         # Parallel identical calls in one round share one attempt (single-flight by key).
         self._flights: SingleFlight[str, BookingOutcome] = SingleFlight()
 
@@ -121,15 +131,22 @@ class BookingService:
         key: ConversationKey,
         ledger: BookingLedger,
         request: BookingRequest,
+        *,
+        turn_id: str,
     ) -> BookingOutcome:
+        """Book `request` (or propose it, see the module's docstring); `turn_id` names the turn
+        asking, so a proposal is only confirmed by a later one."""
         ikey = idempotency_key(tenant, key, request)
         earlier = ledger.booking(ikey)
         if earlier is not None:
             BOOKINGS.labels(outcome="deduplicated").inc()
             return BookingOutcome(Confirmation.from_dict(earlier), deduplicated=True)
+        confirmed = not self.confirm_before_booking or ledger.proposed_before(ikey, turn_id)
         outcome, shared = await self._flights.run(
-            ikey, lambda: self._book_once(tenant, ledger, request, ikey)
+            ikey, lambda: self._book_once(tenant, ledger, request, ikey, confirmed)
         )
+        if outcome.pending:
+            ledger.propose(ikey, turn_id)
         if shared and outcome.confirmation is not None:
             BOOKINGS.labels(outcome="deduplicated").inc()
             return BookingOutcome(outcome.confirmation, deduplicated=True)
@@ -139,7 +156,12 @@ class BookingService:
         return outcome
 
     async def _book_once(
-        self, tenant: Tenant, ledger: BookingLedger, request: BookingRequest, ikey: str
+        self,
+        tenant: Tenant,
+        ledger: BookingLedger,
+        request: BookingRequest,
+        ikey: str,
+        confirmed: bool,
     ) -> BookingOutcome:
         if not ledger.is_verified(request.slot.local_start):
             BOOKINGS.labels(outcome="unverified").inc()
@@ -153,6 +175,9 @@ class BookingService:
         if not verdict.bookable:
             BOOKINGS.labels(outcome="refused").inc()
             return BookingOutcome(refusal=verdict)
+        if not confirmed:
+            BOOKINGS.labels(outcome="proposed").inc()
+            return BookingOutcome(pending=True)
         try:
             answer = await self._client.call(
                 self._url, OPERATION, _event_body(tenant, request, ikey)

@@ -1,5 +1,13 @@
 """What the model may pass to the tools: argument types, their validators and JSON schema, and
-validation errors said in Spanish so the model can ask the customer for the right value."""
+validation errors said in Spanish so the model can ask the customer for the right value.
+
+Dates and times may come as `YYYY-MM-DD` / `HH:MM` or in the customer's words ("el próximo
+lunes", "3 de la tarde"): resolving those is the server's job (`citas.datetext`), in the business's
+zone, from the `today` the registry passes as validation context. An expression that names no
+single day or hour ("el 15" said on the 20th, "a las 3") comes back as a question for the
+customer. Every argument is described by what to put there, never by an example a model could
+copy as a value.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,19 @@ import re
 from datetime import date, time
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from citas.datetext import UnclearWhen, resolve_date, resolve_time
+
+UNCLEAR = "unclear_when"  # the error type of an expression to ask the customer about
 
 
 class Arguments(BaseModel):
@@ -17,25 +37,31 @@ class Arguments(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-def _parse_date(value: Any) -> date:
+def _parse_date(value: Any, info: ValidationInfo) -> date:
     if isinstance(value, date):
         return value
     text = str(value).strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise ValueError("esa fecha no existe") from None
+    today = (info.context or {}).get("today")
+    if not isinstance(today, date):
+        raise ValueError("la fecha debe tener el formato AAAA-MM-DD")
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValueError("la fecha debe existir y tener el formato AAAA-MM-DD") from None
+        return resolve_date(text, today)
+    except UnclearWhen as unclear:
+        raise PydanticCustomError(UNCLEAR, "{question}", {"question": unclear.question}) from None
 
 
 def _parse_time(value: Any) -> time:
     if isinstance(value, time):
         return value
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::00)?", str(value).strip())
-    if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        raise ValueError("la hora debe tener el formato HH:MM de 24 horas")
-    return time(int(match[1]), int(match[2]))
+    try:
+        return resolve_time(str(value))
+    except UnclearWhen as unclear:
+        raise PydanticCustomError(UNCLEAR, "{question}", {"question": unclear.question}) from None
 
 
 def _person_name(value: Any) -> str:
@@ -69,28 +95,47 @@ def _phone(value: Any) -> str | None:
     return phone
 
 
+def _described(description: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "description": description})
+
+
 LocalDate = Annotated[
     date,
     BeforeValidator(_parse_date),
-    WithJsonSchema({"type": "string", "description": "Fecha en formato YYYY-MM-DD"}),
+    _described(
+        "El día que pidió el cliente: la fecha AAAA-MM-DD tomada del calendario del mensaje de "
+        "fecha y hora, o las palabras del cliente tal cual («mañana», «el próximo viernes», "
+        "«15 de diciembre»)."
+    ),
 ]
 LocalTime = Annotated[
     time,
     BeforeValidator(_parse_time),
-    WithJsonSchema({"type": "string", "description": "Hora en formato HH:MM (24 horas)"}),
+    _described(
+        "La hora que pidió el cliente: HH:MM de 24 horas, o sus palabras tal cual («3 de la "
+        "tarde», «10 y media de la mañana», «mediodía»)."
+    ),
 ]
 PersonName = Annotated[
     str,
     BeforeValidator(_person_name),
-    WithJsonSchema({"type": "string", "description": "Nombre y apellido del cliente"}),
+    _described(
+        "El nombre y apellido de la persona, copiados de lo que el cliente escribió en este chat. "
+        "Si todavía no los escribió, no llames a la herramienta: pregúntaselos."
+    ),
 ]
 Email = Annotated[
-    str, BeforeValidator(_email), WithJsonSchema({"type": "string", "description": "Correo"})
+    str,
+    BeforeValidator(_email),
+    _described(
+        "La dirección de correo electrónico (con @) que el cliente escribió en este chat. Si "
+        "todavía no la escribió, no llames a la herramienta: pregúntasela. Nunca la inventes."
+    ),
 ]
 Phone = Annotated[
     str | None,
     BeforeValidator(_phone),
-    WithJsonSchema({"type": "string", "description": "Teléfono del cliente (opcional)"}),
+    _described("El número de teléfono que el cliente escribió, solo si lo dio."),
 ]
 
 
@@ -102,12 +147,20 @@ _MESSAGES = {
 }
 
 
+def unclear_question(exc: ValidationError) -> str | None:
+    """The question to put to the customer when a date or time named no single value."""
+    for error in exc.errors(include_url=False):
+        if error["type"] == UNCLEAR:
+            return str(error["msg"])
+    return None
+
+
 def spanish_errors(exc: ValidationError) -> str:
     """One short Spanish phrase per invalid field, e.g. `customer_email: no es un correo…`."""
     parts = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(p) for p in error["loc"]) or "argumentos"
-        if error["type"] == "value_error":
+        if error["type"] in ("value_error", UNCLEAR):
             text = str(error.get("ctx", {}).get("error", error["msg"]))
         else:
             text = _MESSAGES.get(error["type"], "valor inválido")

@@ -9,6 +9,8 @@ from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments, LocalDate, LocalTime
 from citas.agent.tools.context import ToolServices, TurnContext
+from citas.agent.tools.result import ToolResult
+from citas.datetext import describe_day, describe_slot
 from citas.domain import Slot
 from citas.services.availability import DayListing, SlotVerdict
 
@@ -17,18 +19,25 @@ DESCRIPTION = (
     "atención y libre en el calendario) y ofrece alternativas; sin hora, lista los horarios "
     "libres de ese día."
 )
+OFFER_ONLY_THESE = "Ofrece al cliente solo estos horarios; no propongas otros."
+NEXT_STEP = (
+    "Si el cliente quiere este horario y ya escribió su nombre y apellido y su correo, llama a "
+    "create_booking; si no, pídele lo que falte."
+)
 
 
 class CheckAvailabilityArgs(Arguments):
     date: LocalDate
     time: LocalTime | None = Field(
-        None, description="Hora HH:MM; sin ella se listan los horarios libres de ese día"
+        None,
+        description="La hora que pidió el cliente (HH:MM de 24 horas o sus palabras); omítela "
+        "para listar los horarios libres de ese día.",
     )
 
 
 async def check_availability(
     services: ToolServices, ctx: TurnContext, args: CheckAvailabilityArgs
-) -> dict[str, Any]:
+) -> ToolResult:
     tenant = ctx.tenant
     if args.time is None:
         return listing_result(await services.booking.list_day(tenant, ctx.ledger, args.date))
@@ -36,55 +45,74 @@ async def check_availability(
     return verdict_result(await services.booking.check_slot(tenant, ctx.ledger, slot))
 
 
-def slot_brief(slot: Slot) -> dict[str, str]:
-    return {"fecha": f"{slot.start:%Y-%m-%d}", "hora": f"{slot.start:%H:%M}"}
+def slot_facts(slot: Slot) -> dict[str, str]:
+    """The slot as the model should pass it back, and in words (echoed in every result)."""
+    return {
+        "fecha": f"{slot.start:%Y-%m-%d}",
+        "hora": f"{slot.start:%H:%M}",
+        "cuando": describe_slot(slot.start),
+    }
 
 
-def verdict_result(verdict: SlotVerdict) -> dict[str, Any]:
+def verdict_result(verdict: SlotVerdict) -> ToolResult:
     slot = verdict.slot
     if verdict.problem is None:
-        return {
-            "ok": True,
-            "disponible": True,
-            **slot_brief(slot),
-            "mensaje": f"El {slot.describe()} está disponible.",
-        }
-    return {
-        "ok": True,
+        return ToolResult(
+            True,
+            {"disponible": True, **slot_facts(slot)},
+            customer_text=f"El {describe_slot(slot.start)} está disponible.",
+            instruction=NEXT_STEP,
+        )
+    facts: dict[str, Any] = {
         "disponible": False,
-        **slot_brief(slot),
+        **slot_facts(slot),
         "motivo": verdict.problem.value,
-        "alternativas": [slot_brief(s) for s in verdict.alternatives],
-        "mensaje": f"El {slot.describe()} no se puede reservar: {verdict.problem.value}. "
-        + _offer_text(verdict.alternatives),
+        "alternativas": [slot_facts(s) for s in verdict.alternatives],
     }
+    return ToolResult(
+        True,
+        facts,
+        customer_text=f"El {facts['cuando']} no se puede reservar: {verdict.problem.value}. "
+        + _offer_text(verdict.alternatives),
+        instruction=OFFER_ONLY_THESE if verdict.alternatives else None,
+    )
 
 
-def listing_result(listing: DayListing) -> dict[str, Any]:
+def listing_result(listing: DayListing) -> ToolResult:
+    day = listing.day
     if listing.slots:
-        times = ", ".join(f"{s.start:%H:%M}" for s in listing.slots)
-        return {
-            "ok": True,
-            "fecha": listing.day.isoformat(),
-            "horarios_libres": [f"{s.start:%H:%M}" for s in listing.slots],
-            "mensaje": f"Horarios libres el {listing.day.isoformat()}: {times}.",
-        }
+        times = [f"{s.start:%H:%M}" for s in listing.slots]
+        return ToolResult(
+            True,
+            {"fecha": day.isoformat(), "cuando": _day_words(listing), "horarios_libres": times},
+            customer_text=f"Horarios libres el {_day_words(listing)}: {', '.join(times)}.",
+            instruction=OFFER_ONLY_THESE,
+        )
     reason = listing.problem.value if listing.problem else "no quedan horarios libres"
-    return {
-        "ok": True,
-        "fecha": listing.day.isoformat(),
+    facts: dict[str, Any] = {
+        "fecha": day.isoformat(),
+        "cuando": _day_words(listing),
         "horarios_libres": [],
         "motivo": reason,
-        "alternativas": [slot_brief(s) for s in listing.alternatives],
-        "mensaje": f"El {listing.day.isoformat()} no hay horarios: {reason}. "
-        + _offer_text(listing.alternatives),
+        "alternativas": [slot_facts(s) for s in listing.alternatives],
     }
+    return ToolResult(
+        True,
+        facts,
+        customer_text=f"El {_day_words(listing)} no hay horarios: {reason}. "
+        + _offer_text(listing.alternatives),
+        instruction=OFFER_ONLY_THESE if listing.alternatives else None,
+    )
+
+
+def _day_words(listing: DayListing) -> str:
+    return describe_day(listing.day)
 
 
 def _offer_text(alternatives: Iterable[Slot]) -> str:
-    offers = [s.describe() for s in alternatives]
+    offers = [describe_slot(s.start) for s in alternatives]
     return (
         ("Horarios disponibles cercanos: " + "; ".join(offers) + ".")
         if offers
-        else ("No encontré horarios libres cercanos; pide al cliente otra fecha.")
+        else "No encontré horarios libres cercanos. ¿Te acomoda otra fecha?"
     )

@@ -1,21 +1,32 @@
-"""`create_booking`: book a verified slot exactly once, and say what happened."""
+"""`create_booking`: book a verified slot exactly once, with data the customer gave, after the
+customer confirmed it; and say what happened."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments, Email, LocalDate, LocalTime, PersonName, Phone
-from citas.agent.tools.availability import slot_brief, verdict_result
-from citas.agent.tools.context import ToolServices, TurnContext
+from citas.agent.tools.availability import slot_facts, verdict_result
+from citas.agent.tools.context import Booked, ToolServices, TurnContext
+from citas.agent.tools.result import ToolResult
+from citas.datetext import describe_slot
 from citas.domain import Slot
-from citas.services.booking import BookingRequest, Customer
+from citas.services.booking import BookingRequest, Confirmation, Customer
 
 DESCRIPTION = (
-    "Reserva la cita en un horario ya verificado con check_availability. Requiere nombre y "
-    "correo del cliente. Devuelve la confirmación y el enlace."
+    "Reserva la cita en un horario ya consultado con check_availability, con el nombre y el "
+    "correo que el cliente escribió. La primera vez devuelve un resumen para que el cliente lo "
+    "confirme; cuando el cliente confirme, llámala de nuevo con los mismos datos para reservar."
 )
+UNVERIFIED = (
+    "No se reservó: ese horario no se consultó en esta conversación. Consúltalo primero con "
+    "check_availability."
+)
+PENDING = (
+    "AÚN NO ESTÁ RESERVADA. Muestra este resumen al cliente y pregúntale si confirma. Solo si "
+    "responde que sí, vuelve a llamar a create_booking con los mismos datos."
+)
+BOOKED = "La cita quedó reservada: díselo al cliente con la fecha, la hora y el enlace."
 
 
 class CreateBookingArgs(Arguments):
@@ -24,13 +35,25 @@ class CreateBookingArgs(Arguments):
     customer_name: PersonName
     customer_email: Email
     customer_phone: Phone = None
-    service: str | None = Field(None, max_length=120, description="Servicio solicitado")
-    notes: str | None = Field(None, max_length=500, description="Notas para el negocio")
+    service: str | None = Field(
+        None,
+        max_length=120,
+        description="El servicio que pidió el cliente, con su nombre de la lista de servicios; "
+        "omítelo si no lo dijo.",
+    )
+    notes: str | None = Field(
+        None,
+        max_length=500,
+        description="Algo que el cliente pidió anotar para el negocio; omítelo si no pidió nada.",
+    )
 
 
 async def create_booking(
     services: ToolServices, ctx: TurnContext, args: CreateBookingArgs
-) -> dict[str, Any]:
+) -> ToolResult:
+    not_given = _not_given_by_customer(ctx, args)
+    if not_given is not None:
+        return not_given
     tenant = ctx.tenant
     request = BookingRequest(
         slot=Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes),
@@ -38,27 +61,86 @@ async def create_booking(
         service=args.service,
         notes=args.notes,
     )
-    outcome = await services.booking.book(tenant, ctx.key, ctx.ledger, request)
+    outcome = await services.booking.book(tenant, ctx.key, ctx.ledger, request, turn_id=ctx.turn_id)
     if outcome.unverified:
-        return {
-            "ok": False,
-            "reservado": False,
-            "mensaje": "No se reservó: ese horario no se verificó en esta conversación. Antes "
-            "de reservar, consulta ese horario con check_availability y confírmalo con el cliente.",
-        }
+        return _not_booked("unverified_slot", UNVERIFIED)
     if outcome.refusal is not None:
-        return {**verdict_result(outcome.refusal), "reservado": False}
-    confirmation = outcome.confirmation
-    assert confirmation is not None
-    ctx.booking_url = confirmation.url
-    what = "Esta cita ya estaba registrada" if outcome.deduplicated else "Cita confirmada"
+        refused = verdict_result(outcome.refusal)
+        return ToolResult(
+            False,
+            {**refused.facts, "reservado": False},
+            refused.customer_text,
+            refused.instruction,
+            error="not_bookable",
+        )
+    if outcome.pending:
+        pending = _pending_result(request)
+        ctx.pending = pending
+        return pending
+    assert outcome.confirmation is not None
+    return _booked_result(ctx, request, outcome.confirmation, outcome.deduplicated)
+
+
+def _not_given_by_customer(ctx: TurnContext, args: CreateBookingArgs) -> ToolResult | None:
+    """A refusal when the name or email is not something the customer wrote (a model's guess,
+    a placeholder, an argument description copied as a value)."""
+    missing = [
+        what
+        for what, given in (
+            ("su nombre y apellido", ctx.customer.wrote_name(args.customer_name)),
+            ("su correo electrónico", ctx.customer.wrote_email(args.customer_email)),
+        )
+        if not given
+    ]
+    if not missing:
+        return None
+    return _not_booked(
+        "customer_data_not_given",
+        f"No se reservó: el cliente no escribió {' ni '.join(missing)} en esta conversación. "
+        "Pídeselo al cliente y usa exactamente lo que escriba; nunca inventes datos.",
+    )
+
+
+def _not_booked(error: str, instruction: str) -> ToolResult:
+    return ToolResult(False, {"reservado": False}, instruction=instruction, error=error)
+
+
+def _pending_result(request: BookingRequest) -> ToolResult:
+    customer, slot = request.customer, request.slot
+    service = f" para {request.service}" if request.service else ""
+    return ToolResult(
+        True,
+        {
+            "reservado": False,
+            "pendiente_confirmacion": True,
+            **slot_facts(slot),
+            "nombre": customer.name,
+            "correo": customer.email,
+        },
+        customer_text=f"Tu cita{service} sería el {describe_slot(slot.start)}, a nombre de "
+        f"{customer.name} ({customer.email}). ¿Confirmo la reserva?",
+        instruction=PENDING,
+    )
+
+
+def _booked_result(
+    ctx: TurnContext, request: BookingRequest, confirmation: Confirmation, deduplicated: bool
+) -> ToolResult:
+    when = describe_slot(request.slot.start)
     link = f" Enlace de la reunión: {confirmation.url}" if confirmation.url else ""
-    return {
-        "ok": True,
-        "reservado": True,
-        "ya_existia": outcome.deduplicated,
-        "id_evento": confirmation.event_id,
-        "url": confirmation.url,
-        **slot_brief(request.slot),
-        "mensaje": f"{what} para {confirmation.customer_name} el {request.slot.describe()}.{link}",
-    }
+    what = "Esta cita ya estaba reservada" if deduplicated else "¡Listo! Tu cita quedó reservada"
+    text = f"{what} para el {when}, a nombre de {confirmation.customer_name}.{link}"
+    ctx.booking_url = confirmation.url
+    ctx.booked.append(Booked(when, confirmation.url, text))
+    return ToolResult(
+        True,
+        {
+            "reservado": True,
+            "ya_existia": deduplicated,
+            "id_evento": confirmation.event_id,
+            "url": confirmation.url,
+            **slot_facts(request.slot),
+        },
+        customer_text=text,
+        instruction=BOOKED,
+    )

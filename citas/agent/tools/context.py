@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
+from citas.agent.tools.result import ToolResult
+from citas.customer_words import CustomerWords
 from citas.domain import ConversationKey, Tenant
 from citas.ledger import BookingLedger
 from citas.services.booking import BookingService
@@ -16,13 +19,32 @@ class ToolServices:
     catalog: ProductCatalog
 
 
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """A booking the turn made (or found already made): what the reply must tell."""
+
+    when: str  # the slot in words, e.g. "lunes 7 de diciembre a las 10:00"
+    url: str | None
+    confirmation: str  # a customer-ready sentence with both
+
+
 @dataclass(slots=True)
 class TurnContext:
     """What a tool may know about the turn it runs in; built by the loop from the request, so
-    tenant values never come from the model's arguments."""
+    tenant values never come from the model's arguments. Tools also leave here what the turn
+    did, for the reply guard: the facts a reply is checked against."""
 
     tenant: Tenant
     key: ConversationKey
     ledger: BookingLedger
+    customer: CustomerWords
+    today: date  # in the business's zone: what "mañana" is counted from
+    turn_id: str
     booking_url: str | None = None
     backend_failed: bool = False
+    results: list[ToolResult] = field(default_factory=list)
+    booked: list[Booked] = field(default_factory=list)
+    pending: ToolResult | None = None  # the latest booking put to the customer to confirm
+    answered: dict[tuple[str, str], ToolResult] = field(default_factory=dict)
+    """Results by (tool, canonical arguments): a repeated call is answered from here."""
+    repeats: int = 0

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments
 from citas.agent.tools.context import ToolServices, TurnContext
+from citas.agent.tools.result import ToolResult
 from citas.errors import BackendRejected
 
 DESCRIPTION = "Busca servicios y productos del negocio (nombre, precio, descripción)."
 
 
 class SearchProductsArgs(Arguments):
-    query: str = Field(min_length=1, max_length=200, description="Qué busca el cliente")
+    query: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Las palabras del cliente sobre lo que busca (un producto, un servicio o "
+        "su precio).",
+    )
 
 
 async def search_products(
     services: ToolServices, ctx: TurnContext, args: SearchProductsArgs
-) -> dict[str, Any]:
+) -> ToolResult:
     try:
         found = await services.catalog.search(ctx.tenant.id_empresa, args.query)
     except BackendRejected:
@@ -29,13 +33,13 @@ async def search_products(
         for o in found
     ]
     if not items:
-        return {
-            "ok": True,
-            "resultados": [],
-            "mensaje": f"No encontré servicios ni productos para «{args.query}».",
-        }
+        return ToolResult(
+            True,
+            {"resultados": []},
+            customer_text=f"No encontré servicios ni productos para «{args.query}».",
+        )
     lines = "; ".join(
         f"{o.name} ({o.kind})" + (f": S/ {o.price:.2f}" if o.price is not None else "")
         for o in found
     )
-    return {"ok": True, "resultados": items, "mensaje": f"Encontré: {lines}."}
+    return ToolResult(True, {"resultados": items}, customer_text=f"Encontré: {lines}.")

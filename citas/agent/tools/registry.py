@@ -1,7 +1,9 @@
 """The tools the model may call, and their dispatch: every failure becomes a result it can read.
 
 Names and arguments are a contract (SPEC §4): recorded conversations depend on them. Tenant
-values never come from arguments: handlers read them from the turn's `TurnContext`.
+values never come from arguments: handlers read them from the turn's `TurnContext`. A call
+repeated with identical arguments in one turn is answered from the first result, with a note that
+the model already has it (small models loop on a call otherwise).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pydantic import ValidationError
 
 from citas.agent.events import EventSink, ToolCallFinished, ToolCallStarted
 from citas.agent.tools import availability, booking, products
-from citas.agent.tools.arguments import Arguments, spanish_errors
+from citas.agent.tools.arguments import Arguments, spanish_errors, unclear_question
 from citas.agent.tools.context import ToolServices, TurnContext
+from citas.agent.tools.result import ToolResult, failure
 from citas.errors import BackendError, BackendRejected
 from citas.messages import ToolCallRequest
 from citas.metrics import SWALLOWED_ERRORS
@@ -29,8 +32,15 @@ log = structlog.get_logger("citas.tools")
 MAX_ARGUMENT_CHARS = 4000
 MAX_CALLS_PER_ROUND = 10
 UNKNOWN_TOOL = "unknown"  # the label of a name not in the registry: never the model's own text
+REPEATED = (
+    "Ya hiciste esta misma consulta en este turno y este es su resultado: no la repitas. "
+    "Responde al cliente con lo que ya sabes."
+)
+ASK_CUSTOMER = (
+    "Haz esta pregunta al cliente y espera su respuesta; no supongas la fecha ni la hora."
+)
 
-Handler = Callable[[ToolServices, TurnContext, Any], Awaitable[dict[str, Any]]]
+Handler = Callable[[ToolServices, TurnContext, Any], Awaitable[ToolResult]]
 
 
 @dataclass(frozen=True)
@@ -82,10 +92,6 @@ TOOLS = (
 )
 
 
-def encode_result(result: dict[str, Any]) -> str:
-    return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
-
-
 class ToolRegistry:
     """Dispatches a model's tool calls and reports each one as run events."""
 
@@ -100,10 +106,20 @@ class ToolRegistry:
         return name if name in self._tools else UNKNOWN_TOOL
 
     async def dispatch(self, ctx: TurnContext, call: ToolCallRequest, emit: EventSink) -> str:
+        """Run one call and return the text the model reads; the result is also kept in `ctx`
+        (the turn's facts, which the reply guard checks a reply against)."""
         emit(ToolCallStarted(call))
         start = perf_counter()
-        outcome, result = await self._run(ctx, call)
-        content = encode_result(result)
+        same_call = (call.name, _canonical(call.arguments))
+        earlier = ctx.answered.get(same_call)
+        if earlier is not None:
+            ctx.repeats += 1
+            outcome, result = "repeated", earlier.with_instruction(REPEATED)
+        else:
+            outcome, result = await self._run(ctx, call)
+            ctx.answered[same_call] = result
+        ctx.results.append(result)
+        content = result.encode()
         emit(
             ToolCallFinished(call, self.label(call.name), outcome, content, perf_counter() - start)
         )
@@ -125,67 +141,87 @@ class ToolRegistry:
             f"{MAX_CALLS_PER_ROUND}. Pide menos a la vez."
         )
         for call in refused:
-            content = encode_result(_error(message, "too_many_calls"))
+            content = failure("too_many_calls", message).encode()
             emit(ToolCallFinished(call, self.label(call.name), "too_many", content, 0.0))
             results.append(content)
         return results
 
-    async def _run(self, ctx: TurnContext, call: ToolCallRequest) -> tuple[str, dict[str, Any]]:
+    async def _run(self, ctx: TurnContext, call: ToolCallRequest) -> tuple[str, ToolResult]:
         tool = self._tools.get(call.name)
         if tool is None:
             names = ", ".join(self._tools)
-            return "unknown_tool", _error(
-                f"La herramienta «{call.name}» no existe. Solo puedes usar: {names}."
+            return "unknown_tool", failure(
+                "unknown_tool",
+                f"La herramienta «{call.name}» no existe. Solo puedes usar: {names}.",
             )
-        if len(call.arguments) > MAX_ARGUMENT_CHARS:
-            return "invalid_arguments", _error("Los argumentos son demasiado largos.")
-        try:
-            raw = json.loads(call.arguments or "{}")
-        except ValueError:
-            return "invalid_arguments", _error(
-                "Los argumentos no son un JSON válido. Vuelve a llamar con un objeto JSON."
-            )
-        if not isinstance(raw, dict):
-            return "invalid_arguments", _error("Los argumentos deben ser un objeto JSON.")
-        try:
-            args = tool.arguments.model_validate(raw)
-        except ValidationError as exc:
-            return "invalid_arguments", _error(
-                "Datos inválidos: "
-                + spanish_errors(exc)
-                + ". Pide al cliente el dato correcto antes de volver a intentar."
-            )
+        args = _arguments(tool, call.arguments, ctx)
+        if isinstance(args, ToolResult):
+            return "invalid_arguments", args
         try:
             return "ok", await tool.handler(self._services, ctx, args)
         except BackendError as exc:
             ctx.backend_failed = True
             SWALLOWED_ERRORS.labels(where=f"tool_{call.name}").inc()
             log.warning("tool_backend_failure", tool=call.name, error=str(exc))
-            return "backend_error", _error(
-                "El sistema de reservas no responde en este momento. Discúlpate con el cliente "
-                "y sugiere intentarlo en unos minutos; no confirmes nada.",
-                code="backend_unavailable",
+            return "backend_error", failure(
+                "backend_unavailable",
+                "No confirmes nada: discúlpate y sugiere intentarlo en unos minutos.",
+                "Disculpa, nuestro sistema de reservas no responde en este momento.",
             )
         except BackendRejected as exc:
             # A `success: false` the service did not expect (e.g. an unknown calendar owner).
             SWALLOWED_ERRORS.labels(where=f"tool_{call.name}").inc()
             log.warning("tool_backend_rejected", tool=call.name, error=str(exc))
-            return "backend_rejected", _error(
-                f"El sistema de reservas rechazó la operación ({exc.message}). Discúlpate con el "
-                "cliente; no confirmes nada.",
-                code="backend_rejected",
+            return "backend_rejected", failure(
+                "backend_rejected",
+                f"El sistema de reservas rechazó la operación ({exc.message}). No confirmes nada.",
+                "Disculpa, no pude completar esa operación en nuestro sistema de reservas.",
             )
         except Exception:
             # A bug or an unexpected answer must not cost the customer the turn (nor reach the
             # gateway as a 500): the model reads that this step failed and can say so.
             SWALLOWED_ERRORS.labels(where=f"tool_{call.name}").inc()
             log.exception("tool_failed", tool=call.name)
-            return "error", _error(
-                "No pude completar esta consulta por un error interno. Discúlpate con el "
-                "cliente y ofrece intentarlo de nuevo más tarde; no confirmes nada.",
-                code="tool_failed",
+            return "error", failure(
+                "tool_failed",
+                "No confirmes nada: discúlpate y ofrece intentarlo de nuevo más tarde.",
+                "Disculpa, no pude completar esa consulta por un error interno.",
             )
 
 
-def _error(message: str, code: str = "invalid_arguments") -> dict[str, Any]:
-    return {"ok": False, "error": code, "mensaje": message}
+def _arguments(tool: Tool, text: str, ctx: TurnContext) -> Arguments | ToolResult:
+    """The call's validated arguments, or the result that tells the model what was wrong."""
+    if len(text) > MAX_ARGUMENT_CHARS:
+        return failure("invalid_arguments", "Los argumentos son demasiado largos.")
+    try:
+        raw = json.loads(text or "{}")
+    except (ValueError, RecursionError):  # deep nesting fits in the size limit
+        return failure(
+            "invalid_arguments",
+            "Los argumentos no son un JSON válido. Vuelve a llamar con un objeto JSON.",
+        )
+    if not isinstance(raw, dict):
+        return failure("invalid_arguments", "Los argumentos deben ser un objeto JSON.")
+    try:
+        return tool.arguments.model_validate(raw, context={"today": ctx.today})
+    except ValidationError as exc:
+        question = unclear_question(exc)
+        if question is not None:
+            return failure("unclear_when", ASK_CUSTOMER, customer_text=question)
+        return failure(
+            "invalid_arguments",
+            "Datos inválidos: "
+            + spanish_errors(exc)
+            + ". Pide al cliente el dato correcto antes de volver a intentar.",
+        )
+
+
+def _canonical(arguments: str) -> str:
+    """Arguments compared as JSON values, so spacing or key order do not hide a repeat (only
+    within the size any valid call has: a huge or deeply nested text is never parsed)."""
+    if len(arguments) > MAX_ARGUMENT_CHARS:
+        return arguments
+    try:
+        return json.dumps(json.loads(arguments or "{}"), sort_keys=True, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return arguments

@@ -1,0 +1,241 @@
+"""The last check before a reply leaves: what it says must match what the turn did.
+
+A model, small or not, may claim a booking that does not exist, paste tool markup, echo an
+instruction meant for it, repeat a sentence, get cut off, or answer nothing. The guard cleans
+what can be cleaned; for the rest it asks the loop for one corrective model call, and if the
+answer is still wrong it replaces it with a reply built from the turn's facts. When a booking was
+made in the turn, the reply always carries its date, time and link.
+
+Every change is counted in `citas_reply_guard_total{action}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from citas.agent.tools.context import TurnContext
+from citas.customer_words import fold
+from citas.metrics import REPLY_GUARD
+
+EMPTY_REPLY = "Disculpa, ¿podrías repetirme tu mensaje?"
+NOTHING_BOOKED = (
+    "Todavía no hay ninguna cita reservada. ¿Para qué día y hora te gustaría reservarla?"
+)
+NOTE = "[Nota interna del sistema, no es del cliente; no la menciones]"
+CORRECTIONS = {
+    "claim": (
+        f"{NOTE} Tu respuesta anterior dice que la cita está reservada o confirmada, pero en "
+        "esta conversación NO hay ninguna cita reservada. Responde de nuevo al cliente sin "
+        "afirmar eso."
+    ),
+    "empty": f"{NOTE} Tu respuesta llegó vacía. Responde al cliente en español, en pocas frases.",
+    "length": (
+        f"{NOTE} Tu respuesta fue demasiado larga y se cortó. Responde de nuevo al cliente en "
+        "pocas frases."
+    ),
+}
+
+# Markup a model may write as text instead of using the API's tool calls, or copy from a result.
+_MARKUP = re.compile(
+    r"<(tool_call|tool_response|function[^>]*|tools)>.*?(</\1>|$)"  # tagged blocks
+    r"|<\|[^|>]{1,40}\|>"  # special tokens such as <|im_end|>
+    r"|```(?:json)?\s*[\[{].*?```"  # fenced JSON
+    r"|\{\s*\"(?:ok|name|arguments|function|tool_call_id)\"\s*:.*\}",  # bare JSON objects
+    re.DOTALL,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+_RUN = re.compile(r"(\S)\1{5,}")  # the same character six or more times: "¡¡¡¡¡¡"
+_MIN_REPEAT_CHARS = 12  # shorter sentences ("¡Gracias!") may fairly come twice
+_MIN_ECHO_CHARS = 20
+_MIN_BOUND = 100
+
+# A statement that an appointment exists: "tu cita está confirmada", "te agendé", "quedó
+# reservada", "he registrado tu cita". Judged on text folded to lowercase without accents.
+_CLAIM = re.compile(
+    r"\b(?:cita|reserva|turno|hora)\b[^.!?]*\b(?:esta|queda|quedo|quedaria|fue|ha sido|ha quedado)"
+    r"\s+(?:\w+\s+)?(?:confirmad|reservad|agendad|registrad|programad|separad|list)[ao]s?\b"
+    r"|\b(?:he|hemos|ya|te|le)\s+(?:\w+\s+)?(?:reservado|agendado|confirmado|registrado|programado"
+    r"|separado)\b"
+    r"|\b(?:reserve|agende|registre|confirme|programe|separe)\s+(?:tu|su|la)\b"
+    r"|(?<!que )\b(?:te|le|la|lo|ya)\s+(?:reserve|agende|registre|confirme|programe|separe)\b"
+    r"|\b(?:cita|reserva)\s+(?:confirmada|reservada|agendada|registrada)\b"
+    r"|\b(?:queda|quedo|ha quedado)\s+(?:confirmad|reservad|agendad|registrad|programad)[ao]s?\b"
+)
+# Before the claim: a denial, or a wish or purpose ("para que te confirme", "quieres que la
+# reserve") rather than a fact.
+_NEGATION = re.compile(r"\b(?:no|aun no|todavia no|sin|ni|para que|quieres que|deseas que)\b")
+
+
+def claims_booking(text: str) -> bool:
+    """Whether a sentence of `text` states, not asks nor denies, that a booking exists."""
+    for sentence in _sentences(fold(text)):
+        if sentence.rstrip().endswith("?") or sentence.lstrip().startswith("¿"):
+            continue
+        match = _CLAIM.search(sentence)
+        if match and not _NEGATION.search(sentence[: match.end()]):
+            return True
+    return False
+
+
+@dataclass(slots=True)
+class Checked:
+    """A reply after the guard: the text to send, or the correction to ask the model for."""
+
+    text: str
+    correction: str | None = None  # a note for one more model call, when one may still help
+    actions: list[str] = field(default_factory=list)
+
+
+class ReplyGuard:
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+
+    def check(
+        self,
+        text: str | None,
+        finish_reason: str | None,
+        ctx: TurnContext,
+        *,
+        may_retry: bool,
+    ) -> Checked:
+        """Judge one model answer against the turn's facts (`ctx`, after its tools ran)."""
+        actions: list[str] = []
+        cleaned = self._clean(text or "", ctx, actions)
+        problem = _problem(cleaned, finish_reason, ctx)
+        if problem is not None and may_retry:
+            return Checked(cleaned, CORRECTIONS[problem], [*actions, f"retry_{problem}"])
+        if problem == "length" and cleaned and not claims_booking(cleaned):
+            problem = None  # a cut-off answer, bounded below, beats none
+            actions.append("kept_cut_off")
+        if problem is not None:
+            cleaned = fallback_reply(ctx, problem)
+            actions.append(f"replaced_{problem}")
+        # Bounded before the booking details go in, so the link is never what gets cut.
+        details = sum(len(booked.confirmation) + 2 for booked in ctx.booked)
+        cleaned = _bounded(cleaned, max(self.max_chars - details, _MIN_BOUND), actions)
+        cleaned = self._with_booking_details(cleaned, ctx, actions)
+        return Checked(cleaned, None, actions)
+
+    def _clean(self, text: str, ctx: TurnContext, actions: list[str]) -> str:
+        steps = (
+            ("stripped_markup", _strip_markup),
+            ("collapsed_runs", lambda t: _RUN.sub(r"\1", t)),
+            ("removed_instruction", lambda t: _without_echoes(t, _instructions(ctx))),
+            ("removed_repeats", _without_repeats),
+        )
+        for action, step in steps:
+            changed = step(text)
+            if changed != text:
+                actions.append(action)
+                text = changed
+        return text.strip()
+
+    def _with_booking_details(self, text: str, ctx: TurnContext, actions: list[str]) -> str:
+        """A booking made in the turn is told with its date, time and link, whatever the model
+        wrote (a customer who did not get the link cannot join the meeting)."""
+        for booked in ctx.booked:
+            missing_when = fold(booked.when) not in fold(text)
+            missing_link = booked.url is not None and booked.url not in text
+            if missing_when or missing_link:
+                text = f"{text}\n\n{booked.confirmation}" if text else booked.confirmation
+                actions.append("added_booking_details")
+        return text
+
+
+def record(actions: Iterable[str]) -> None:
+    for action in actions:
+        REPLY_GUARD.labels(action=action).inc()
+
+
+def fallback_reply(ctx: TurnContext, problem: str = "empty") -> str:
+    """A reply built only from what the turn's tools established."""
+    if ctx.booked:
+        return ctx.booked[-1].confirmation
+    if ctx.pending is not None and ctx.pending.customer_text:
+        return ctx.pending.customer_text
+    told = [r.customer_text for r in ctx.results if r.customer_text]
+    if told:
+        return told[-1]
+    return NOTHING_BOOKED if problem == "claim" else EMPTY_REPLY
+
+
+def _problem(text: str, finish_reason: str | None, ctx: TurnContext) -> str | None:
+    if finish_reason == "length":
+        return "length"
+    if not text:
+        return "empty"
+    if not ctx.ledger.bookings and claims_booking(text):
+        return "claim"
+    return None
+
+
+def _strip_markup(text: str) -> str:
+    return _MARKUP.sub(" ", text)
+
+
+def _instructions(ctx: TurnContext) -> list[str]:
+    return [r.instruction for r in ctx.results if r.instruction]
+
+
+def _without_echoes(text: str, instructions: Sequence[str]) -> str:
+    """`text` without the sentences that repeat an instruction meant only for the model."""
+    meant = [
+        fold(sentence).strip(" .")
+        for instruction in instructions
+        for sentence in _sentences(instruction)
+        if len(sentence) >= _MIN_ECHO_CHARS
+    ]
+    if not meant:
+        return text
+    return _rebuild(
+        text,
+        lambda sentence: not any(m in fold(sentence) or _contains(m, sentence) for m in meant),
+    )
+
+
+def _contains(meant: str, sentence: str) -> bool:
+    folded = fold(sentence).strip(" .")
+    return len(folded) >= _MIN_ECHO_CHARS and folded in meant
+
+
+def _without_repeats(text: str) -> str:
+    seen: set[str] = set()
+
+    def first_time(sentence: str) -> bool:
+        key = fold(sentence).strip()
+        if len(key) < _MIN_REPEAT_CHARS:
+            return True
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    return _rebuild(text, first_time)
+
+
+def _rebuild(text: str, keep: Callable[[str], bool]) -> str:
+    """`text` with only the sentences `keep(sentence)` accepts; line breaks are kept."""
+    lines = []
+    for line in text.split("\n"):
+        kept = [s for s in _sentences(line) if keep(s)]
+        if kept or not line.strip():
+            lines.append(" ".join(kept))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text.strip()) if s]
+
+
+def _bounded(text: str, max_chars: int, actions: list[str]) -> str:
+    """At most `max_chars`, cut after the last whole sentence that fits (else a word)."""
+    if len(text) <= max_chars:
+        return text
+    actions.append("truncated")
+    head = text[: max_chars - 1]
+    ends = [m.end() for m in re.finditer(r"[.!?…](?=\s|$)", head)]
+    if ends and ends[-1] > max_chars // 2:
+        return head[: ends[-1]].rstrip()
+    return head.rsplit(" ", 1)[0].rstrip(" ,;:") + "…"

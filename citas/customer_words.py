@@ -1,0 +1,70 @@
+"""What the customer has written in a conversation, kept to check where booking data came from.
+
+A model may invent a customer ("Cliente", "cliente@example.com") or copy a placeholder; a booking
+must carry only a name and an email the customer wrote. Words are kept folded (lowercase, no
+accents) and emails lowercased, bounded, and outlive the trimming of old turns.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_MAX_WORDS = 2000
+_MAX_EMAILS = 20
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+
+
+def fold(text: str) -> str:
+    """Lowercase without accents: `Pérez` and `perez` are the same word."""
+    decomposed = unicodedata.normalize("NFD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def name_words(text: str) -> list[str]:
+    return _WORD.findall(fold(text))
+
+
+class CustomerWords:
+    def __init__(self, words: list[str] | None = None, emails: list[str] | None = None) -> None:
+        # dicts as ordered sets: the oldest entries go first when over the bound.
+        self._words = dict.fromkeys(words or ())
+        self._emails = dict.fromkeys(emails or ())
+
+    def add(self, text: str) -> None:
+        for email in _EMAIL.findall(text):
+            _push(self._emails, email.lower(), _MAX_EMAILS)
+        for word in name_words(_EMAIL.sub(" ", text)):
+            _push(self._words, word, _MAX_WORDS)
+
+    def wrote_name(self, name: str) -> bool:
+        """Every word of `name` was written by the customer."""
+        words = name_words(name)
+        return bool(words) and all(word in self._words for word in words)
+
+    def wrote_email(self, email: str) -> bool:
+        return email.strip().lower() in self._emails
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CustomerWords) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"words": list(self._words), "emails": list(self._emails)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[str]] | None) -> CustomerWords:
+        data = data or {}
+        return cls(list(data.get("words", [])), list(data.get("emails", [])))
+
+    def copy(self) -> CustomerWords:
+        return CustomerWords(list(self._words), list(self._emails))
+
+
+def _push(items: dict[str, None], item: str, bound: int) -> None:
+    items.pop(item, None)
+    items[item] = None
+    while len(items) > bound:
+        del items[next(iter(items))]

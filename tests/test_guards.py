@@ -1,0 +1,257 @@
+"""Guards against a misbehaving model, end to end: a scripted model does what real small models
+were seen doing, and the service still books right and tells the truth.
+
+- the customer confirms and the server enforces it (`CITAS_CONFIRM_BEFORE_BOOKING`);
+- customer data must come from the customer;
+- no reply claims a booking that does not exist; a booking's reply carries date, time and link;
+- history holds what the customer was sent; corrective messages are never kept;
+- identical calls in a turn are answered from the first result, and the turn ends after two;
+- dates and times in the customer's words are resolved by the server, or asked back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from citas.agent.reply_guard import CORRECTIONS, NOTHING_BOOKED
+from citas.agent.tools.booking import PENDING
+from citas.config import Settings
+from citas.sandbox import RunningSandbox
+from citas.testing import ModelScript, call, reply
+from citas.testing.harness import MetricsDelta
+from tests.conftest import ChatFn, MakeClient, chat_body, tool_results
+
+SLOT = {"date": "2026-12-01", "time": "15:00"}
+CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
+BOOKING = {**SLOT, **CUSTOMER}
+GIVES_DATA = "Soy Ana Pérez, mi correo es ana.perez@example.com"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.with_updates(confirm_before_booking=True)
+
+
+def events(sandbox: RunningSandbox) -> list[dict[str, Any]]:
+    return sandbox.backend.calls_of("CREAR_EVENTO")
+
+
+def messages_sent(llm: ModelScript, index: int = -1) -> list[dict[str, Any]]:
+    return list(llm.requests[index]["messages"])
+
+
+async def body_of(chat: ChatFn, message: str, **kw: Any) -> dict[str, Any]:
+    response = await chat(message, **kw)
+    assert response.status == 200
+    return dict(await response.json())
+
+
+# --------------------------------------------------------------------------- confirmation
+
+
+async def test_a_booking_is_created_only_when_asked_again_in_a_later_turn(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    llm.add(
+        call("check_availability", SLOT),
+        call("create_booking", BOOKING),
+        call("create_booking", BOOKING),  # the same turn again: still only a proposal
+        reply("¿Confirmas tu cita del martes a las 15:00?"),
+    )
+    first = await body_of(chat, f"Mañana a las 3 de la tarde. {GIVES_DATA}")
+    proposals = tool_results(llm.requests[-1])[1:]
+    assert [r["pendiente_confirmacion"] for r in proposals] == [True, True]
+    assert proposals[0]["instruccion"] == PENDING
+    assert events(sandbox) == [] and first["url"] is None
+
+    llm.add(call("create_booking", BOOKING), reply("¡Listo!"))
+    second = await body_of(chat, "Sí, confírmala por favor")
+    assert tool_results(llm.requests[-1])[-1]["reservado"] is True
+    assert len(events(sandbox)) == 1
+    assert second["url"] and second["url"] in second["reply"]
+    assert "martes 1 de diciembre a las 15:00" in second["reply"]
+
+
+async def test_without_confirmation_the_first_call_books(
+    make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    client = await make_client(settings.with_updates(confirm_before_booking=False))
+    llm.add(call("check_availability", SLOT), call("create_booking", BOOKING), reply("Hecho."))
+    await client.send(
+        f"Mañana 15:00. {GIVES_DATA}", session_id="51987654321", context=chat_body("")["context"]
+    )
+    assert [e["fecha_inicio"] for e in events(sandbox)] == ["2026-12-01 15:00:00"]
+
+
+# --------------------------------------------------------------------------- customer data
+
+
+@pytest.mark.parametrize(
+    ("name", "email"),
+    [
+        ("Cliente", "ana.perez@example.com"),  # invented
+        ("Nombre y Apellido", "ana.perez@example.com"),  # an argument description as a value
+        ("Ana Pérez", "cliente@example.com"),  # invented
+    ],
+)
+async def test_a_name_or_email_the_customer_never_wrote_is_refused(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, name: str, email: str
+) -> None:
+    args = {**SLOT, "customer_name": name, "customer_email": email}
+    llm.add(call("check_availability", SLOT), call("create_booking", args), reply("¿Tus datos?"))
+    await body_of(chat, f"Mañana a las 15:00. {GIVES_DATA}")
+    result = tool_results(llm.requests[-1])[-1]
+    assert result["error"] == "customer_data_not_given" and result["ok"] is False
+    assert sandbox.backend.calls_of("CREAR_EVENTO") == []
+
+
+async def test_what_the_customer_wrote_counts_after_old_turns_are_trimmed(
+    make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    client = await make_client(
+        settings.with_updates(confirm_before_booking=False, history_max_messages=4)
+    )
+    context = chat_body("")["context"]
+    llm.add(reply("Gracias, Ana."))
+    await client.send(GIVES_DATA, session_id="51911", context=context)
+    for text in ("Hola", "¿Qué tal?", "Una pregunta"):
+        llm.add(reply("Dime."))
+        await client.send(text, session_id="51911", context=context)
+    assert GIVES_DATA not in json.dumps(llm.requests[-1]["messages"], ensure_ascii=False)
+    llm.add(call("check_availability", SLOT), call("create_booking", BOOKING), reply("Hecho."))
+    await client.send("Mañana a las 15:00", session_id="51911", context=context)
+    assert len(events(sandbox)) == 1
+
+
+# --------------------------------------------------------------------------- replies
+
+
+async def test_a_claimed_booking_gets_one_correction_then_a_reply_from_the_facts(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    metrics = MetricsDelta()
+    llm.add(reply("¡Listo! Tu cita está confirmada."), reply("Perfecto, quedó agendada."))
+    body = await body_of(chat, "Quiero una cita mañana")
+    assert body["reply"] == NOTHING_BOOKED
+    correction = messages_sent(llm)[-1]
+    assert correction == {"role": "user", "content": CORRECTIONS["claim"]}
+    assert metrics.of("citas_reply_guard_total", action="retry_claim") == 1
+    assert metrics.of("citas_reply_guard_total", action="replaced_claim") == 1
+
+    llm.add(reply("¿A qué hora?"))
+    await body_of(chat, "Hola de nuevo")
+    history = messages_sent(llm)
+    assert CORRECTIONS["claim"] not in json.dumps(history, ensure_ascii=False)
+    assert {"role": "assistant", "content": NOTHING_BOOKED} in history
+    assert events(sandbox) == []
+
+
+async def test_an_empty_answer_after_a_booking_tells_the_booking_and_history_keeps_it(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
+) -> None:
+    client = await make_client(settings.with_updates(confirm_before_booking=False))
+    context = chat_body("")["context"]
+    llm.add(call("check_availability", SLOT), call("create_booking", BOOKING), reply(""), reply(""))
+    outcome = await client.send(f"Mañana 15:00. {GIVES_DATA}", session_id="519", context=context)
+    assert outcome.url and outcome.url in outcome.reply
+    assert outcome.reply.startswith("¡Listo! Tu cita quedó reservada")
+    llm.add(reply("De nada."))
+    await client.send("Gracias", session_id="519", context=context)
+    answers = [m["content"] for m in messages_sent(llm) if m["role"] == "assistant"]
+    assert "" not in answers and outcome.reply in answers
+
+
+async def test_an_instruction_echoed_by_the_model_is_removed(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    # The audit of a real model: it repeated the tool's instruction to the customer word for word.
+    llm.add(
+        call("create_booking", BOOKING),
+        reply(
+            "No se reservó: ese horario no se consultó en esta conversación. "
+            "Consúltalo primero con check_availability. ¿Te parece bien el martes?"
+        ),
+    )
+    body = await body_of(chat, f"Mañana 15:00. {GIVES_DATA}")
+    assert body["reply"] == "¿Te parece bien el martes?"
+
+
+async def test_tool_markup_in_the_answer_never_reaches_the_customer(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    llm.add(reply('<tool_response>{"ok":true}</tool_response> Hola, ¿en qué te ayudo?'))
+    assert (await body_of(chat, "Hola"))["reply"] == "Hola, ¿en qué te ayudo?"
+
+
+# --------------------------------------------------------------------------- repeated calls
+
+
+async def test_identical_calls_are_answered_from_the_first_and_end_the_turn(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    llm.add(*[call("check_availability", SLOT)] * 3, reply("never asked"))
+    body = await body_of(chat, "¿Tienen mañana a las 15:00?")
+    assert len(sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")) == 1
+    first, second = tool_results(llm.requests[-1])
+    assert second["instruccion"].endswith("Responde al cliente con lo que ya sabes.")
+    assert {**second, "instruccion": first["instruccion"]} == first
+    # The third call (the second repeat) ended the turn with what the first one found.
+    assert len(llm.requests) == 3 and llm.pending == 1
+    assert (
+        body["reply"] == first["mensaje"] == "El martes 1 de diciembre a las 15:00 está disponible."
+    )
+
+
+# --------------------------------------------------------------------------- dates in words
+
+
+async def test_dates_and_times_in_words_are_resolved_in_the_business_zone(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    llm.add(
+        call("check_availability", {"date": "el próximo viernes", "time": "3 de la tarde"}),
+        reply("ok"),
+    )
+    await body_of(chat, "El próximo viernes a las 3 de la tarde")
+    result = tool_results(llm.requests[-1])[-1]
+    assert (result["fecha"], result["hora"]) == ("2026-12-04", "15:00")
+    assert result["cuando"] == "viernes 4 de diciembre a las 15:00"
+
+
+async def test_an_ambiguous_hour_comes_back_as_a_question_for_the_customer(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    llm.add(call("check_availability", {"date": "mañana", "time": "a las 3"}), reply(""), reply(""))
+    body = await body_of(chat, "Mañana a las 3")
+    result = tool_results(llm.requests[-1])[-1]
+    assert result["error"] == "unclear_when" and "?" in result["mensaje"]
+    assert sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD") == []
+    assert body["reply"] == result["mensaje"]  # the empty answer fell back to the question
+
+
+# --------------------------------------------------------------------------- the clock note
+
+
+@pytest.mark.parametrize("role", ["system", "user"])
+async def test_the_clock_note_goes_where_the_template_accepts_it(
+    make_client: MakeClient, settings: Settings, llm: ModelScript, role: str
+) -> None:
+    llm.system_message_first_only = role == "user"  # as Llama 3, Mistral and Gemma templates
+    client = await make_client(settings.with_updates(clock_role=role))
+    context = chat_body("")["context"]
+    for text in ("Hola", "¿Atienden el sábado?"):
+        llm.add(reply("Claro."))
+        await client.send(text, session_id="51922", context=context)
+    first, second = (list(r["messages"]) for r in llm.requests)
+    systems = [m for m in second if m["role"] == "system"]
+    assert len(systems) == (1 if role == "user" else 2)
+    latest = second[-1]["content"]
+    assert latest.startswith("Fecha y hora actuales: lunes 2026-11-30 10:00") == (role == "user")
+    assert "viernes 4 de diciembre (2026-12-04)" in json.dumps(second, ensure_ascii=False)
+    # The prefix is stable: the second request begins with the first one's prompt and the
+    # customer's first message as it is kept (without the clock note).
+    assert second[0] == first[0]
+    assert {"role": "user", "content": "Hola"} in second

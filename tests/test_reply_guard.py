@@ -1,0 +1,175 @@
+"""The reply guard on its own: what counts as claiming a booking, and how a reply is cleaned,
+retried, replaced and completed from the turn's facts."""
+
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from citas.agent.reply_guard import (
+    CORRECTIONS,
+    EMPTY_REPLY,
+    NOTHING_BOOKED,
+    ReplyGuard,
+    claims_booking,
+)
+from citas.agent.tools import TurnContext
+from citas.agent.tools.context import Booked
+from citas.agent.tools.result import ToolResult
+from citas.customer_words import CustomerWords
+from citas.domain import ConversationKey, Tenant
+from citas.ledger import BookingLedger
+
+TENANT = Tenant(12, ZoneInfo("America/Lima"), 30, 7)
+LINK = "https://meet.example.com/abc"
+CONFIRMATION = (
+    "¡Listo! Tu cita quedó reservada para el martes 1 de diciembre a las 15:00, a nombre de "
+    f"Ana Pérez. Enlace de la reunión: {LINK}"
+)
+
+
+def context(*results: ToolResult, booked: bool = False) -> TurnContext:
+    ctx = TurnContext(
+        TENANT,
+        ConversationKey(12, "51987654321"),
+        BookingLedger(),
+        CustomerWords(),
+        today=date(2026, 11, 30),
+        turn_id="t1",
+    )
+    ctx.results.extend(results)
+    if booked:
+        ctx.ledger.record_booking("k", {"event_id": "1"})
+        ctx.booked.append(Booked("martes 1 de diciembre a las 15:00", LINK, CONFIRMATION))
+    return ctx
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "¡Listo! Tu cita está confirmada para mañana a las 3.",
+        "Perfecto, te agendé para el martes a las 15:00.",
+        "Tu reserva quedó registrada, Ana.",
+        "He reservado tu cita para el lunes.",
+        "Cita confirmada: martes 1 de diciembre, 15:00.",
+        "Listo. La cita ha quedado agendada para el viernes.",
+        "Ya reservé tu cita, te llegará un correo.",
+        "Sí, tu cita está confirmada.",
+        "Perfecto, quedó agendada.",
+    ],
+)
+def test_these_replies_claim_a_booking(reply: str) -> None:
+    assert claims_booking(reply)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "¿Confirmo tu cita para el martes a las 15:00?",
+        "Tu cita aún no está confirmada: ¿me das tu correo?",
+        "Todavía no está reservada. ¿Quieres que la reserve?",
+        "No pude reservar tu cita porque ese horario está ocupado.",
+        "El martes a las 15:00 está disponible. ¿Tu nombre y correo?",
+        "Tu cita sería el martes 1 de diciembre a las 15:00. ¿Confirmo la reserva?",
+        "Hola, ¿en qué te puedo ayudar?",
+        "Necesito tu correo para que te confirme la cita.",
+    ],
+)
+def test_these_replies_do_not_claim_a_booking(reply: str) -> None:
+    assert not claims_booking(reply)
+
+
+def test_a_claim_without_a_booking_is_sent_back_once_then_replaced() -> None:
+    guard, ctx = ReplyGuard(1500), context()
+    first = guard.check("¡Listo, tu cita está confirmada!", "stop", ctx, may_retry=True)
+    assert first.correction == CORRECTIONS["claim"]
+    second = guard.check("Tu cita quedó reservada.", "stop", ctx, may_retry=False)
+    assert second.correction is None
+    assert second.text == NOTHING_BOOKED
+    assert "replaced_claim" in second.actions
+
+
+def test_a_claim_after_a_proposal_is_replaced_by_the_summary_to_confirm() -> None:
+    summary = "Tu cita sería el martes 1 de diciembre a las 15:00. ¿Confirmo la reserva?"
+    pending = ToolResult(True, {"pendiente_confirmacion": True}, summary, "AÚN NO ESTÁ RESERVADA.")
+    ctx = context(pending)
+    ctx.pending = pending
+    checked = ReplyGuard(1500).check("Tu cita está confirmada.", None, ctx, may_retry=False)
+    assert checked.text == summary
+
+
+def test_a_claim_is_fine_once_the_conversation_has_a_booking() -> None:
+    checked = ReplyGuard(1500).check(
+        f"Tu cita está confirmada para el martes 1 de diciembre a las 15:00. {LINK}",
+        "stop",
+        context(booked=True),
+        may_retry=True,
+    )
+    assert checked.correction is None
+    assert checked.actions == []
+
+
+def test_a_booking_made_in_the_turn_is_told_with_date_time_and_link() -> None:
+    checked = ReplyGuard(1500).check("¡Hecho!", "stop", context(booked=True), may_retry=True)
+    assert checked.text == f"¡Hecho!\n\n{CONFIRMATION}"
+    assert checked.actions == ["added_booking_details"]
+
+
+def test_markup_is_stripped_and_a_reply_of_markup_only_is_retried() -> None:
+    guard, ctx = ReplyGuard(1500), context()
+    raw = 'El martes está libre. <tool_response>{"ok":true,"disponible":true}</tool_response>'
+    assert guard.check(raw, "stop", ctx, may_retry=True).text == "El martes está libre."
+    only_markup = '{"name": "check_availability", "arguments": {"date": "2026-12-01"}}'
+    assert guard.check(only_markup, "stop", ctx, may_retry=True).correction == CORRECTIONS["empty"]
+
+
+def test_repeated_sentences_and_character_runs_are_collapsed() -> None:
+    text = "Con gusto te ayudo con tu cita. " * 6 + "¿Qué día prefieres?¡¡¡¡¡¡¡¡¡¡"
+    checked = ReplyGuard(1500).check(text, "stop", context(), may_retry=True)
+    assert checked.text == "Con gusto te ayudo con tu cita. ¿Qué día prefieres?¡"
+    assert {"removed_repeats", "collapsed_runs"} <= set(checked.actions)
+
+
+def test_an_instruction_for_the_model_never_reaches_the_reply() -> None:
+    result = ToolResult(
+        False,
+        customer_text=None,
+        instruction="No se reservó: ese horario no se consultó en esta conversación. "
+        "Consúltalo primero con check_availability.",
+    )
+    reply = (
+        "No se reservó: ese horario no se consultó en esta conversación. "
+        "Déjame revisar la disponibilidad."
+    )
+    checked = ReplyGuard(1500).check(reply, "stop", context(result), may_retry=True)
+    assert checked.text == "Déjame revisar la disponibilidad."
+    assert "removed_instruction" in checked.actions
+
+
+def test_an_empty_answer_is_retried_once_then_replaced_from_the_facts() -> None:
+    guard = ReplyGuard(1500)
+    told = ToolResult(True, {}, "El martes 1 de diciembre a las 15:00 está disponible.")
+    assert guard.check("  ", "stop", context(told), may_retry=True).correction is not None
+    assert guard.check("", "stop", context(told), may_retry=False).text == told.customer_text
+    assert guard.check(None, "stop", context(), may_retry=False).text == EMPTY_REPLY
+    after_booking = guard.check("", "stop", context(booked=True), may_retry=False)
+    assert after_booking.text == CONFIRMATION
+
+
+def test_a_cut_off_answer_is_retried_then_kept_bounded() -> None:
+    guard, ctx = ReplyGuard(200), context()
+    cut = " ".join(f"El martes a las {9 + i % 8}:{i:02d} está libre." for i in range(20))
+    assert guard.check(cut, "length", ctx, may_retry=True).correction == CORRECTIONS["length"]
+    kept = guard.check(cut, "length", ctx, may_retry=False)
+    assert kept.correction is None and len(kept.text) <= 200
+    assert kept.text.endswith(".")
+
+
+def test_a_long_reply_is_cut_after_a_sentence_and_keeps_the_booking_link() -> None:
+    long_text = " ".join(f"Esta es la frase número {i} de una respuesta larga." for i in range(40))
+    checked = ReplyGuard(400).check(long_text, "stop", context(booked=True), may_retry=True)
+    assert len(checked.text) <= 400 + 2  # the separator before the details
+    assert checked.text.endswith(CONFIRMATION)
+    assert "truncated" in checked.actions
