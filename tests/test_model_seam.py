@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from citas.agent.function_model import FunctionModel
-from citas.agent.model import ModelReply, ToolSchema
+from citas.agent.model import ModelReply, TextSink, ToolSchema
 from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.agent.tools import TOOLS
 from citas.errors import LLMUnavailable
@@ -22,7 +22,17 @@ from citas.messages import (
     tool_message,
     user_message,
 )
-from citas.testing import FakeLLM, ModelScript, ScriptedModel, call, reply, tool_calls
+from citas.testing import (
+    FakeLLM,
+    ModelScript,
+    ScriptedModel,
+    Step,
+    ToolCall,
+    call,
+    reply,
+    tool_calls,
+)
+from citas.testing.script import as_step
 
 SCHEMAS = [tool.schema for tool in TOOLS]
 HELLO: list[Message] = [system_message("Eres amable."), user_message("Hola")]
@@ -142,3 +152,57 @@ async def test_a_step_without_call_ids_gets_fresh_ones_each_time() -> None:
     first = await model.complete(HELLO, SCHEMAS, timeout=1)
     second = await model.complete(HELLO, SCHEMAS, timeout=1)
     assert first.tool_calls[0].id != second.tool_calls[0].id
+
+
+# --------------------------------------------------------------------------- finish_reason
+
+
+async def _over_the_wire(
+    steps: Sequence[Step], on_text: TextSink | None = None
+) -> list[ModelReply]:
+    """Each step asked for once through the HTTP model (SDK, FakeLLM)."""
+    async with FakeLLM(steps) as server:
+        client = create_client("k", server.base_url, timeout=5, max_retries=0)
+        try:
+            model = OpenAIChatModel(client, "gpt-4o-mini")
+            return [await model.complete(HELLO, SCHEMAS, timeout=5, on_text=on_text) for _ in steps]
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (reply("Hola"), "stop"),
+        (call("search_products", {"query": "limpieza"}), "tool_calls"),
+        (reply("Hola, el martes tenemos libre a las", finish_reason="length"), "length"),
+        (tool_calls(call("search_products", '{"query": "limp'), finish_reason="length"), "length"),
+    ],
+)
+async def test_both_transports_report_the_finish_reason(
+    step: Step | ToolCall, expected: str
+) -> None:
+    local = await ScriptedModel([step]).complete(HELLO, SCHEMAS, timeout=1)
+    [remote] = await _over_the_wire([as_step(step)])
+    assert local.finish_reason == remote.finish_reason == expected
+    assert local.text == remote.text
+
+
+async def test_a_function_model_passes_its_finish_reason_on() -> None:
+    def cut(_messages: Sequence[Message], _tools: Sequence[ToolSchema]) -> ModelReply:
+        return ModelReply("Hola, te cu", finish_reason="length")
+
+    answer = await FunctionModel(cut).complete(HELLO, SCHEMAS, timeout=1)
+    assert answer == ModelReply("Hola, te cu", finish_reason="length")
+
+
+async def test_a_reply_cut_short_is_not_handed_to_on_text() -> None:
+    # A truncated answer is not the answer: the loop decides what the customer gets.
+    steps = [reply("Hola, el martes tenemos", finish_reason="length"), reply("Hola.")]
+    remote_texts: list[str] = []
+    await _over_the_wire(steps, remote_texts.append)
+    local_texts: list[str] = []
+    model = ScriptedModel(steps)
+    for _ in steps:
+        await model.complete(HELLO, SCHEMAS, timeout=1, on_text=local_texts.append)
+    assert remote_texts == local_texts == ["Hola."]

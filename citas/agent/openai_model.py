@@ -13,7 +13,7 @@ import openai
 import structlog
 from openai import AsyncOpenAI, AsyncStream
 
-from citas.agent.model import ModelReply, TextSink, ToolSchema, Usage
+from citas.agent.model import CUT_SHORT, ModelReply, TextSink, ToolSchema, Usage
 from citas.errors import LLMUnavailable
 from citas.messages import Message, ToolCallRequest
 from citas.metrics import SWALLOWED_ERRORS
@@ -64,7 +64,7 @@ class OpenAIChatModel:
                         # la agenda..." and then call a tool, and nothing on the wire says which
                         # it will be before the end. Held text never reaches the customer as if
                         # it were the answer; it stays in the history as what the model said.
-                        if reply.add(chunk) and on_text is not None and not reply.calls:
+                        if reply.add(chunk) and on_text is not None and reply.is_answer:
                             on_text(reply.text)
             if reply.finish_reason is None:
                 # A body that ends cleanly but early is a truncated answer, not an answer.
@@ -132,6 +132,11 @@ class _StreamedReply:
     def text(self) -> str:
         return "".join(self.pieces)
 
+    @property
+    def is_answer(self) -> bool:
+        """A whole answer: no tool calls, and not cut short (`max_tokens`, a filter)."""
+        return not self.calls and self.finish_reason not in CUT_SHORT
+
     def add(self, chunk: object) -> bool:
         """Take one chunk; True when it is the one that ends the reply (its finish_reason)."""
         if not isinstance(chunk, dict):
@@ -160,7 +165,7 @@ class _StreamedReply:
             ToolCallRequest(c.id, c.name, c.arguments)
             for _, c in sorted(self.calls.items(), key=lambda item: item[0])
         ]
-        return ModelReply.of(self.text, calls, _usage(self.usage))
+        return ModelReply.of(self.text, calls, _usage(self.usage), self.finish_reason)
 
 
 def _object(value: object) -> dict[str, Any]:

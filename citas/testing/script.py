@@ -52,24 +52,29 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One assistant answer: text, tool calls, or both (text first, as real models stream it)."""
+    """One assistant answer: text, tool calls, or both (text first, as real models stream it).
+
+    `finish_reason` is what the model says on its last chunk: unset, `tool_calls` when it asks for
+    tools, else `stop`; `length` (or any other word) is sent as given, after the same text and
+    calls, as a model cut short by `max_tokens` sends what it had written."""
 
     text: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
 
-    @property
-    def finish_reason(self) -> str:
-        """`tool_calls` when the model asks for tools, else `stop`."""
-        return "tool_calls" if self.tool_calls else "stop"
+    def __post_init__(self) -> None:
+        if self.finish_reason is None:
+            # Filled in, so `Step("a")` and `Step("a", finish_reason="stop")` are the same step.
+            object.__setattr__(self, "finish_reason", "tool_calls" if self.tool_calls else "stop")
 
 
 Responder = Callable[[JSON], Step | ToolCall]
 """Computes a step from the request body (`model`, `messages`, `tools`, ...)."""
 
 
-def reply(text: str) -> Step:
-    """A final text answer."""
-    return Step(text=text)
+def reply(text: str, finish_reason: str | None = None) -> Step:
+    """A final text answer (`finish_reason="length"`: one cut short at `max_tokens`)."""
+    return Step(text=text, finish_reason=finish_reason)
 
 
 def call(name: str, arguments: Mapping[str, Any] | str, id: str | None = None) -> ToolCall:
@@ -78,11 +83,11 @@ def call(name: str, arguments: Mapping[str, Any] | str, id: str | None = None) -
     return ToolCall(name=name, arguments=raw, id=id)
 
 
-def tool_calls(*calls: ToolCall, text: str | None = None) -> Step:
+def tool_calls(*calls: ToolCall, text: str | None = None, finish_reason: str | None = None) -> Step:
     """One assistant message carrying several tool calls (and optional text)."""
     if not calls:
         raise ValueError("tool_calls() needs at least one call")
-    return Step(text=text, tool_calls=calls)
+    return Step(text=text, tool_calls=calls, finish_reason=finish_reason)
 
 
 def as_step(item: Step | ToolCall) -> Step:

@@ -44,7 +44,8 @@ class ScriptedModel(FunctionModel):
             ToolCallRequest(c.id or f"call_{secrets.token_hex(12)}", c.name, c.arguments)
             for c in step.tool_calls
         ]
-        return ModelReply.of(step.text, calls, _usage(self.script.usage(body, step)))
+        usage = _usage(self.script.usage(body, step))
+        return ModelReply.of(step.text, calls, usage, step.finish_reason)
 
     def _body(self, messages: Sequence[Message], tools: Sequence[ToolSchema]) -> JSON:
         body: JSON = {"model": self.name, "messages": list(messages)}
