@@ -513,6 +513,10 @@ REJECTED: list[tuple[str, dict[str, Any]]] = [
         "stream_options without stream",
         {"model": "m", "messages": USER, "stream_options": {"include_usage": True}},
     ),
+    ("max_tokens zero", {"model": "m", "messages": USER, "max_tokens": 0}),
+    ("max_tokens not an integer", {"model": "m", "messages": USER, "max_tokens": "100"}),
+    ("temperature above 2", {"model": "m", "messages": USER, "temperature": 2.5}),
+    ("temperature not a number", {"model": "m", "messages": USER, "temperature": "0.2"}),
 ]
 
 

@@ -8,9 +8,10 @@ from openai.types.chat import completion_create_params
 
 from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.agent.tools import TOOLS
+from citas.config import Settings
 from citas.messages import system_message, user_message
 from citas.testing import FakeLLM, ModelScript, call, reply
-from tests.conftest import ChatFn
+from tests.conftest import ChatFn, MakeClient, chat_body
 
 pytestmark = pytest.mark.wire
 
@@ -59,3 +60,16 @@ async def test_request_carries_the_api_key_model_and_tools() -> None:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+
+
+async def test_max_tokens_and_temperature_are_sent_only_when_set(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
+) -> None:
+    llm.add(reply("Hola"), reply("Hola otra vez"))
+    plain = await make_client(settings)
+    await plain.post("/api/chat", json=chat_body("Hola", session_id="plain"))
+    tuned = await make_client(settings.with_updates(llm_max_tokens=256, llm_temperature=0.2))
+    await tuned.post("/api/chat", json=chat_body("Hola", session_id="tuned"))
+    default, chosen = llm.requests
+    assert "max_tokens" not in default and "temperature" not in default
+    assert (chosen["max_tokens"], chosen["temperature"]) == (256, 0.2)

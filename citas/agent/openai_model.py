@@ -37,10 +37,20 @@ class OpenAIChatModel:
     bounds the whole call, the SDK's retries and their `Retry-After` waits included.
     """
 
-    def __init__(self, client: AsyncOpenAI, name: str, call_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        name: str,
+        call_timeout: float | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
         self.client = client
         self.name = name
         self.call_timeout = call_timeout
+        self.max_tokens = max_tokens
+        self.temperature = temperature
 
     async def complete(
         self,
@@ -97,6 +107,12 @@ class OpenAIChatModel:
         }
         if tools:  # the API refuses an empty `tools` array
             body["tools"] = list(tools)
+        # Only when set, so an endpoint's own defaults hold otherwise. `max_tokens`, not OpenAI's
+        # newer `max_completion_tokens`: the local servers (llama.cpp, vLLM, Ollama) read it.
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         return await self.client.post(
             "/chat/completions",
             cast_to=object,
