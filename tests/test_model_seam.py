@@ -13,7 +13,7 @@ from citas.agent.function_model import FunctionModel
 from citas.agent.model import ModelReply, TextSink, ToolSchema
 from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.agent.tools import TOOLS
-from citas.errors import LLMUnavailable
+from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import (
     Message,
     ToolCallRequest,
@@ -32,7 +32,8 @@ from citas.testing import (
     reply,
     tool_calls,
 )
-from citas.testing.script import as_step
+from citas.testing.script import JSON, as_step, context_refusal
+from citas.tokens import estimate_request_tokens
 
 SCHEMAS = [tool.schema for tool in TOOLS]
 HELLO: list[Message] = [system_message("Eres amable."), user_message("Hola")]
@@ -206,3 +207,118 @@ async def test_a_reply_cut_short_is_not_handed_to_on_text() -> None:
     for _ in steps:
         await model.complete(HELLO, SCHEMAS, timeout=1, on_text=local_texts.append)
     assert remote_texts == local_texts == ["Hola."]
+
+
+# --------------------------------------------------------------------------- context too long
+
+
+async def _wire_failure(script: ModelScript, messages: Sequence[Message] = HELLO) -> LLMUnavailable:
+    """What the HTTP model raises when `script` refuses the request."""
+    async with FakeLLM(script=script) as server:
+        client = create_client("k", server.base_url, timeout=5, max_retries=0)
+        try:
+            with pytest.raises(LLMUnavailable) as raised:
+                await OpenAIChatModel(client, "gpt-4o-mini").complete(messages, SCHEMAS, timeout=5)
+        finally:
+            await client.close()
+    return raised.value
+
+
+# What servers answer, with HTTP 400, to a request longer than the model's context.
+CONTEXT_REFUSALS = {
+    "openai": {
+        "error": {
+            "message": "This model's maximum context length is 128000 tokens. However, your "
+            "messages resulted in 130415 tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    },
+    "llama.cpp": context_refusal(9000, 8192),
+    "llama.cpp, older": {
+        "error": {
+            "code": 400,
+            "message": "the request exceeds the available context size, try increasing it",
+            "type": "invalid_request_error",
+        }
+    },
+    "vllm": {
+        "error": {
+            "message": "This model's maximum context length is 4096 tokens. However, you "
+            "requested 5000 tokens (4000 in the messages, 1000 in the completion). Please reduce "
+            "the length of the messages or completion.",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        }
+    },
+    "vllm, older": {
+        "object": "error",
+        "message": "This model's maximum context length is 4096 tokens. However, you requested "
+        "5000 tokens in the messages, Please reduce the length of the messages.",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    },
+}
+
+
+@pytest.mark.parametrize("body", CONTEXT_REFUSALS.values(), ids=CONTEXT_REFUSALS.keys())
+async def test_a_context_refusal_is_context_too_long_on_both_transports(body: JSON) -> None:
+    remote = ModelScript()
+    remote.fail_next(400, body=body)
+    over_wire = await _wire_failure(remote)
+    in_process = ScriptedModel()
+    in_process.script.fail_next(400, body=body)
+    with pytest.raises(ContextTooLong) as local:
+        await in_process.complete(HELLO, SCHEMAS, timeout=1)
+    assert isinstance(over_wire, ContextTooLong)
+    assert over_wire.outcome == local.value.outcome == "context_length"
+
+
+async def test_other_400s_keep_their_outcome() -> None:
+    template = ModelScript([reply("no")], system_message_first_only=True)
+    late_system = [*HELLO, system_message("Fecha: hoy"), user_message("Hola")]
+    refused = await _wire_failure(template, late_system)
+    template.rejections.clear()
+    injected = ModelScript()
+    injected.fail_next(400)
+    for failure in (refused, await _wire_failure(injected)):
+        assert not isinstance(failure, ContextTooLong)
+        assert failure.outcome == "http_400"
+
+
+async def test_a_request_over_the_context_limit_is_refused_like_llama_cpp() -> None:
+    estimate = estimate_request_tokens(HELLO, SCHEMAS)
+    limit = estimate - 1
+    remote = ModelScript([reply("no cabe")], context_limit_tokens=limit)
+    over_wire = await _wire_failure(remote)
+    assert isinstance(over_wire, ContextTooLong)
+    assert "exceeds the available context size" in str(over_wire)
+    in_process = ScriptedModel([reply("no cabe")])
+    in_process.script.context_limit_tokens = limit
+    with pytest.raises(ContextTooLong):
+        await in_process.complete(HELLO, SCHEMAS, timeout=1)
+    for script in (remote, in_process.script):
+        assert script.context_refusals == [estimate]
+        assert script.pending == 1 and not script.rejections  # well formed: no step consumed
+    # Shorter fits: the same script answers.
+    in_process.script.context_limit_tokens = estimate
+    assert (await in_process.complete(HELLO, SCHEMAS, timeout=1)).text == "no cabe"
+
+
+async def test_the_context_limit_counts_the_room_asked_for_the_answer() -> None:
+    estimate = estimate_request_tokens(HELLO, SCHEMAS)
+    script = ModelScript([reply("cabe")], context_limit_tokens=estimate + 100)
+    async with FakeLLM(script=script) as server:
+        client = create_client("k", server.base_url, timeout=5, max_retries=0)
+        try:
+            roomy = OpenAIChatModel(client, "gpt-4o-mini", max_tokens=101)
+            with pytest.raises(ContextTooLong):
+                await roomy.complete(HELLO, SCHEMAS, timeout=5)
+            fits = OpenAIChatModel(client, "gpt-4o-mini", max_tokens=100)
+            assert (await fits.complete(HELLO, SCHEMAS, timeout=5)).text == "cabe"
+        finally:
+            await client.close()
+    assert script.context_refusals == [estimate + 101]

@@ -14,7 +14,7 @@ import structlog
 from openai import AsyncOpenAI, AsyncStream
 
 from citas.agent.model import CUT_SHORT, ModelReply, TextSink, ToolSchema, Usage
-from citas.errors import LLMUnavailable
+from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import Message, ToolCallRequest
 from citas.metrics import SWALLOWED_ERRORS
 
@@ -82,6 +82,8 @@ class OpenAIChatModel:
                     "incomplete: the stream ended without a finish_reason", "incomplete"
                 )
         except (openai.APIError, TimeoutError, _MalformedStream, json.JSONDecodeError) as exc:
+            if isinstance(exc, openai.BadRequestError) and is_context_length_error(exc.body):
+                raise ContextTooLong(f"context_length: {exc!r}") from exc
             if reply.finish_reason is None:
                 # A bare TimeoutError is the turn's deadline (the SDK raises APITimeoutError).
                 outcome = "deadline" if type(exc) is TimeoutError else _outcome(exc)
@@ -198,6 +200,35 @@ def _objects(value: object) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise _MalformedStream(f"expected a list of objects: {value!r:.200}")
     return value
+
+
+# How endpoints say a request is longer than the model's context, in the code, type or message
+# of their HTTP 400's error object (lower case):
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",  # OpenAI's `code`
+    "exceed_context_size",  # llama.cpp's `type` (exceed_context_size_error)
+    "exceeds the available context size",  # llama.cpp's message
+    "maximum context length",  # vLLM's and OpenAI's message ("This model's maximum context...")
+)
+# ...and other servers' wordings: the context, with one of these words.
+_CONTEXT_WORDS = ("exceed", "too long", "too large", "maximum")
+
+
+def is_context_length_error(body: object) -> bool:
+    """Whether an HTTP 400's error body (the API's `error` object, or the raw text when the
+    body was not JSON) says the request does not fit in the model's context. Any other 400
+    (a malformed request, a template that refuses a message) is not: shortening would not help.
+    """
+    if isinstance(body, dict):
+        text = " ".join(str(body.get(key) or "") for key in ("code", "type", "message"))
+    elif isinstance(body, str):
+        text = body
+    else:
+        return False
+    text = text.lower()
+    if any(marker in text for marker in _CONTEXT_MARKERS):
+        return True
+    return "context" in text and any(word in text for word in _CONTEXT_WORDS)
 
 
 def _outcome(exc: Exception) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from citas.testing.openai_rules import InvalidRequestError, validate_request
+from citas.tokens import estimate_request_tokens
 
 __all__ = [
     "ModelScript",
@@ -99,16 +100,28 @@ class Refusal(Exception):
     body (and headers, e.g. `Retry-After`)."""
 
     def __init__(self, status: int, body: JSON, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(f"HTTP {status}: {body['error']['message']}")
+        super().__init__(f"HTTP {status}: {self.error_of(body).get('message')}")
         self.status = status
         self.body = body
         self.headers = dict(headers or {})
+
+    @property
+    def error(self) -> JSON:
+        """The error object, as the SDK reads it: `error`, or the whole body without one (as
+        older vLLM answers)."""
+        return self.error_of(self.body)
+
+    @staticmethod
+    def error_of(body: JSON) -> JSON:
+        error = body.get("error", body)
+        return error if isinstance(error, dict) else body
 
 
 @dataclass(slots=True)
 class _Fault:
     status: int
     retry_after: float | None
+    body: JSON | None = None
 
 
 class ModelScript:
@@ -121,6 +134,8 @@ class ModelScript:
         "_faults",
         "_previous_prompt",
         "_steps",
+        "context_limit_tokens",
+        "context_refusals",
         "delay",
         "record",
         "rejections",
@@ -136,6 +151,7 @@ class ModelScript:
         responder: Responder | None = None,
         record: bool = True,
         system_message_first_only: bool = False,
+        context_limit_tokens: int | None = None,
     ) -> None:
         self.requests: list[JSON] = []
         self.rejections: list[str] = []
@@ -144,6 +160,13 @@ class ModelScript:
         # Like a llama.cpp server whose chat template (Qwen3.x, ...) refuses a system message that
         # is not the first one: HTTP 400 before any step is served.
         self.system_message_first_only = system_message_first_only
+        # Like an endpoint whose model has this context: a request whose prompt (estimated as
+        # `citas.tokens` estimates the history, tools included) plus its `max_tokens` does not
+        # fit is answered with llama.cpp's HTTP 400, before any step is served.
+        self.context_limit_tokens = context_limit_tokens
+        # The estimated size of each request refused so. Not `rejections`: such a request is
+        # well formed, and the loop is expected to shorten its history and ask again.
+        self.context_refusals: list[int] = []
         self.delay: float = 0.0
         self._steps: deque[Step] = deque(as_step(item) for item in steps)
         self._faults: deque[_Fault] = deque()
@@ -161,11 +184,20 @@ class ModelScript:
         """Script steps not served yet."""
         return len(self._steps)
 
-    def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
-        """Answer the next `times` requests with `status` and an OpenAI error body."""
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        body: JSON | None = None,
+    ) -> None:
+        """Answer the next `times` requests with `status` and an OpenAI error body, or `body`:
+        another server's (`{"error": {"message": ...}}`, or older vLLM's `{"message": ...}`)."""
         if status < 400:
             raise ValueError(f"fail_next needs an error status, got {status}")
-        self._faults.extend(_Fault(status, retry_after) for _ in range(times))
+        if body is not None and "message" not in Refusal.error_of(body):
+            raise ValueError("an error body has a message: {'error': {'message': ...}}")
+        self._faults.extend(_Fault(status, retry_after, body) for _ in range(times))
 
     def delay_next(self, seconds: float, times: int = 1) -> None:
         """Wait `seconds` (on top of `delay`) before answering only the next `times` requests."""
@@ -185,7 +217,7 @@ class ModelScript:
         if self._faults:
             fault = self._faults.popleft()
             headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-            raise Refusal(fault.status, _fault_body(fault.status), headers)
+            raise Refusal(fault.status, fault.body or _fault_body(fault.status), headers)
         try:
             validate_request(body)
         except InvalidRequestError as error:
@@ -193,6 +225,13 @@ class ModelScript:
         if self.system_message_first_only and _late_system_message(body["messages"]):
             self.rejections.append(SYSTEM_NOT_FIRST)
             raise Refusal(400, _template_refusal())
+        if self.context_limit_tokens is not None:
+            needed = estimate_request_tokens(body["messages"], body.get("tools") or ())
+            # vLLM and OpenAI count the room asked for the answer too.
+            needed += body.get("max_tokens") or 0
+            if needed > self.context_limit_tokens:
+                self.context_refusals.append(needed)
+                raise Refusal(400, context_refusal(needed, self.context_limit_tokens))
         try:
             step = self._next_step(body)
         except Exception as error:  # a bug in a responder must reach the test, not hang it
@@ -240,6 +279,20 @@ def _late_system_message(messages: list[JSON]) -> bool:
 def _template_refusal() -> JSON:
     # llama.cpp's own error shape: a numeric `code`, no `param`.
     return {"error": {"code": 400, "message": SYSTEM_NOT_FIRST, "type": "invalid_request_error"}}
+
+
+def context_refusal(tokens: int, limit: int) -> JSON:
+    """llama.cpp's answer to a request longer than its context (`-c`), HTTP 400."""
+    return {
+        "error": {
+            "code": 400,
+            "message": f"request ({tokens} tokens) exceeds the available context size "
+            f"({limit} tokens), try increasing it",
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": tokens,
+            "n_ctx": limit,
+        }
+    }
 
 
 def error_body(message: str, kind: str, param: str | None, code: str | None) -> JSON:

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 
 from citas.agent.function_model import FunctionModel
 from citas.agent.model import ModelReply, ToolSchema, Usage
-from citas.errors import LLMUnavailable
+from citas.agent.openai_model import is_context_length_error
+from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import Message, ToolCallRequest
 from citas.testing.script import JSON, ModelScript, Refusal, Responder, Step, ToolCall
 
@@ -37,7 +38,9 @@ class ScriptedModel(FunctionModel):
         try:
             step = await self.script.serve(body)
         except Refusal as refusal:
-            # The outcome the HTTP model reports for the same answer (see `openai_model`).
+            # What the HTTP model raises for the same answer (see `openai_model`).
+            if refusal.status == 400 and is_context_length_error(refusal.error):
+                raise ContextTooLong(str(refusal)) from None
             outcome = "rate_limited" if refusal.status == 429 else f"http_{refusal.status}"
             raise LLMUnavailable(str(refusal), outcome) from None
         calls = [
