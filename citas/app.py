@@ -140,6 +140,7 @@ def _endpoint_model(stack: AsyncExitStack, settings: Settings) -> ChatModel:
         client,
         settings.model,
         call_timeout=settings.llm_timeout_seconds,
+        read_timeout=settings.llm_read_timeout_seconds,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
     )

@@ -36,6 +36,11 @@ class Settings(BaseModel):
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
     model: str = Field("gpt-4o-mini", alias="CITAS_MODEL", min_length=1)
     llm_timeout_seconds: float = Field(30.0, alias="CITAS_LLM_TIMEOUT_SECONDS", gt=0)
+    # The longest silence of the endpoint (before the first byte, between chunks); unset, the
+    # whole call's limit above, so a model slow to read a long prompt is not cut short.
+    llm_read_timeout_seconds: float | None = Field(
+        None, alias="CITAS_LLM_READ_TIMEOUT_SECONDS", gt=0
+    )
     llm_max_retries: int = Field(2, alias="CITAS_LLM_MAX_RETRIES", ge=0, le=10)
     # Sent only when set: unset, each endpoint keeps its own default (a local server's may be
     # tuned for its model).

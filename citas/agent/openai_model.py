@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +34,15 @@ def create_client(
 class OpenAIChatModel:
     """Calls the model with the tools, streamed, and returns its text or tool calls.
 
-    `call_timeout` bounds each HTTP attempt (the SDK's `timeout`); `complete(timeout=...)`
-    bounds the whole call, the SDK's retries and their `Retry-After` waits included.
+    Time limits, all of the call's own:
+    - `call_timeout` (`CITAS_LLM_TIMEOUT_SECONDS`) bounds the whole call: the request, the SDK's
+      retries and their `Retry-After` waits, and every chunk of the stream. Past it the call
+      fails with outcome `timeout`. `complete(timeout=...)` (the turn's remaining time) bounds it
+      too; when that is the shorter and runs out, the outcome is `deadline`.
+    - `read_timeout` (`CITAS_LLM_READ_TIMEOUT_SECONDS`; unset: the whole call's limit) is the
+      longest silence the HTTP client waits through: for the answer's first byte (a local
+      model reading a long prompt is silent until then) and between two chunks. A stream that
+      stalls longer fails with outcome `timeout` (the SDK's `APITimeoutError`, also mid-stream).
     """
 
     def __init__(
@@ -43,12 +51,14 @@ class OpenAIChatModel:
         name: str,
         call_timeout: float | None = None,
         *,
+        read_timeout: float | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> None:
         self.client = client
         self.name = name
         self.call_timeout = call_timeout
+        self.read_timeout = read_timeout
         self.max_tokens = max_tokens
         self.temperature = temperature
 
@@ -62,13 +72,19 @@ class OpenAIChatModel:
     ) -> ModelReply:
         """See `ChatModel.complete`. `on_text` is called as soon as the chunk with the
         finish_reason arrives, before the trailing usage chunk."""
-        attempt_timeout = min(timeout, self.call_timeout or timeout)
+        own_limit = math.inf if self.call_timeout is None else self.call_timeout
+        limit = min(timeout, own_limit)
+        # Which bound ran out names the failure: the call's own limit, or the turn's deadline.
+        expired = "timeout" if own_limit <= timeout else "deadline"
+        # The HTTP client's limits: httpx's `read` is per read (a stream whose chunks keep
+        # coming never trips it), hence the limit on the whole call around it.
+        http_timeout = openai.Timeout(limit, read=min(self.read_timeout or limit, limit))
         reply = _StreamedReply()
         try:
-            # One deadline for the whole call: the SDK's `timeout` bounds each attempt, and it
-            # would honour a Retry-After of up to two minutes; the turn's deadline wins.
-            async with asyncio.timeout(timeout):
-                async with await self._stream(messages, tools, attempt_timeout) as stream:
+            # One limit for the whole call, every chunk included: the SDK's own timeout only
+            # bounds each read, and it would honour a Retry-After of up to two minutes.
+            async with asyncio.timeout(limit):
+                async with await self._stream(messages, tools, http_timeout) as stream:
                     async for chunk in stream:
                         # Text is held until the finish_reason: a model may write "Voy a revisar
                         # la agenda..." and then call a tool, and nothing on the wire says which
@@ -85,8 +101,9 @@ class OpenAIChatModel:
             if isinstance(exc, openai.BadRequestError) and is_context_length_error(exc.body):
                 raise ContextTooLong(f"context_length: {exc!r}") from exc
             if reply.finish_reason is None:
-                # A bare TimeoutError is the turn's deadline (the SDK raises APITimeoutError).
-                outcome = "deadline" if type(exc) is TimeoutError else _outcome(exc)
+                # A bare TimeoutError is the limit around the call (the SDK raises
+                # APITimeoutError for its own).
+                outcome = expired if type(exc) is TimeoutError else _outcome(exc)
                 raise LLMUnavailable(f"{outcome}: {exc!r}", outcome) from exc
             # The reply is whole (and may already be on its way to the customer); only the
             # trailing usage chunk was lost, so its tokens go uncounted.
@@ -95,7 +112,7 @@ class OpenAIChatModel:
         return reply.result()
 
     async def _stream(
-        self, messages: Sequence[Message], tools: Sequence[ToolSchema], timeout: float
+        self, messages: Sequence[Message], tools: Sequence[ToolSchema], timeout: openai.Timeout
     ) -> AsyncStream[object]:
         # The SDK's generic `post` keeps its auth, retries, timeouts, SSE parsing and error types,
         # but leaves the body and the chunks as the wire's JSON: `chat.completions.create` would

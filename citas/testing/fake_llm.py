@@ -12,6 +12,7 @@ import asyncio
 import json
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -131,6 +132,7 @@ class FakeLLM:
     ) -> None:
         self.script = script or ModelScript(steps, responder=responder, record=record)
         self.chunk_delay: float = 0.0
+        self._stalls: deque[tuple[int, float]] = deque()
         # Called with each streamed chunk right after it is written (benchmarks time them).
         self.on_chunk_sent: Callable[[JSON], None] | None = None
         self.models = tuple(models)
@@ -176,6 +178,14 @@ class FakeLLM:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def stall_next(self, seconds: float, after_chunks: int = 1, times: int = 1) -> None:
+        """Go silent for `seconds` after the first `after_chunks` chunks of the next `times`
+        streamed answers, as a model whose server hangs mid-answer (the headers and the first
+        chunks have arrived; a read timeout is what notices)."""
+        if after_chunks < 1:
+            raise ValueError("stall_next stalls after at least one chunk")
+        self._stalls.extend((after_chunks, seconds) for _ in range(times))
 
     @property
     def base_url(self) -> str:
@@ -236,12 +246,15 @@ class FakeLLM:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        for chunk in chunks:
+        stall_after, stall = self._stalls.popleft() if self._stalls else (0, 0.0)
+        for sent, chunk in enumerate(chunks, start=1):
             await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
             if self.on_chunk_sent is not None:
                 self.on_chunk_sent(chunk)
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
+            if sent == stall_after:
+                await asyncio.sleep(stall)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
