@@ -151,3 +151,14 @@ async def test_the_read_timeout_setting_ends_a_stalled_stream_in_a_turn(
     assert (await response.json())["error"]["code"] == "llm_unavailable"
     assert time.monotonic() - started < 6
     assert delta.of("citas_llm_calls_total", outcome="timeout") == 1
+
+
+async def test_cache_hits_a_llama_cpp_server_reports_in_timings_are_counted(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    llm.timings = True  # cache_n in the last chunk's `timings`, nothing in `usage`'s details
+    llm.add(call("check_availability", {"date": "2026-12-01", "time": "15:00"}), reply("Libre"))
+    delta = MetricsDelta()
+    await chat("¿El martes a las 3?")
+    # The second call repeats the first one's prompt: the fake reports it as cached.
+    assert delta.of("citas_llm_tokens_total", kind="cached") > 0

@@ -11,7 +11,7 @@ import pytest
 
 from citas.agent.function_model import FunctionModel
 from citas.agent.model import ModelReply, TextSink, ToolSchema
-from citas.agent.openai_model import OpenAIChatModel, create_client
+from citas.agent.openai_model import OpenAIChatModel, create_client, read_usage
 from citas.agent.tools import TOOLS
 from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import (
@@ -322,3 +322,48 @@ async def test_the_context_limit_counts_the_room_asked_for_the_answer() -> None:
         finally:
             await client.close()
     assert script.context_refusals == [estimate + 101]
+
+
+# --------------------------------------------------------------------------- usage
+
+
+async def test_cached_tokens_read_alike_from_openai_usage_and_llama_cpp_timings() -> None:
+    system = system_message("Eres Sofía, la recepcionista. " * 50)
+    first: list[Message] = [system, user_message("Hola")]
+    second: list[Message] = [*first, assistant_message("uno"), user_message("Gracias")]
+    cached: dict[str, list[int]] = {}
+    for timings in (False, True):
+        steps = [reply("uno"), reply("dos")]
+        async with FakeLLM(script=ModelScript(steps, timings=timings)) as server:
+            client = create_client("k", server.base_url, timeout=5, max_retries=0)
+            try:
+                model = OpenAIChatModel(client, "gpt-4o-mini")
+                replies = [await model.complete(m, SCHEMAS, timeout=5) for m in (first, second)]
+            finally:
+                await client.close()
+        in_process = ScriptedModel(script=ModelScript(steps, timings=timings))
+        local = [await in_process.complete(m, SCHEMAS, timeout=1) for m in (first, second)]
+        for where, answers in (("wire", replies), ("in-process", local)):
+            key = f"{where}, {'timings' if timings else 'usage'}"
+            cached[key] = [r.usage.cached_tokens if r.usage else -1 for r in answers]
+    [expected] = {tuple(counts) for counts in cached.values()}
+    assert expected[0] == 0 and expected[1] > 0, cached
+
+
+@pytest.mark.parametrize(
+    ("usage", "timings", "cached"),
+    [
+        ({"prompt_tokens": 9, "prompt_tokens_details": {"cached_tokens": 5}}, None, 5),
+        ({"prompt_tokens": 9}, {"cache_n": 7, "prompt_n": 2}, 7),
+        # Both said: the usage's own field wins (llama.cpp's newer servers send both, alike).
+        ({"prompt_tokens_details": {"cached_tokens": 5}}, {"cache_n": 7}, 5),
+        ({"prompt_tokens": 9}, {"cache_n": -1}, 0),  # llama.cpp's "unknown"
+        ({"prompt_tokens": 9}, None, 0),
+    ],
+)
+def test_read_usage_takes_cache_hits_from_either_place(
+    usage: JSON, timings: JSON | None, cached: int
+) -> None:
+    read = read_usage(usage, timings)
+    assert read is not None and read.cached_tokens == cached
+    assert read_usage(None, timings) is None

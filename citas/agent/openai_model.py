@@ -162,6 +162,7 @@ class _StreamedReply:
     calls: dict[int, _PartialCall] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Mapping[str, Any] | None = None
+    timings: Mapping[str, Any] | None = None  # llama.cpp's, on its last chunk
 
     @property
     def text(self) -> str:
@@ -178,6 +179,8 @@ class _StreamedReply:
             raise _MalformedStream(f"chunk is not an object: {chunk!r:.200}")
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
+        if isinstance(chunk.get("timings"), dict):
+            self.timings = chunk["timings"]
         for choice in _objects(chunk.get("choices")):
             if choice.get("index", 0) != 0:
                 continue
@@ -200,7 +203,9 @@ class _StreamedReply:
             ToolCallRequest(c.id, c.name, c.arguments)
             for _, c in sorted(self.calls.items(), key=lambda item: item[0])
         ]
-        return ModelReply.of(self.text, calls, _usage(self.usage), self.finish_reason)
+        return ModelReply.of(
+            self.text, calls, read_usage(self.usage, self.timings), self.finish_reason
+        )
 
 
 def _object(value: object) -> dict[str, Any]:
@@ -262,12 +267,31 @@ def _outcome(exc: Exception) -> str:
     return "error"
 
 
-def _usage(usage: Mapping[str, Any] | None) -> Usage | None:
+def read_usage(
+    usage: Mapping[str, Any] | None, timings: Mapping[str, Any] | None = None
+) -> Usage | None:
+    """The token counts of a reply's `usage`, None when the endpoint sent none.
+
+    Prompt tokens served from the endpoint's cache: OpenAI (and vLLM) say it in
+    `usage.prompt_tokens_details.cached_tokens`; llama.cpp, in the `timings` object of its last
+    chunk (`cache_n`, the prompt tokens it did not have to read again), which is read when
+    `cached_tokens` is absent."""
     if usage is None:
         return None
-    details = usage.get("prompt_tokens_details") or {}
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details, "cached_tokens")
+    if cached is None:
+        cached = _count(timings, "cache_n")
     return Usage(
-        prompt_tokens=usage.get("prompt_tokens") or 0,
-        completion_tokens=usage.get("completion_tokens") or 0,
-        cached_tokens=details.get("cached_tokens") or 0,
+        prompt_tokens=_count(usage, "prompt_tokens") or 0,
+        completion_tokens=_count(usage, "completion_tokens") or 0,
+        cached_tokens=cached or 0,
     )
+
+
+def _count(source: object, key: str) -> int | None:
+    """A token count, or None when it is absent or not one (llama.cpp writes -1 for unknown)."""
+    value = source.get(key) if isinstance(source, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value

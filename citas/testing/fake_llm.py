@@ -66,12 +66,15 @@ class _Meta:
         }
 
 
-def _completion(meta: _Meta, step: Step, calls: list[JSON], usage: JSON) -> JSON:
+def _completion(
+    meta: _Meta, step: Step, calls: list[JSON], usage: JSON, timings: JSON | None
+) -> JSON:
     message: JSON = {"role": "assistant", "content": step.text, "refusal": None}
     if calls:
         message["tool_calls"] = calls
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": step.finish_reason}
-    return {**meta.envelope("chat.completion"), "choices": [choice], "usage": usage}
+    completion = {**meta.envelope("chat.completion"), "choices": [choice], "usage": usage}
+    return completion if timings is None else {**completion, "timings": timings}
 
 
 def _pieces(text: str, size: int) -> Iterator[str]:
@@ -96,20 +99,28 @@ def _stream_deltas(step: Step, calls: list[JSON], size: int) -> Iterator[JSON]:
 
 
 def _stream_chunks(
-    meta: _Meta, step: Step, calls: list[JSON], usage: JSON | None, size: int
+    meta: _Meta,
+    step: Step,
+    calls: list[JSON],
+    usage: JSON | None,
+    *,
+    size: int,
+    timings: JSON | None = None,
 ) -> Iterator[JSON]:
     base = meta.envelope("chat.completion.chunk")
     extra: JSON = {"usage": None} if usage is not None else {}
+    # llama.cpp puts its `timings` on the last chunk: the usage chunk, or the finish chunk.
+    last: JSON = {} if timings is None else {"timings": timings}
 
-    def chunk(delta: JSON, finish: str | None) -> JSON:
+    def chunk(delta: JSON, finish: str | None, tail: JSON | None = None) -> JSON:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {**base, "choices": [choice], **extra}
+        return {**base, "choices": [choice], **extra, **(tail or {})}
 
     for delta in _stream_deltas(step, calls, size):
         yield chunk(delta, None)
-    yield chunk({}, step.finish_reason)
+    yield chunk({}, step.finish_reason, None if usage is not None else last)
     if usage is not None:
-        yield {**base, "choices": [], "usage": usage}
+        yield {**base, "choices": [], "usage": usage, **last}
 
 
 # --------------------------------------------------------------------------- the server
@@ -233,12 +244,14 @@ class FakeLLM:
     async def _answer(self, request: web.Request, body: JSON, step: Step) -> web.StreamResponse:
         meta = _Meta(f"chatcmpl-{secrets.token_hex(12)}", int(time.time()), body["model"])
         calls = _wire_calls(step)
-        usage = self.script.usage(body, step)
+        usage, timings = self.script.report(body, step)
         if not body.get("stream"):
-            return web.json_response(_completion(meta, step, calls, usage))
+            return web.json_response(_completion(meta, step, calls, usage, timings))
         options = body.get("stream_options") or {}
         with_usage = usage if options.get("include_usage") else None
-        chunks = _stream_chunks(meta, step, calls, with_usage, self.chunk_size)
+        chunks = _stream_chunks(
+            meta, step, calls, with_usage, size=self.chunk_size, timings=timings
+        )
         return await self._stream(request, chunks)
 
     async def _stream(self, request: web.Request, chunks: Iterable[JSON]) -> web.StreamResponse:

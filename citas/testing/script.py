@@ -142,6 +142,7 @@ class ModelScript:
         "requests",
         "responder",
         "system_message_first_only",
+        "timings",
     )
 
     def __init__(
@@ -152,6 +153,7 @@ class ModelScript:
         record: bool = True,
         system_message_first_only: bool = False,
         context_limit_tokens: int | None = None,
+        timings: bool = False,
     ) -> None:
         self.requests: list[JSON] = []
         self.rejections: list[str] = []
@@ -167,6 +169,9 @@ class ModelScript:
         # The estimated size of each request refused so. Not `rejections`: such a request is
         # well formed, and the loop is expected to shorten its history and ask again.
         self.context_refusals: list[int] = []
+        # Like a llama.cpp server: prompt-cache hits reported as `timings.cache_n` on the last
+        # chunk (a top-level object), not in `usage.prompt_tokens_details`.
+        self.timings = timings
         self.delay: float = 0.0
         self._steps: deque[Step] = deque(as_step(item) for item in steps)
         self._faults: deque[_Fault] = deque()
@@ -247,22 +252,38 @@ class ModelScript:
         return Refusal(400, error_body(message, "invalid_request_error", param, code))
 
     def usage(self, body: JSON, step: Step) -> JSON:
+        """Token counts as an endpoint reports them (see `report`)."""
+        return self.report(body, step)[0]
+
+    def report(self, body: JSON, step: Step) -> tuple[JSON, JSON | None]:
         """Token counts as an endpoint reports them: about 4 characters a token, and the prefix
-        shared with the previous request as cached (providers' prompt caching)."""
+        shared with the previous request as cached (providers' prompt caching). Returns the
+        `usage` and, with `timings` on, llama.cpp's `timings` (which then carry the cache hits
+        as `cache_n`, instead of `usage.prompt_tokens_details`)."""
         # Tools come first in the serialized prompt, as providers place them before messages.
         prompt = json.dumps([body.get("tools"), body["messages"]], ensure_ascii=False)
-        cached = common_prefix_len(prompt, self._previous_prompt)
+        cached = common_prefix_len(prompt, self._previous_prompt) // 4
         self._previous_prompt = prompt
         prompt_tokens = _tokens(len(prompt))
         completion_tokens = _tokens(
             len(step.text or "") + sum(len(c.name) + len(c.arguments) for c in step.tool_calls)
         )
-        return {
+        usage: JSON = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached // 4},
         }
+        if not self.timings:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+            return usage, None
+        timings = {
+            "cache_n": cached,
+            "prompt_n": prompt_tokens - cached,
+            "prompt_ms": 0.0,
+            "predicted_n": completion_tokens,
+            "predicted_ms": 0.0,
+        }
+        return usage, timings
 
     def _next_step(self, body: JSON) -> Step | None:
         if self._steps:

@@ -13,8 +13,8 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from citas.agent.function_model import FunctionModel
-from citas.agent.model import ModelReply, ToolSchema, Usage
-from citas.agent.openai_model import is_context_length_error
+from citas.agent.model import ModelReply, ToolSchema
+from citas.agent.openai_model import is_context_length_error, read_usage
 from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import Message, ToolCallRequest
 from citas.testing.script import JSON, ModelScript, Refusal, Responder, Step, ToolCall
@@ -47,7 +47,8 @@ class ScriptedModel(FunctionModel):
             ToolCallRequest(c.id or f"call_{secrets.token_hex(12)}", c.name, c.arguments)
             for c in step.tool_calls
         ]
-        usage = _usage(self.script.usage(body, step))
+        # Read as the HTTP model reads the same counts from the wire.
+        usage = read_usage(*self.script.report(body, step))
         return ModelReply.of(step.text, calls, usage, step.finish_reason)
 
     def _body(self, messages: Sequence[Message], tools: Sequence[ToolSchema]) -> JSON:
@@ -58,11 +59,3 @@ class ScriptedModel(FunctionModel):
         # carry fails here as it would there.
         decoded: JSON = json.loads(json.dumps(body, ensure_ascii=False))
         return decoded
-
-
-def _usage(usage: JSON) -> Usage:
-    return Usage(
-        usage["prompt_tokens"],
-        usage["completion_tokens"],
-        usage["prompt_tokens_details"]["cached_tokens"],
-    )
