@@ -144,7 +144,14 @@ def _endpoint_model(stack: AsyncExitStack, settings: Settings) -> ChatModel:
         settings.llm_max_retries,
     )
     stack.push_async_callback(client.close)
-    return OpenAIChatModel(client, settings.model, call_timeout=settings.llm_timeout_seconds)
+    return OpenAIChatModel(
+        client,
+        settings.model,
+        call_timeout=settings.llm_timeout_seconds,
+        read_timeout=settings.llm_read_timeout_seconds,
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+    )
 
 
 def _build_store(settings: Settings) -> SessionStore:

@@ -36,7 +36,16 @@ class Settings(BaseModel):
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
     model: str = Field("gpt-4o-mini", alias="CITAS_MODEL", min_length=1)
     llm_timeout_seconds: float = Field(30.0, alias="CITAS_LLM_TIMEOUT_SECONDS", gt=0)
+    # The longest silence of the endpoint (before the first byte, between chunks); unset, the
+    # whole call's limit above, so a model slow to read a long prompt is not cut short.
+    llm_read_timeout_seconds: float | None = Field(
+        None, alias="CITAS_LLM_READ_TIMEOUT_SECONDS", gt=0
+    )
     llm_max_retries: int = Field(2, alias="CITAS_LLM_MAX_RETRIES", ge=0, le=10)
+    # Sent only when set: unset, each endpoint keeps its own default (a local server's may be
+    # tuned for its model).
+    llm_max_tokens: int | None = Field(None, alias="CITAS_LLM_MAX_TOKENS", ge=1)
+    llm_temperature: float | None = Field(None, alias="CITAS_LLM_TEMPERATURE", ge=0, le=2)
     turn_deadline_seconds: float = Field(90.0, alias="CITAS_TURN_DEADLINE_SECONDS", gt=0)
     max_tool_rounds: int = Field(6, alias="CITAS_MAX_TOOL_ROUNDS", ge=1, le=50)
     # Where the clock note goes: some local chat templates refuse a second `system` message.
@@ -86,6 +95,9 @@ class Settings(BaseModel):
     session_ttl_seconds: int = Field(86400, alias="CITAS_SESSION_TTL_SECONDS", ge=60)
     max_sessions: int = Field(10000, alias="CITAS_MAX_SESSIONS", ge=1)
     history_max_messages: int = Field(60, alias="CITAS_HISTORY_MAX_MESSAGES", ge=4)
+    # Estimated tokens (`citas.tokens`) of the history sent to the model: a small local context
+    # (llama.cpp's -c 8192) must still hold the system prompt, the tools and the answer.
+    history_max_tokens: int = Field(6000, alias="CITAS_HISTORY_MAX_TOKENS", ge=1)
 
     # Scheduling rules.
     timezone: str = Field("America/Lima", alias="CITAS_TIMEZONE")

@@ -8,6 +8,7 @@ from typing import Any
 from citas.customer_words import CustomerWords
 from citas.ledger import BookingLedger
 from citas.messages import Message
+from citas.tokens import estimate_tokens
 
 SCHEMA_VERSION = 1
 
@@ -39,6 +40,41 @@ class Conversation:
         target = max_messages * 2 // 3
         while len(self.turns) > 1 and self.message_count() > target:
             self.turns.pop(0)
+
+    def estimated_tokens(self) -> int:
+        """The history's estimated tokens (`citas.tokens.estimate_tokens`)."""
+        return estimate_tokens(self.messages())
+
+    def trim_to_tokens(self, budget: int, *, keep: int = 1) -> int:
+        """Drop the oldest whole turns once the history's estimated tokens pass `budget`, down to
+        about two thirds of it, as `trim` does by messages (so most turns keep the previous
+        request as their prefix, for providers' prompt caches). The latest `keep` turns stay
+        even if they alone are over budget. Returns how many turns went."""
+        costs = [estimate_tokens(turn) for turn in self.turns]
+        total = sum(costs)
+        if total <= budget:
+            return 0
+        return self._drop_oldest(costs, total, budget * 2 // 3, keep)
+
+    def shrink_after_context_error(self) -> bool:
+        """After the endpoint refused a request as longer than its context (`ContextTooLong`):
+        drop the oldest whole turns until the history's estimate is at most half what it was,
+        the latest turn too if need be (the turn in progress is not part of the history).
+
+        Half of the history actually sent, not of the budget: when the budget is set above
+        what the endpoint holds, halving the budget might drop nothing. True when any turn
+        went, so a retry asks something shorter; False when there was nothing to drop."""
+        costs = [estimate_tokens(turn) for turn in self.turns]
+        total = sum(costs)
+        return self._drop_oldest(costs, total, total // 2, keep=0) > 0
+
+    def _drop_oldest(self, costs: list[int], total: int, target: int, keep: int) -> int:
+        dropped = 0
+        while len(costs) - dropped > keep and total > target:
+            total -= costs[dropped]
+            dropped += 1
+        del self.turns[:dropped]  # in place, as `trim`: `copy()` gave this one its own list
+        return dropped
 
     def copy(self) -> Conversation:
         """A copy whose lists can change without touching this one (saved turns never change)."""

@@ -390,7 +390,13 @@ async def ask_model(
     `LLMUnavailable`. The only place that knows how the model client is built."""
     client = create_client(settings.openai_api_key, settings.openai_base_url, timeout, 0)
     try:
-        model = OpenAIChatModel(client, settings.model, call_timeout=timeout)
+        model = OpenAIChatModel(
+            client,
+            settings.model,
+            call_timeout=timeout,
+            max_tokens=settings.llm_max_tokens,
+            temperature=settings.llm_temperature,
+        )
         return await model.complete(messages, tools, timeout=timeout, on_text=on_text)
     except LLMUnavailable as exc:
         cause = exc.__cause__

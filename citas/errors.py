@@ -48,12 +48,24 @@ class LLMUnavailable(CitasError):
     """The model failed after its retries, or the turn ran out of time.
 
     `outcome` labels the failure in metrics: timeout, connection_error, rate_limited,
-    http_<status>, malformed, incomplete, deadline, error.
+    http_<status>, malformed, incomplete, deadline, context_length, error.
     """
 
     def __init__(self, message: str, outcome: str = "error") -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+class ContextTooLong(LLMUnavailable):
+    """The endpoint refused the request (HTTP 400) as longer than the model's context.
+
+    Asking again the same way fails the same way, but a shorter history may fit: the caller can
+    drop old turns (`Conversation.shrink_after_context_error`) and ask once more. Whoever does
+    not catch it gets the `LLMUnavailable` it is. `outcome` is `context_length`.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "context_length")
 
 
 class StoreUnavailable(CitasError):

@@ -65,6 +65,7 @@ class Row:
 class Harness:
     citas: LocalCitas
     llm: ModelScript  # what the fake model answers, over HTTP through the SDK
+    server: FakeLLM  # how it streams (chunk_delay, stall_next)
     session: int = 0
 
     @property
@@ -97,7 +98,7 @@ async def harness(**overrides: Any) -> AsyncIterator[Harness]:
         async with LocalCitas.start(
             settings, clock=frozen_clock(NOW), seed=SandboxSeed.load()
         ) as citas:
-            yield Harness(citas, llm.script)
+            yield Harness(citas, llm.script, llm)
 
 
 def counters(delta: MetricsDelta, *names: str) -> dict[str, float]:
@@ -416,10 +417,48 @@ async def llm_timeout() -> list[Row]:
         sent = len(h.llm.requests) - 1
     return [
         Row(
-            "LLM never answers (timeout 1 s, SDK max_retries 2)",
+            "LLM never answers (`CITAS_LLM_TIMEOUT_SECONDS` 1 s, SDK max_retries 2)",
             customer(status, body),
             fmt(counters(delta, "citas_llm_calls_total")),
             f"{seconds:.2f} s ({sent} LLM requests)",
+        )
+    ]
+
+
+LONG_ANSWER = "El martes tenemos libre a las 10:00, a las 11:00 y a las 15:00. " * 6
+
+
+async def llm_slow_stream() -> list[Row]:
+    async with harness(llm_timeout_seconds=1.0) as h:
+        await warm(h)
+        h.server.chunk_delay = 0.05  # each chunk well within any read timeout
+        h.llm.add(reply(LONG_ANSWER))
+        delta = MetricsDelta()
+        seconds, status, body = await h.chat("Hola")
+    return [
+        Row(
+            f"LLM streams a long answer slowly (chunks 50 ms apart, "
+            f"{len(LONG_ANSWER) // 4 * 0.05:.0f} s in all; `CITAS_LLM_TIMEOUT_SECONDS` 1 s)",
+            customer(status, body),
+            fmt(counters(delta, "citas_llm_calls_total")),
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def llm_stalled_stream() -> list[Row]:
+    async with harness(llm_timeout_seconds=30.0, llm_read_timeout_seconds=0.5) as h:
+        await warm(h)
+        h.server.stall_next(60, after_chunks=3)
+        h.llm.add(reply(LONG_ANSWER))
+        delta = MetricsDelta()
+        seconds, status, body = await h.chat("Hola")
+    return [
+        Row(
+            "LLM stream stalls after its first chunks (`CITAS_LLM_READ_TIMEOUT_SECONDS` 0.5 s)",
+            customer(status, body),
+            fmt(counters(delta, "citas_llm_calls_total")),
+            f"{seconds:.2f} s",
         )
     ]
 
@@ -577,6 +616,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     llm_429,
     llm_500,
     llm_timeout,
+    llm_slow_stream,
+    llm_stalled_stream,
     deadline,
     tool_raises,
     overload,

@@ -8,13 +8,18 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import structlog
 
-from citas.chat import run
+from citas.chat import _running, run
 from citas.cli import main
+from citas.clock import frozen_clock
+from citas.config import Settings
+from citas.testing.harness import LOCAL_CLIENT_MARGIN_SECONDS, client_timeout
+from tests.conftest import MakeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-11-30T10:00:00-05:00"  # Monday: "mañana" is Tuesday, the clinic is open
@@ -103,3 +108,26 @@ def test_chat_needs_a_backend_without_the_sandbox(
     monkeypatch.delenv("CITAS_INFO_API_URL", raising=False)
     assert main(["chat"]) == 2
     assert "CITAS_CALENDAR_API_URL" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- how long it waits
+
+
+@pytest.mark.parametrize("deadline", [5.0, 600.0])
+async def test_the_harness_waits_as_long_as_the_turn_deadline_allows(
+    make_client: MakeClient, settings: Settings, deadline: float
+) -> None:
+    # Not aiohttp's 5 minutes: a slow local model's turn outlives it, a hung one would hold a
+    # person that long under a short deadline.
+    client = await make_client(settings.with_updates(turn_deadline_seconds=deadline))
+    assert client.http.timeout.total == deadline + LOCAL_CLIENT_MARGIN_SECONDS
+    assert client_timeout(client.settings).total == deadline + LOCAL_CLIENT_MARGIN_SECONDS
+
+
+async def test_chat_waits_for_the_deadline_of_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CITAS_TURN_DEADLINE_SECONDS", "600")
+    settings = Settings.from_env()
+    async with _running(settings, frozen_clock(datetime.fromisoformat(NOW)), True) as citas:
+        assert citas.http.timeout.total == 600 + LOCAL_CLIENT_MARGIN_SECONDS

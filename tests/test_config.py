@@ -19,6 +19,9 @@ def test_defaults_match_the_spec() -> None:
     assert settings.max_message_chars == 4096 and settings.timezone == "America/Lima"
     assert settings.log_format == "json" and settings.redis_url is None
     assert settings.log_level == "info" and settings.log_level_number == logging.INFO
+    # Sent to the model only when set; the history budget always applies.
+    assert settings.llm_max_tokens is None and settings.llm_temperature is None
+    assert settings.history_max_tokens == 6000
 
 
 @pytest.mark.parametrize(
@@ -32,6 +35,10 @@ def test_defaults_match_the_spec() -> None:
         ("CITAS_LOG_LEVEL", "critical"),
         ("CITAS_MAX_SESSIONS", "0"),
         ("CITAS_CALENDAR_API_URL", "not a url"),
+        ("CITAS_LLM_MAX_TOKENS", "0"),
+        ("CITAS_LLM_TEMPERATURE", "2.5"),
+        ("CITAS_LLM_TEMPERATURE", "-0.1"),
+        ("CITAS_HISTORY_MAX_TOKENS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:

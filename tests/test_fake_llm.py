@@ -141,6 +141,32 @@ async def test_cached_tokens_model_the_shared_prefix(
     assert first.usage.prompt_tokens - 10 < cached < second.usage.prompt_tokens
 
 
+async def test_timings_ride_on_the_last_chunk_like_llama_cpp(
+    fake: FakeLLM, client: openai.AsyncOpenAI
+) -> None:
+    fake.script.timings = True
+    fake.script.add(reply("hola"), reply("hola"))
+    for options in ({"include_usage": True}, None):
+        body: dict[str, Any] = {"model": "m", "messages": USER, "stream": True}
+        if options:
+            body["stream_options"] = options
+        stream = await client.post(
+            "/chat/completions",
+            cast_to=object,
+            body=body,
+            stream=True,
+            stream_cls=openai.AsyncStream[object],
+        )
+        chunks: list[Any] = [chunk async for chunk in stream]
+        *before, last = chunks
+        assert set(last["timings"]) >= {"cache_n", "prompt_n", "predicted_n"}
+        assert not any("timings" in chunk for chunk in before)
+        if options:  # the usage chunk is the last; its cache hits are in timings only
+            assert "prompt_tokens_details" not in last["usage"]
+        else:
+            assert last["choices"][0]["finish_reason"] == "stop"
+
+
 # --------------------------------------------------------------------------- scripting
 
 
@@ -513,6 +539,10 @@ REJECTED: list[tuple[str, dict[str, Any]]] = [
         "stream_options without stream",
         {"model": "m", "messages": USER, "stream_options": {"include_usage": True}},
     ),
+    ("max_tokens zero", {"model": "m", "messages": USER, "max_tokens": 0}),
+    ("max_tokens not an integer", {"model": "m", "messages": USER, "max_tokens": "100"}),
+    ("temperature above 2", {"model": "m", "messages": USER, "temperature": 2.5}),
+    ("temperature not a number", {"model": "m", "messages": USER, "temperature": "0.2"}),
 ]
 
 

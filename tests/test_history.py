@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from citas.conversation import Conversation
 from citas.testing import ModelScript, call, reply, validate_request
+from citas.tokens import estimate_tokens
 from tests.conftest import ChatFn
 
 
@@ -105,3 +108,68 @@ def test_trim_keeps_the_latest_turn_even_when_alone_over_budget() -> None:
     conversation = Conversation(turns=[_turn(0, True), [*_turn(1, True), *_turn(2, True)]])
     conversation.trim(4)
     assert len(conversation.turns) == 1
+
+
+# --------------------------------------------------------------------------- by estimated tokens
+
+
+def _long_turn(n: int) -> list[dict[str, Any]]:
+    """A turn with a tool call whose arguments and result are long, as real ones are."""
+    turn = _turn(n, with_tools=True)
+    turn[1]["tool_calls"][0]["function"]["arguments"] = json.dumps({"query": "x" * 300})
+    turn[2]["content"] = json.dumps({"ok": True, "productos": ["limpieza dental"] * 20})
+    return turn
+
+
+def _valid_history(conversation: Conversation) -> None:
+    """Raises unless the history is one the API accepts (no orphan or unanswered tool call)."""
+    system = {"role": "system", "content": "s"}
+    validate_request({"model": "m", "messages": [system, *conversation.messages()]})
+
+
+def test_estimate_counts_text_tool_arguments_and_a_per_message_overhead() -> None:
+    assert estimate_tokens([{"role": "user", "content": "a" * 35}]) == 10 + 4
+    call_ = _turn(0, with_tools=True)[1]  # a call `t` with arguments `{}`
+    assert estimate_tokens([call_]) == math.ceil(3 / 3.5) + 4 + 4
+    longer = _long_turn(0)[1]
+    assert estimate_tokens([longer]) > estimate_tokens([call_]) + 80  # the arguments count
+    assert estimate_tokens(_long_turn(0)) == sum(estimate_tokens([m]) for m in _long_turn(0))
+
+
+def test_trim_to_tokens_fits_a_long_conversation_in_the_budget() -> None:
+    conversation = Conversation(turns=[_long_turn(n) for n in range(40)])
+    assert conversation.estimated_tokens() > 5000
+    dropped = conversation.trim_to_tokens(1000)
+    assert dropped > 0 and len(conversation.turns) == 40 - dropped
+    assert conversation.estimated_tokens() <= 1000
+    # Down to about two thirds, like `trim`, so the next turns keep their prompt prefix.
+    assert conversation.estimated_tokens() <= 1000 * 2 // 3
+    assert conversation.turns[-1] == _long_turn(39)
+    assert conversation.turns[0][0]["role"] == "user"  # whole turns only
+    _valid_history(conversation)
+
+
+def test_trim_to_tokens_leaves_a_history_within_budget_alone() -> None:
+    conversation = Conversation(turns=[_long_turn(n) for n in range(3)])
+    assert conversation.trim_to_tokens(conversation.estimated_tokens()) == 0
+    assert len(conversation.turns) == 3
+
+
+def test_trim_to_tokens_keeps_the_latest_turn_even_when_alone_over_budget() -> None:
+    conversation = Conversation(turns=[_long_turn(0), _long_turn(1)])
+    conversation.trim_to_tokens(10)
+    assert conversation.turns == [_long_turn(1)]
+    _valid_history(conversation)
+
+
+def test_shrink_after_context_error_halves_the_history_by_whole_turns() -> None:
+    conversation = Conversation(turns=[_long_turn(n) for n in range(10)])
+    before = conversation.estimated_tokens()
+    assert conversation.shrink_after_context_error()
+    assert conversation.estimated_tokens() <= before // 2
+    assert conversation.turns[-1] == _long_turn(9)
+    _valid_history(conversation)
+    alone = Conversation(turns=[_long_turn(0)])
+    assert alone.shrink_after_context_error()  # the latest turn goes too if need be
+    assert alone.turns == []
+    assert not alone.shrink_after_context_error()  # nothing left to drop: no retry

@@ -289,6 +289,30 @@ async def test_record_keeps_the_model_answers_and_what_citas_did() -> None:
     assert (await replay(recorded)).same
 
 
+async def test_a_reply_cut_short_is_recorded_and_replayed_cut_short() -> None:
+    plan = Recording(
+        now=datetime.fromisoformat(NOW),
+        session_id="51900000002",
+        context={"config": {"id_empresa": 12}},
+        fixture=bundled_fixture(12),
+        turns=[Turn(message="Hola")],
+    )
+    cut = reply("Hola, ¿en qué te", finish_reason="length")
+    async with FakeLLM([cut]) as endpoint:
+        settings = Settings.from_env(
+            {}, OPENAI_API_KEY="k", OPENAI_BASE_URL=endpoint.base_url, CITAS_LLM_MAX_RETRIES=0
+        )
+        recorded = await record(plan, settings=settings)
+    [turn] = recorded.turns
+    assert turn.model_responses == [ModelResponse(text="Hola, ¿en qué te", finish_reason="length")]
+    report = await replay(recorded)
+    assert report.same
+    [model_call] = report.turns[0].outcome.model_calls
+    assert model_call.reply.finish_reason == "length"
+    # An ordinary answer keeps the file as it was: no finish_reason written.
+    assert ModelResponse(text="Hola").model_dump() == {"text": "Hola"}
+
+
 async def test_record_command_against_an_openai_compatible_endpoint(tmp_path: Path) -> None:
     """`--record` end to end in a subprocess; the fake server stands in for the real model."""
     messages = tmp_path / "mensajes.txt"

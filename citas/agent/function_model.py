@@ -7,14 +7,15 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 
-from citas.agent.model import ModelReply, TextSink, ToolSchema
+from citas.agent.model import CUT_SHORT, ModelReply, TextSink, ToolSchema
 from citas.errors import LLMUnavailable
 from citas.messages import Message
 
 ModelFunction = Callable[
     [Sequence[Message], Sequence[ToolSchema]], ModelReply | Awaitable[ModelReply]
 ]
-"""(messages, tools) → reply, sync or async; it may raise `LLMUnavailable` like an endpoint."""
+"""(messages, tools) → reply, sync or async; it may raise `LLMUnavailable` (or `ContextTooLong`)
+like an endpoint. The reply's `finish_reason` is passed on as it is (None when left unset)."""
 
 
 class FunctionModel:
@@ -39,7 +40,12 @@ class FunctionModel:
             raise LLMUnavailable(
                 "deadline: the model function ran out of time", "deadline"
             ) from None
-        reply = ModelReply.of(answer.text, answer.tool_calls, answer.usage)
-        if on_text is not None and reply.text and not reply.tool_calls:
+        reply = ModelReply.of(answer.text, answer.tool_calls, answer.usage, answer.finish_reason)
+        if (
+            on_text is not None
+            and reply.text
+            and not reply.tool_calls
+            and reply.finish_reason not in CUT_SHORT
+        ):
             on_text(reply.text)
         return reply

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +14,8 @@ import openai
 import structlog
 from openai import AsyncOpenAI, AsyncStream
 
-from citas.agent.model import ModelReply, TextSink, ToolSchema, Usage
-from citas.errors import LLMUnavailable
+from citas.agent.model import CUT_SHORT, ModelReply, TextSink, ToolSchema, Usage
+from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import Message, ToolCallRequest
 from citas.metrics import SWALLOWED_ERRORS
 
@@ -33,14 +34,33 @@ def create_client(
 class OpenAIChatModel:
     """Calls the model with the tools, streamed, and returns its text or tool calls.
 
-    `call_timeout` bounds each HTTP attempt (the SDK's `timeout`); `complete(timeout=...)`
-    bounds the whole call, the SDK's retries and their `Retry-After` waits included.
+    Time limits, all of the call's own:
+    - `call_timeout` (`CITAS_LLM_TIMEOUT_SECONDS`) bounds the whole call: the request, the SDK's
+      retries and their `Retry-After` waits, and every chunk of the stream. Past it the call
+      fails with outcome `timeout`. `complete(timeout=...)` (the turn's remaining time) bounds it
+      too; when that is the shorter and runs out, the outcome is `deadline`.
+    - `read_timeout` (`CITAS_LLM_READ_TIMEOUT_SECONDS`; unset: the whole call's limit) is the
+      longest silence the HTTP client waits through: for the answer's first byte (a local
+      model reading a long prompt is silent until then) and between two chunks. A stream that
+      stalls longer fails with outcome `timeout` (the SDK's `APITimeoutError`, also mid-stream).
     """
 
-    def __init__(self, client: AsyncOpenAI, name: str, call_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        name: str,
+        call_timeout: float | None = None,
+        *,
+        read_timeout: float | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
         self.client = client
         self.name = name
         self.call_timeout = call_timeout
+        self.read_timeout = read_timeout
+        self.max_tokens = max_tokens
+        self.temperature = temperature
 
     async def complete(
         self,
@@ -52,19 +72,25 @@ class OpenAIChatModel:
     ) -> ModelReply:
         """See `ChatModel.complete`. `on_text` is called as soon as the chunk with the
         finish_reason arrives, before the trailing usage chunk."""
-        attempt_timeout = min(timeout, self.call_timeout or timeout)
+        own_limit = math.inf if self.call_timeout is None else self.call_timeout
+        limit = min(timeout, own_limit)
+        # Which bound ran out names the failure: the call's own limit, or the turn's deadline.
+        expired = "timeout" if own_limit <= timeout else "deadline"
+        # The HTTP client's limits: httpx's `read` is per read (a stream whose chunks keep
+        # coming never trips it), hence the limit on the whole call around it.
+        http_timeout = openai.Timeout(limit, read=min(self.read_timeout or limit, limit))
         reply = _StreamedReply()
         try:
-            # One deadline for the whole call: the SDK's `timeout` bounds each attempt, and it
-            # would honour a Retry-After of up to two minutes; the turn's deadline wins.
-            async with asyncio.timeout(timeout):
-                async with await self._stream(messages, tools, attempt_timeout) as stream:
+            # One limit for the whole call, every chunk included: the SDK's own timeout only
+            # bounds each read, and it would honour a Retry-After of up to two minutes.
+            async with asyncio.timeout(limit):
+                async with await self._stream(messages, tools, http_timeout) as stream:
                     async for chunk in stream:
                         # Text is held until the finish_reason: a model may write "Voy a revisar
                         # la agenda..." and then call a tool, and nothing on the wire says which
                         # it will be before the end. Held text never reaches the customer as if
                         # it were the answer; it stays in the history as what the model said.
-                        if reply.add(chunk) and on_text is not None and not reply.calls:
+                        if reply.add(chunk) and on_text is not None and reply.is_answer:
                             on_text(reply.text)
             if reply.finish_reason is None:
                 # A body that ends cleanly but early is a truncated answer, not an answer.
@@ -72,9 +98,12 @@ class OpenAIChatModel:
                     "incomplete: the stream ended without a finish_reason", "incomplete"
                 )
         except (openai.APIError, TimeoutError, _MalformedStream, json.JSONDecodeError) as exc:
+            if isinstance(exc, openai.BadRequestError) and is_context_length_error(exc.body):
+                raise ContextTooLong(f"context_length: {exc!r}") from exc
             if reply.finish_reason is None:
-                # A bare TimeoutError is the turn's deadline (the SDK raises APITimeoutError).
-                outcome = "deadline" if type(exc) is TimeoutError else _outcome(exc)
+                # A bare TimeoutError is the limit around the call (the SDK raises
+                # APITimeoutError for its own).
+                outcome = expired if type(exc) is TimeoutError else _outcome(exc)
                 raise LLMUnavailable(f"{outcome}: {exc!r}", outcome) from exc
             # The reply is whole (and may already be on its way to the customer); only the
             # trailing usage chunk was lost, so its tokens go uncounted.
@@ -83,7 +112,7 @@ class OpenAIChatModel:
         return reply.result()
 
     async def _stream(
-        self, messages: Sequence[Message], tools: Sequence[ToolSchema], timeout: float
+        self, messages: Sequence[Message], tools: Sequence[ToolSchema], timeout: openai.Timeout
     ) -> AsyncStream[object]:
         # The SDK's generic `post` keeps its auth, retries, timeouts, SSE parsing and error types,
         # but leaves the body and the chunks as the wire's JSON: `chat.completions.create` would
@@ -97,6 +126,12 @@ class OpenAIChatModel:
         }
         if tools:  # the API refuses an empty `tools` array
             body["tools"] = list(tools)
+        # Only when set, so an endpoint's own defaults hold otherwise. `max_tokens`, not OpenAI's
+        # newer `max_completion_tokens`: the local servers (llama.cpp, vLLM, Ollama) read it.
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         return await self.client.post(
             "/chat/completions",
             cast_to=object,
@@ -127,10 +162,16 @@ class _StreamedReply:
     calls: dict[int, _PartialCall] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Mapping[str, Any] | None = None
+    timings: Mapping[str, Any] | None = None  # llama.cpp's, on its last chunk
 
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+    @property
+    def is_answer(self) -> bool:
+        """A whole answer: no tool calls, and not cut short (`max_tokens`, a filter)."""
+        return not self.calls and self.finish_reason not in CUT_SHORT
 
     def add(self, chunk: object) -> bool:
         """Take one chunk; True when it is the one that ends the reply (its finish_reason)."""
@@ -138,6 +179,8 @@ class _StreamedReply:
             raise _MalformedStream(f"chunk is not an object: {chunk!r:.200}")
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
+        if isinstance(chunk.get("timings"), dict):
+            self.timings = chunk["timings"]
         for choice in _objects(chunk.get("choices")):
             if choice.get("index", 0) != 0:
                 continue
@@ -160,7 +203,9 @@ class _StreamedReply:
             ToolCallRequest(c.id, c.name, c.arguments)
             for _, c in sorted(self.calls.items(), key=lambda item: item[0])
         ]
-        return ModelReply.of(self.text, calls, _usage(self.usage))
+        return ModelReply.of(
+            self.text, calls, read_usage(self.usage, self.timings), self.finish_reason
+        )
 
 
 def _object(value: object) -> dict[str, Any]:
@@ -179,6 +224,35 @@ def _objects(value: object) -> list[dict[str, Any]]:
     return value
 
 
+# How endpoints say a request is longer than the model's context, in the code, type or message
+# of their HTTP 400's error object (lower case):
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",  # OpenAI's `code`
+    "exceed_context_size",  # llama.cpp's `type` (exceed_context_size_error)
+    "exceeds the available context size",  # llama.cpp's message
+    "maximum context length",  # vLLM's and OpenAI's message ("This model's maximum context...")
+)
+# ...and other servers' wordings: the context, with one of these words.
+_CONTEXT_WORDS = ("exceed", "too long", "too large", "maximum")
+
+
+def is_context_length_error(body: object) -> bool:
+    """Whether an HTTP 400's error body (the API's `error` object, or the raw text when the
+    body was not JSON) says the request does not fit in the model's context. Any other 400
+    (a malformed request, a template that refuses a message) is not: shortening would not help.
+    """
+    if isinstance(body, dict):
+        text = " ".join(str(body.get(key) or "") for key in ("code", "type", "message"))
+    elif isinstance(body, str):
+        text = body
+    else:
+        return False
+    text = text.lower()
+    if any(marker in text for marker in _CONTEXT_MARKERS):
+        return True
+    return "context" in text and any(word in text for word in _CONTEXT_WORDS)
+
+
 def _outcome(exc: Exception) -> str:
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return "timeout"
@@ -193,12 +267,31 @@ def _outcome(exc: Exception) -> str:
     return "error"
 
 
-def _usage(usage: Mapping[str, Any] | None) -> Usage | None:
+def read_usage(
+    usage: Mapping[str, Any] | None, timings: Mapping[str, Any] | None = None
+) -> Usage | None:
+    """The token counts of a reply's `usage`, None when the endpoint sent none.
+
+    Prompt tokens served from the endpoint's cache: OpenAI (and vLLM) say it in
+    `usage.prompt_tokens_details.cached_tokens`; llama.cpp, in the `timings` object of its last
+    chunk (`cache_n`, the prompt tokens it did not have to read again), which is read when
+    `cached_tokens` is absent."""
     if usage is None:
         return None
-    details = usage.get("prompt_tokens_details") or {}
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details, "cached_tokens")
+    if cached is None:
+        cached = _count(timings, "cache_n")
     return Usage(
-        prompt_tokens=usage.get("prompt_tokens") or 0,
-        completion_tokens=usage.get("completion_tokens") or 0,
-        cached_tokens=details.get("cached_tokens") or 0,
+        prompt_tokens=_count(usage, "prompt_tokens") or 0,
+        completion_tokens=_count(usage, "completion_tokens") or 0,
+        cached_tokens=cached or 0,
     )
+
+
+def _count(source: object, key: str) -> int | None:
+    """A token count, or None when it is absent or not one (llama.cpp writes -1 for unknown)."""
+    value = source.get(key) if isinstance(source, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value

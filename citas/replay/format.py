@@ -54,10 +54,12 @@ class RecordedCall(_Model):
 
 
 class ModelResponse(_Model):
-    """One answer of the model: text, tool calls, or both."""
+    """One answer of the model: text, tool calls, or both; `finish_reason` only when it was not
+    the usual one (`length`: cut short), so a replay is cut short the same way."""
 
     text: str | None = Field(None, exclude_if=_is_none)
     tool_calls: list[RecordedCall] = Field(default_factory=list, exclude_if=_is_empty)
+    finish_reason: str | None = Field(None, exclude_if=_is_none)
 
     @model_validator(mode="after")
     def _not_empty(self) -> ModelResponse:

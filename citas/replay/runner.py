@@ -83,7 +83,7 @@ class _RecordedModel:
 
 def _step(response: ModelResponse) -> Step:
     calls = tuple(ToolCall(c.name, c.arguments) for c in response.tool_calls)
-    return Step(text=response.text, tool_calls=calls)
+    return Step(text=response.text, tool_calls=calls, finish_reason=response.finish_reason)
 
 
 def replay_settings(recording: Recording) -> Settings:
@@ -165,7 +165,16 @@ def _responses(calls: list[ModelCall]) -> list[ModelResponse]:
         ]
         # An empty answer is kept as "" so the replay asks the model as many times.
         text = call.reply.text if call.reply.text is not None or tool_calls else ""
-        responses.append(ModelResponse(text=text, tool_calls=tool_calls))
+        usual = "tool_calls" if tool_calls else "stop"
+        finish = call.reply.finish_reason
+        responses.append(
+            ModelResponse(
+                text=text,
+                tool_calls=tool_calls,
+                # Only the unusual one is kept: files stay as they were for ordinary answers.
+                finish_reason=finish if finish not in (None, usual) else None,
+            )
+        )
     return responses
 
 

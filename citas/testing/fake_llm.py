@@ -12,6 +12,7 @@ import asyncio
 import json
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -65,12 +66,15 @@ class _Meta:
         }
 
 
-def _completion(meta: _Meta, step: Step, calls: list[JSON], usage: JSON) -> JSON:
+def _completion(
+    meta: _Meta, step: Step, calls: list[JSON], usage: JSON, timings: JSON | None
+) -> JSON:
     message: JSON = {"role": "assistant", "content": step.text, "refusal": None}
     if calls:
         message["tool_calls"] = calls
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": step.finish_reason}
-    return {**meta.envelope("chat.completion"), "choices": [choice], "usage": usage}
+    completion = {**meta.envelope("chat.completion"), "choices": [choice], "usage": usage}
+    return completion if timings is None else {**completion, "timings": timings}
 
 
 def _pieces(text: str, size: int) -> Iterator[str]:
@@ -95,20 +99,28 @@ def _stream_deltas(step: Step, calls: list[JSON], size: int) -> Iterator[JSON]:
 
 
 def _stream_chunks(
-    meta: _Meta, step: Step, calls: list[JSON], usage: JSON | None, size: int
+    meta: _Meta,
+    step: Step,
+    calls: list[JSON],
+    usage: JSON | None,
+    *,
+    size: int,
+    timings: JSON | None = None,
 ) -> Iterator[JSON]:
     base = meta.envelope("chat.completion.chunk")
     extra: JSON = {"usage": None} if usage is not None else {}
+    # llama.cpp puts its `timings` on the last chunk: the usage chunk, or the finish chunk.
+    last: JSON = {} if timings is None else {"timings": timings}
 
-    def chunk(delta: JSON, finish: str | None) -> JSON:
+    def chunk(delta: JSON, finish: str | None, tail: JSON | None = None) -> JSON:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {**base, "choices": [choice], **extra}
+        return {**base, "choices": [choice], **extra, **(tail or {})}
 
     for delta in _stream_deltas(step, calls, size):
         yield chunk(delta, None)
-    yield chunk({}, step.finish_reason)
+    yield chunk({}, step.finish_reason, None if usage is not None else last)
     if usage is not None:
-        yield {**base, "choices": [], "usage": usage}
+        yield {**base, "choices": [], "usage": usage, **last}
 
 
 # --------------------------------------------------------------------------- the server
@@ -131,6 +143,7 @@ class FakeLLM:
     ) -> None:
         self.script = script or ModelScript(steps, responder=responder, record=record)
         self.chunk_delay: float = 0.0
+        self._stalls: deque[tuple[int, float]] = deque()
         # Called with each streamed chunk right after it is written (benchmarks time them).
         self.on_chunk_sent: Callable[[JSON], None] | None = None
         self.models = tuple(models)
@@ -176,6 +189,14 @@ class FakeLLM:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def stall_next(self, seconds: float, after_chunks: int = 1, times: int = 1) -> None:
+        """Go silent for `seconds` after the first `after_chunks` chunks of the next `times`
+        streamed answers, as a model whose server hangs mid-answer (the headers and the first
+        chunks have arrived; a read timeout is what notices)."""
+        if after_chunks < 1:
+            raise ValueError("stall_next stalls after at least one chunk")
+        self._stalls.extend((after_chunks, seconds) for _ in range(times))
 
     @property
     def base_url(self) -> str:
@@ -223,12 +244,14 @@ class FakeLLM:
     async def _answer(self, request: web.Request, body: JSON, step: Step) -> web.StreamResponse:
         meta = _Meta(f"chatcmpl-{secrets.token_hex(12)}", int(time.time()), body["model"])
         calls = _wire_calls(step)
-        usage = self.script.usage(body, step)
+        usage, timings = self.script.report(body, step)
         if not body.get("stream"):
-            return web.json_response(_completion(meta, step, calls, usage))
+            return web.json_response(_completion(meta, step, calls, usage, timings))
         options = body.get("stream_options") or {}
         with_usage = usage if options.get("include_usage") else None
-        chunks = _stream_chunks(meta, step, calls, with_usage, self.chunk_size)
+        chunks = _stream_chunks(
+            meta, step, calls, with_usage, size=self.chunk_size, timings=timings
+        )
         return await self._stream(request, chunks)
 
     async def _stream(self, request: web.Request, chunks: Iterable[JSON]) -> web.StreamResponse:
@@ -236,12 +259,15 @@ class FakeLLM:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        for chunk in chunks:
+        stall_after, stall = self._stalls.popleft() if self._stalls else (0, 0.0)
+        for sent, chunk in enumerate(chunks, start=1):
             await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
             if self.on_chunk_sent is not None:
                 self.on_chunk_sent(chunk)
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
+            if sent == stall_after:
+                await asyncio.sleep(stall)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

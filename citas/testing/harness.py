@@ -38,6 +38,20 @@ from citas.sandbox import Event, RunningSandbox, SandboxBackend, SandboxSeed, st
 T = TypeVar("T")
 JsonDict = dict[str, Any]
 
+LOCAL_CLIENT_MARGIN_SECONDS = 30.0
+"""How much longer than the turn's deadline a local tool waits for an answer: what may run past
+the deadline (a tool round begun just before it, whose backend calls have their own budget;
+saving the conversation), with room to spare."""
+
+
+def client_timeout(settings: Settings) -> aiohttp.ClientTimeout:
+    """How long the harness (so `citas chat`, `replay.py --record`, the tests) waits for one
+    answer of citas: the turn's deadline plus `LOCAL_CLIENT_MARGIN_SECONDS`. aiohttp's default
+    (5 minutes) would cut off a turn under a longer deadline (a slow local model), and keep a
+    person waiting minutes for a hung one under a shorter deadline. Each tool sends one
+    message at a time, so no request of its own waits for a busy conversation first."""
+    return aiohttp.ClientTimeout(total=settings.turn_deadline_seconds + LOCAL_CLIENT_MARGIN_SECONDS)
+
 
 # --------------------------------------------------------------------------- what a turn did
 
@@ -143,7 +157,9 @@ class LocalCitas:
     ) -> None:
         self.app = app
         self.base_url = base_url
-        self.http = aiohttp.ClientSession(base_url=base_url)
+        self.http = aiohttp.ClientSession(
+            base_url=base_url, timeout=client_timeout(app[RUNTIME].settings)
+        )
         self.sandbox = sandbox
         self._recorder = recorder
         self._responses: list[aiohttp.ClientResponse] = []

@@ -44,6 +44,7 @@ def validate_request(body: Mapping[str, Any]) -> None:
     names = _check_tools(body)
     _check_tool_choice(body, names)
     _check_stream(body)
+    _check_sampling(body)
 
 
 def _missing(param: str) -> InvalidRequestError:
@@ -261,6 +262,35 @@ def _check_stream(body: Mapping[str, Any]) -> None:
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
             "stream_options",
         )
+
+
+def _check_sampling(body: Mapping[str, Any]) -> None:
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None:
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+            raise InvalidRequestError(
+                "Invalid type for 'max_tokens': expected an integer.", "max_tokens", "invalid_type"
+            )
+        if max_tokens < 1:
+            raise InvalidRequestError(
+                "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but "
+                f"got {max_tokens} instead.",
+                "max_tokens",
+                "integer_below_min_value",
+            )
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if not isinstance(temperature, int | float) or isinstance(temperature, bool):
+            raise InvalidRequestError(
+                "Invalid type for 'temperature': expected a decimal.", "temperature", "invalid_type"
+            )
+        if not 0 <= temperature <= 2:
+            raise InvalidRequestError(
+                "Invalid 'temperature': decimal out of range. Expected a value between 0 and 2, "
+                f"but got {temperature} instead.",
+                "temperature",
+                "invalid_value",
+            )
 
 
 def _nonempty_str(value: object) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from citas.testing.openai_rules import InvalidRequestError, validate_request
+from citas.tokens import estimate_request_tokens
 
 __all__ = [
     "ModelScript",
@@ -52,24 +53,29 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One assistant answer: text, tool calls, or both (text first, as real models stream it)."""
+    """One assistant answer: text, tool calls, or both (text first, as real models stream it).
+
+    `finish_reason` is what the model says on its last chunk: unset, `tool_calls` when it asks for
+    tools, else `stop`; `length` (or any other word) is sent as given, after the same text and
+    calls, as a model cut short by `max_tokens` sends what it had written."""
 
     text: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
 
-    @property
-    def finish_reason(self) -> str:
-        """`tool_calls` when the model asks for tools, else `stop`."""
-        return "tool_calls" if self.tool_calls else "stop"
+    def __post_init__(self) -> None:
+        if self.finish_reason is None:
+            # Filled in, so `Step("a")` and `Step("a", finish_reason="stop")` are the same step.
+            object.__setattr__(self, "finish_reason", "tool_calls" if self.tool_calls else "stop")
 
 
 Responder = Callable[[JSON], Step | ToolCall]
 """Computes a step from the request body (`model`, `messages`, `tools`, ...)."""
 
 
-def reply(text: str) -> Step:
-    """A final text answer."""
-    return Step(text=text)
+def reply(text: str, finish_reason: str | None = None) -> Step:
+    """A final text answer (`finish_reason="length"`: one cut short at `max_tokens`)."""
+    return Step(text=text, finish_reason=finish_reason)
 
 
 def call(name: str, arguments: Mapping[str, Any] | str, id: str | None = None) -> ToolCall:
@@ -78,11 +84,11 @@ def call(name: str, arguments: Mapping[str, Any] | str, id: str | None = None) -
     return ToolCall(name=name, arguments=raw, id=id)
 
 
-def tool_calls(*calls: ToolCall, text: str | None = None) -> Step:
+def tool_calls(*calls: ToolCall, text: str | None = None, finish_reason: str | None = None) -> Step:
     """One assistant message carrying several tool calls (and optional text)."""
     if not calls:
         raise ValueError("tool_calls() needs at least one call")
-    return Step(text=text, tool_calls=calls)
+    return Step(text=text, tool_calls=calls, finish_reason=finish_reason)
 
 
 def as_step(item: Step | ToolCall) -> Step:
@@ -94,16 +100,28 @@ class Refusal(Exception):
     body (and headers, e.g. `Retry-After`)."""
 
     def __init__(self, status: int, body: JSON, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(f"HTTP {status}: {body['error']['message']}")
+        super().__init__(f"HTTP {status}: {self.error_of(body).get('message')}")
         self.status = status
         self.body = body
         self.headers = dict(headers or {})
+
+    @property
+    def error(self) -> JSON:
+        """The error object, as the SDK reads it: `error`, or the whole body without one (as
+        older vLLM answers)."""
+        return self.error_of(self.body)
+
+    @staticmethod
+    def error_of(body: JSON) -> JSON:
+        error = body.get("error", body)
+        return error if isinstance(error, dict) else body
 
 
 @dataclass(slots=True)
 class _Fault:
     status: int
     retry_after: float | None
+    body: JSON | None = None
 
 
 class ModelScript:
@@ -116,12 +134,15 @@ class ModelScript:
         "_faults",
         "_previous_prompt",
         "_steps",
+        "context_limit_tokens",
+        "context_refusals",
         "delay",
         "record",
         "rejections",
         "requests",
         "responder",
         "system_message_first_only",
+        "timings",
     )
 
     def __init__(
@@ -131,6 +152,8 @@ class ModelScript:
         responder: Responder | None = None,
         record: bool = True,
         system_message_first_only: bool = False,
+        context_limit_tokens: int | None = None,
+        timings: bool = False,
     ) -> None:
         self.requests: list[JSON] = []
         self.rejections: list[str] = []
@@ -139,6 +162,16 @@ class ModelScript:
         # Like a llama.cpp server whose chat template (Qwen3.x, ...) refuses a system message that
         # is not the first one: HTTP 400 before any step is served.
         self.system_message_first_only = system_message_first_only
+        # Like an endpoint whose model has this context: a request whose prompt (estimated as
+        # `citas.tokens` estimates the history, tools included) plus its `max_tokens` does not
+        # fit is answered with llama.cpp's HTTP 400, before any step is served.
+        self.context_limit_tokens = context_limit_tokens
+        # The estimated size of each request refused so. Not `rejections`: such a request is
+        # well formed, and the loop is expected to shorten its history and ask again.
+        self.context_refusals: list[int] = []
+        # Like a llama.cpp server: prompt-cache hits reported as `timings.cache_n` on the last
+        # chunk (a top-level object), not in `usage.prompt_tokens_details`.
+        self.timings = timings
         self.delay: float = 0.0
         self._steps: deque[Step] = deque(as_step(item) for item in steps)
         self._faults: deque[_Fault] = deque()
@@ -156,11 +189,20 @@ class ModelScript:
         """Script steps not served yet."""
         return len(self._steps)
 
-    def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
-        """Answer the next `times` requests with `status` and an OpenAI error body."""
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        body: JSON | None = None,
+    ) -> None:
+        """Answer the next `times` requests with `status` and an OpenAI error body, or `body`:
+        another server's (`{"error": {"message": ...}}`, or older vLLM's `{"message": ...}`)."""
         if status < 400:
             raise ValueError(f"fail_next needs an error status, got {status}")
-        self._faults.extend(_Fault(status, retry_after) for _ in range(times))
+        if body is not None and "message" not in Refusal.error_of(body):
+            raise ValueError("an error body has a message: {'error': {'message': ...}}")
+        self._faults.extend(_Fault(status, retry_after, body) for _ in range(times))
 
     def delay_next(self, seconds: float, times: int = 1) -> None:
         """Wait `seconds` (on top of `delay`) before answering only the next `times` requests."""
@@ -180,7 +222,7 @@ class ModelScript:
         if self._faults:
             fault = self._faults.popleft()
             headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-            raise Refusal(fault.status, _fault_body(fault.status), headers)
+            raise Refusal(fault.status, fault.body or _fault_body(fault.status), headers)
         try:
             validate_request(body)
         except InvalidRequestError as error:
@@ -188,6 +230,13 @@ class ModelScript:
         if self.system_message_first_only and _late_system_message(body["messages"]):
             self.rejections.append(SYSTEM_NOT_FIRST)
             raise Refusal(400, _template_refusal())
+        if self.context_limit_tokens is not None:
+            needed = estimate_request_tokens(body["messages"], body.get("tools") or ())
+            # vLLM and OpenAI count the room asked for the answer too.
+            needed += body.get("max_tokens") or 0
+            if needed > self.context_limit_tokens:
+                self.context_refusals.append(needed)
+                raise Refusal(400, context_refusal(needed, self.context_limit_tokens))
         try:
             step = self._next_step(body)
         except Exception as error:  # a bug in a responder must reach the test, not hang it
@@ -203,22 +252,38 @@ class ModelScript:
         return Refusal(400, error_body(message, "invalid_request_error", param, code))
 
     def usage(self, body: JSON, step: Step) -> JSON:
+        """Token counts as an endpoint reports them (see `report`)."""
+        return self.report(body, step)[0]
+
+    def report(self, body: JSON, step: Step) -> tuple[JSON, JSON | None]:
         """Token counts as an endpoint reports them: about 4 characters a token, and the prefix
-        shared with the previous request as cached (providers' prompt caching)."""
+        shared with the previous request as cached (providers' prompt caching). Returns the
+        `usage` and, with `timings` on, llama.cpp's `timings` (which then carry the cache hits
+        as `cache_n`, instead of `usage.prompt_tokens_details`)."""
         # Tools come first in the serialized prompt, as providers place them before messages.
         prompt = json.dumps([body.get("tools"), body["messages"]], ensure_ascii=False)
-        cached = common_prefix_len(prompt, self._previous_prompt)
+        cached = common_prefix_len(prompt, self._previous_prompt) // 4
         self._previous_prompt = prompt
         prompt_tokens = _tokens(len(prompt))
         completion_tokens = _tokens(
             len(step.text or "") + sum(len(c.name) + len(c.arguments) for c in step.tool_calls)
         )
-        return {
+        usage: JSON = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached // 4},
         }
+        if not self.timings:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+            return usage, None
+        timings = {
+            "cache_n": cached,
+            "prompt_n": prompt_tokens - cached,
+            "prompt_ms": 0.0,
+            "predicted_n": completion_tokens,
+            "predicted_ms": 0.0,
+        }
+        return usage, timings
 
     def _next_step(self, body: JSON) -> Step | None:
         if self._steps:
@@ -235,6 +300,20 @@ def _late_system_message(messages: list[JSON]) -> bool:
 def _template_refusal() -> JSON:
     # llama.cpp's own error shape: a numeric `code`, no `param`.
     return {"error": {"code": 400, "message": SYSTEM_NOT_FIRST, "type": "invalid_request_error"}}
+
+
+def context_refusal(tokens: int, limit: int) -> JSON:
+    """llama.cpp's answer to a request longer than its context (`-c`), HTTP 400."""
+    return {
+        "error": {
+            "code": 400,
+            "message": f"request ({tokens} tokens) exceeds the available context size "
+            f"({limit} tokens), try increasing it",
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": tokens,
+            "n_ctx": limit,
+        }
+    }
 
 
 def error_body(message: str, kind: str, param: str | None, code: str | None) -> JSON:

@@ -13,8 +13,9 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from citas.agent.function_model import FunctionModel
-from citas.agent.model import ModelReply, ToolSchema, Usage
-from citas.errors import LLMUnavailable
+from citas.agent.model import ModelReply, ToolSchema
+from citas.agent.openai_model import is_context_length_error, read_usage
+from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import Message, ToolCallRequest
 from citas.testing.script import JSON, ModelScript, Refusal, Responder, Step, ToolCall
 
@@ -37,14 +38,18 @@ class ScriptedModel(FunctionModel):
         try:
             step = await self.script.serve(body)
         except Refusal as refusal:
-            # The outcome the HTTP model reports for the same answer (see `openai_model`).
+            # What the HTTP model raises for the same answer (see `openai_model`).
+            if refusal.status == 400 and is_context_length_error(refusal.error):
+                raise ContextTooLong(str(refusal)) from None
             outcome = "rate_limited" if refusal.status == 429 else f"http_{refusal.status}"
             raise LLMUnavailable(str(refusal), outcome) from None
         calls = [
             ToolCallRequest(c.id or f"call_{secrets.token_hex(12)}", c.name, c.arguments)
             for c in step.tool_calls
         ]
-        return ModelReply.of(step.text, calls, _usage(self.script.usage(body, step)))
+        # Read as the HTTP model reads the same counts from the wire.
+        usage = read_usage(*self.script.report(body, step))
+        return ModelReply.of(step.text, calls, usage, step.finish_reason)
 
     def _body(self, messages: Sequence[Message], tools: Sequence[ToolSchema]) -> JSON:
         body: JSON = {"model": self.name, "messages": list(messages)}
@@ -54,11 +59,3 @@ class ScriptedModel(FunctionModel):
         # carry fails here as it would there.
         decoded: JSON = json.loads(json.dumps(body, ensure_ascii=False))
         return decoded
-
-
-def _usage(usage: JSON) -> Usage:
-    return Usage(
-        usage["prompt_tokens"],
-        usage["completion_tokens"],
-        usage["prompt_tokens_details"]["cached_tokens"],
-    )
