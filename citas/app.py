@@ -126,6 +126,7 @@ async def _build_runtime(
         history_max_messages=settings.history_max_messages,
         turn_deadline_seconds=settings.turn_deadline_seconds,
         guard=ReplyGuard(settings.max_reply_chars),
+        history_max_tokens=settings.history_max_tokens,
         clock_role=settings.clock_role,
         listeners=(record_metrics, write_logs),
     )

@@ -22,6 +22,7 @@ from citas.config import Settings
 from citas.sandbox import RunningSandbox
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import MetricsDelta
+from citas.tokens import estimate_request_tokens, estimate_tokens
 from tests.conftest import ChatFn, MakeClient, chat_body, tool_results
 
 SLOT = {"date": "2026-12-01", "time": "15:00"}
@@ -255,3 +256,63 @@ async def test_the_clock_note_goes_where_the_template_accepts_it(
     # customer's first message as it is kept (without the clock note).
     assert second[0] == first[0]
     assert {"role": "user", "content": "Hola"} in second
+
+
+# --------------------------------------------------------------------------- context and length
+
+
+async def test_a_cut_off_answer_is_asked_again_and_never_kept(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    llm.add(reply("¡" * 3000, finish_reason="length"), reply("¿Para qué día quieres tu cita?"))
+    assert (await body_of(chat, "Hola"))["reply"] == "¿Para qué día quieres tu cita?"
+    assert messages_sent(llm)[-1] == {"role": "user", "content": CORRECTIONS["length"]}
+    llm.add(reply("Perfecto."))
+    await body_of(chat, "El lunes")
+    assert "¡¡¡" not in json.dumps(messages_sent(llm), ensure_ascii=False)
+
+
+async def test_a_context_refusal_shrinks_history_once_and_the_turn_goes_on(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
+) -> None:
+    client = await make_client(settings)
+    context = chat_body("")["context"]
+    for number in range(6):
+        llm.add(reply(f"Respuesta número {number}: " + "bla " * 150))
+        await client.send(f"Mensaje {number}", session_id="51933", context=context)
+    first, latest = (estimate_request_tokens(r["messages"], r["tools"]) for r in llm.requests[::5])
+    # The endpoint now holds less than the history the budget allows (a small local model):
+    # room for the prompt and 60% of the six turns' history, so half of it fits again.
+    per_turn = (latest - first) // 5
+    llm.context_limit_tokens = first + per_turn * 6 * 6 // 10
+    llm.add(reply("Sigo aquí."))
+    outcome = await client.send("¿Sigues ahí?", session_id="51933", context=context)
+    assert (outcome.status, outcome.reply, outcome.error) == (200, "Sigo aquí.", None)
+    assert len(llm.context_refusals) == 1
+    # The shorter history was saved: the next turn is not refused again.
+    llm.add(reply("Claro."))
+    assert (await client.send("Ok", session_id="51933", context=context)).reply == "Claro."
+    assert len(llm.context_refusals) == 1
+
+
+async def test_a_context_refusal_that_shrinking_cannot_fix_is_an_apology(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
+) -> None:
+    client = await make_client(settings)
+    llm.context_limit_tokens = 50  # less than the prompt alone
+    outcome = await client.send("Hola", session_id="51944", context=chat_body("")["context"])
+    assert (outcome.status, outcome.error) == (200, "llm_unavailable")
+    assert len(llm.context_refusals) == 1  # no history to drop: not retried
+
+
+async def test_history_is_kept_within_its_token_budget(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
+) -> None:
+    client = await make_client(settings.with_updates(history_max_tokens=600))
+    context = chat_body("")["context"]
+    for number in range(12):
+        llm.add(reply(f"Respuesta {number}: " + "texto " * 60))
+        await client.send(f"Mensaje {number}", session_id="51955", context=context)
+    history = messages_sent(llm)[1:-2]  # without the prompt, the clock note and the new message
+    assert estimate_tokens(history) <= 600
+    assert {"role": "user", "content": "Mensaje 0"} not in history

@@ -262,7 +262,11 @@ async def test_record_keeps_the_model_answers_and_what_citas_did() -> None:
         session_id="51900000001",
         context={"config": {"id_empresa": 12, "usuario_id": 7, "duracion_cita_minutos": 30}},
         fixture=bundled_fixture(12),
-        turns=[Turn(message="Una cita mañana a las 10"), Turn(message="Ana Pérez, ana@x")],
+        settings={"CITAS_CONFIRM_BEFORE_BOOKING": False},
+        turns=[
+            Turn(message="Una cita mañana a las 10"),
+            Turn(message="Ana Pérez, ana.perez@gmail.com"),
+        ],
     )
     async with FakeLLM(_script()) as endpoint:
         settings = Settings.from_env(
@@ -298,17 +302,21 @@ async def test_a_reply_cut_short_is_recorded_and_replayed_cut_short() -> None:
         turns=[Turn(message="Hola")],
     )
     cut = reply("Hola, ¿en qué te", finish_reason="length")
-    async with FakeLLM([cut]) as endpoint:
+    # The reply guard asks once more after an answer cut short.
+    async with FakeLLM([cut, reply("Hola, ¿en qué te ayudo?")]) as endpoint:
         settings = Settings.from_env(
             {}, OPENAI_API_KEY="k", OPENAI_BASE_URL=endpoint.base_url, CITAS_LLM_MAX_RETRIES=0
         )
         recorded = await record(plan, settings=settings)
     [turn] = recorded.turns
-    assert turn.model_responses == [ModelResponse(text="Hola, ¿en qué te", finish_reason="length")]
+    assert turn.model_responses == [
+        ModelResponse(text="Hola, ¿en qué te", finish_reason="length"),
+        ModelResponse(text="Hola, ¿en qué te ayudo?"),
+    ]
     report = await replay(recorded)
     assert report.same
-    [model_call] = report.turns[0].outcome.model_calls
-    assert model_call.reply.finish_reason == "length"
+    cut_call, _ = report.turns[0].outcome.model_calls
+    assert cut_call.reply.finish_reason == "length"
     # An ordinary answer keeps the file as it was: no finish_reason written.
     assert ModelResponse(text="Hola").model_dump() == {"text": "Hola"}
 

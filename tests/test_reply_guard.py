@@ -42,7 +42,7 @@ def context(*results: ToolResult, booked: bool = False) -> TurnContext:
     ctx.results.extend(results)
     if booked:
         ctx.ledger.record_booking("k", {"event_id": "1"})
-        ctx.booked.append(Booked("martes 1 de diciembre a las 15:00", LINK, CONFIRMATION))
+        ctx.booked.append(Booked("martes 1 de diciembre", "15:00", LINK, CONFIRMATION))
     return ctx
 
 
@@ -115,6 +115,18 @@ def test_a_booking_made_in_the_turn_is_told_with_date_time_and_link() -> None:
     checked = ReplyGuard(1500).check("¡Hecho!", "stop", context(booked=True), may_retry=True)
     assert checked.text == f"¡Hecho!\n\n{CONFIRMATION}"
     assert checked.actions == ["added_booking_details"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"Listo: martes 1 de diciembre a las 15:00. {LINK}",
+        f"Tu cita es el Martes 1 de Diciembre, 15:00 h ({LINK}).",
+    ],
+)
+def test_a_booking_told_in_other_words_is_left_as_the_model_wrote_it(reply: str) -> None:
+    checked = ReplyGuard(1500).check(reply, "stop", context(booked=True), may_retry=True)
+    assert (checked.text, checked.actions) == (reply, [])
 
 
 def test_markup_is_stripped_and_a_reply_of_markup_only_is_retried() -> None:

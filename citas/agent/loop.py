@@ -41,7 +41,7 @@ from citas.agent.turn import TurnError, TurnRequest, TurnResult
 from citas.clock import Clock
 from citas.conversation import Conversation
 from citas.domain import ConversationKey
-from citas.errors import BackendError, LLMUnavailable, StoreUnavailable
+from citas.errors import BackendError, ContextTooLong, LLMUnavailable, StoreUnavailable
 from citas.messages import (
     Message,
     SystemMessage,
@@ -108,6 +108,7 @@ class Agent:
         history_max_messages: int,
         turn_deadline_seconds: float,
         guard: ReplyGuard,
+        history_max_tokens: int = 6000,
         clock_role: ClockRole = "system",
         listeners: Sequence[RunListener] = (),
     ) -> None:
@@ -119,6 +120,7 @@ class Agent:
         self.clock = clock
         self.max_tool_rounds = max_tool_rounds
         self.history_max_messages = history_max_messages
+        self.history_max_tokens = history_max_tokens
         self.turn_deadline_seconds = turn_deadline_seconds
         self.guard = guard
         self.clock_role = clock_role
@@ -172,6 +174,7 @@ class Agent:
             return TurnResult(BACKEND_APOLOGY, error="backend_unavailable")
         conversation = await self.store.load(key)
         conversation.trim(self.history_max_messages)
+        conversation.trim_to_tokens(self.history_max_tokens)
         conversation.customer.add(request.message)
         system = system_message(self.prompts.system_prompt(tenant, info))
         now = self.clock().astimezone(tenant.zone)
@@ -211,11 +214,25 @@ class Agent:
         self, system: SystemMessage, conversation: Conversation, turn: _Turn, deadline: float
     ) -> None:
         history = conversation.messages()
+        shrunk = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LLMUnavailable("turn deadline exceeded", "deadline")
-            reply = await self._call_model(self._request(system, history, turn), turn, remaining)
+            try:
+                reply = await self._call_model(
+                    self._request(system, history, turn), turn, remaining
+                )
+            except ContextTooLong:
+                # The estimate missed this endpoint's context: every later request would fail
+                # the same way, so shorter history once, then give up as unavailable.
+                if shrunk or not conversation.shrink_after_context_error():
+                    raise
+                shrunk = True
+                SWALLOWED_ERRORS.labels(where="llm_context_length").inc()
+                log.warning("history_shrunk_after_context_error", turns=len(conversation.turns))
+                history = conversation.messages()
+                continue
             if not reply.tool_calls:
                 if self._answer(reply, turn):
                     return

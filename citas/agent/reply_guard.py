@@ -136,7 +136,10 @@ class ReplyGuard:
         """A booking made in the turn is told with its date, time and link, whatever the model
         wrote (a customer who did not get the link cannot join the meeting)."""
         for booked in ctx.booked:
-            missing_when = fold(booked.when) not in fold(text)
+            hour = booked.time.removeprefix("0")  # "9:00" says 09:00 as well
+            missing_when = fold(booked.day) not in fold(text) or not re.search(
+                rf"(?<!\d)0?{re.escape(hour)}\b", text
+            )
             missing_link = booked.url is not None and booked.url not in text
             if missing_when or missing_link:
                 text = f"{text}\n\n{booked.confirmation}" if text else booked.confirmation

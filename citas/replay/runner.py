@@ -185,8 +185,13 @@ async def record(
     plan: Recording, *, settings: Settings, on_turn: TurnObserver | None = None
 ) -> Recording:
     """Send `plan`'s customer messages to the model `settings` point at, with `plan`'s context,
-    clock and fixture; return it with the model's responses and what citas did filled in."""
+    clock, fixture and settings (the file's settings win, as they do on replay); return it with
+    the model's responses and what citas did filled in."""
     turns: list[Turn] = []
+    file_settings = Settings.from_env({}, **plan.settings)
+    settings = settings.with_updates(
+        **{name: getattr(file_settings, name) for name in file_settings.model_fields_set}
+    )
     async with LocalCitas.start(settings, clock=frozen_clock(plan.now), seed=plan.fixture) as citas:
         for number, asked in enumerate(plan.turns, start=1):
             outcome = await citas.send(

@@ -9,7 +9,7 @@ from citas.agent.tools.arguments import Arguments, Email, LocalDate, LocalTime, 
 from citas.agent.tools.availability import slot_facts, verdict_result
 from citas.agent.tools.context import Booked, ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
-from citas.datetext import describe_slot
+from citas.datetext import describe_day, describe_slot
 from citas.domain import Slot
 from citas.services.booking import BookingRequest, Confirmation, Customer
 
@@ -131,7 +131,8 @@ def _booked_result(
     what = "Esta cita ya estaba reservada" if deduplicated else "¡Listo! Tu cita quedó reservada"
     text = f"{what} para el {when}, a nombre de {confirmation.customer_name}.{link}"
     ctx.booking_url = confirmation.url
-    ctx.booked.append(Booked(when, confirmation.url, text))
+    start = request.slot.start
+    ctx.booked.append(Booked(describe_day(start.date()), f"{start:%H:%M}", confirmation.url, text))
     return ToolResult(
         True,
         {

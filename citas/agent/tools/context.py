@@ -23,9 +23,10 @@ class ToolServices:
 class Booked:
     """A booking the turn made (or found already made): what the reply must tell."""
 
-    when: str  # the slot in words, e.g. "lunes 7 de diciembre a las 10:00"
+    day: str  # in words, e.g. "lunes 7 de diciembre"
+    time: str  # "HH:MM"
     url: str | None
-    confirmation: str  # a customer-ready sentence with both
+    confirmation: str  # a customer-ready sentence with the day, the time and the link
 
 
 @dataclass(slots=True)
