@@ -76,6 +76,38 @@ async def test_a_booking_is_created_only_when_asked_again_in_a_later_turn(
     assert "martes 1 de diciembre a las 15:00" in second["reply"]
 
 
+async def test_a_proposal_checks_the_slot_itself_so_no_earlier_check_is_needed(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Small models jump to create_booking; the summary to confirm is what a check would show.
+    taken = {**BOOKING, "time": "16:00"}
+    occupied = sandbox.backend.handle(
+        "calendar",
+        {
+            "codOpe": "CREAR_EVENTO",
+            "id_empresa": 12,
+            "usuario_id": 7,
+            "titulo": "Otra cita",
+            "fecha_inicio": "2026-12-01 16:00:00",
+            "fecha_fin": "2026-12-01 16:30:00",
+            "cliente_nombre": "Luis Soto",
+            "cliente_correo": "luis@example.com",
+        },
+    )
+    assert occupied["success"] is True
+    llm.add(call("create_booking", taken), call("create_booking", BOOKING), reply("¿Confirmas?"))
+    await body_of(chat, f"Mañana a las 4 o 3 de la tarde. {GIVES_DATA}")
+    refused, proposed = tool_results(llm.requests[-1])
+    assert (refused["reservado"], refused["disponible"]) == (False, False)
+    assert refused["alternativas"] and "mensaje" in refused
+    assert proposed["pendiente_confirmacion"] is True
+    assert len(sandbox.backend.calls_of("CREAR_EVENTO")) == 1  # only the other customer's
+
+    llm.add(call("create_booking", BOOKING), reply("¡Listo!"))
+    await body_of(chat, "Sí")
+    assert tool_results(llm.requests[-1])[-1]["reservado"] is True
+
+
 async def test_without_confirmation_the_first_call_books(
     make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
@@ -172,8 +204,7 @@ async def test_an_instruction_echoed_by_the_model_is_removed(
     llm.add(
         call("create_booking", BOOKING),
         reply(
-            "No se reservó: ese horario no se consultó en esta conversación. "
-            "Consúltalo primero con check_availability. ¿Te parece bien el martes?"
+            "Muestra este resumen al cliente y pregúntale si confirma. ¿Te parece bien el martes?"
         ),
     )
     body = await body_of(chat, f"Mañana 15:00. {GIVES_DATA}")

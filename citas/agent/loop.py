@@ -35,7 +35,7 @@ from citas.agent.events import (
 )
 from citas.agent.model import ChatModel, ModelReply
 from citas.agent.prompt import PromptBuilder
-from citas.agent.reply_guard import EMPTY_REPLY, ReplyGuard, fallback_reply, record
+from citas.agent.reply_guard import EMPTY_REPLY, NOT_DONE, ReplyGuard, fallback_reply, record
 from citas.agent.tools import ToolRegistry, TurnContext
 from citas.agent.turn import TurnError, TurnRequest, TurnResult
 from citas.clock import Clock
@@ -64,10 +64,7 @@ BACKEND_APOLOGY = (
     "Disculpa, nuestro sistema de reservas no responde en este momento. "
     "Por favor, inténtalo de nuevo en unos minutos."
 )
-ROUND_LIMIT_REPLY = (
-    "Disculpa, no logré completar tu solicitud. ¿Podrías indicarme de nuevo qué necesitas, "
-    "con la fecha y la hora que prefieres?"
-)
+ROUND_LIMIT_REPLY = NOT_DONE
 MAX_REPEATED_CALLS = 2  # identical tool calls in one turn before it ends with what it knows
 
 ClockRole = Literal["system", "user"]

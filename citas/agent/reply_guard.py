@@ -20,6 +20,10 @@ from citas.customer_words import fold
 from citas.metrics import REPLY_GUARD
 
 EMPTY_REPLY = "Disculpa, ¿podrías repetirme tu mensaje?"
+NOT_DONE = (
+    "Disculpa, no logré completar tu solicitud. ¿Podrías indicarme de nuevo qué necesitas, "
+    "con la fecha y la hora que prefieres?"
+)
 NOTHING_BOOKED = (
     "Todavía no hay ninguna cita reservada. ¿Para qué día y hora te gustaría reservarla?"
 )
@@ -161,7 +165,10 @@ def fallback_reply(ctx: TurnContext, problem: str = "empty") -> str:
     told = [r.customer_text for r in ctx.results if r.customer_text]
     if told:
         return told[-1]
-    return NOTHING_BOOKED if problem == "claim" else EMPTY_REPLY
+    if problem == "claim":
+        return NOTHING_BOOKED
+    # Tools ran and told nothing for the customer: asking to repeat would blame them.
+    return NOT_DONE if ctx.results else EMPTY_REPLY
 
 
 def _problem(text: str, finish_reason: str | None, ctx: TurnContext) -> str | None:

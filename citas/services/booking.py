@@ -2,7 +2,8 @@
 a conversation's `BookingLedger`.
 
 A booking needs the slot to have been found bookable earlier in the conversation (checks made
-through this service record what they showed), is re-checked right before the event is created,
+through this service, and proposals, record what they showed), is re-checked right before the
+event is created,
 and carries an idempotency key derived here from business, conversation, slot and customer, so
 retries and repeats can never create a second event. With confirmation on, the first request for
 a slot and customer only proposes it: the event is created when the same booking is asked again
@@ -163,9 +164,11 @@ class BookingService:
         ikey: str,
         confirmed: bool,
     ) -> BookingOutcome:
-        if not ledger.is_verified(request.slot.local_start):
+        if confirmed and not ledger.is_verified(request.slot.local_start):
             BOOKINGS.labels(outcome="unverified").inc()
             return BookingOutcome(unverified=True)
+        # A proposal needs no earlier check: it is checked here and shown to the customer as a
+        # summary, which is what a check would have shown; the commit comes in a later turn.
         # After an unanswered CREAR_EVENTO our own event may hold the slot, so the calendar
         # would call it taken: the rules alone are re-checked and the backend decides by key.
         unsettled = ledger.is_unsettled(ikey)
@@ -176,6 +179,7 @@ class BookingService:
             BOOKINGS.labels(outcome="refused").inc()
             return BookingOutcome(refusal=verdict)
         if not confirmed:
+            ledger.mark_verified(request.slot.local_start)
             BOOKINGS.labels(outcome="proposed").inc()
             return BookingOutcome(pending=True)
         try:

@@ -98,11 +98,12 @@ def _not_given_by_customer(ctx: TurnContext, args: CreateBookingArgs) -> ToolRes
         "customer_data_not_given",
         f"No se reservó: el cliente no escribió {' ni '.join(missing)} en esta conversación. "
         "Pídeselo al cliente y usa exactamente lo que escriba; nunca inventes datos.",
+        f"Para reservar tu cita necesito {' y '.join(missing)}. ¿Me lo escribes, por favor?",
     )
 
 
-def _not_booked(error: str, instruction: str) -> ToolResult:
-    return ToolResult(False, {"reservado": False}, instruction=instruction, error=error)
+def _not_booked(error: str, instruction: str, customer_text: str | None = None) -> ToolResult:
+    return ToolResult(False, {"reservado": False}, customer_text, instruction, error)
 
 
 def _pending_result(request: BookingRequest) -> ToolResult:
