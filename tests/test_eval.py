@@ -337,6 +337,20 @@ async def test_a_simulated_customer_stops_at_max_turns() -> None:
     assert await customer.next_message(two) is None
 
 
+async def test_a_failing_customer_model_is_reported_as_the_customers() -> None:
+    def unavailable(_messages: Sequence[Message], _tools: Sequence[ToolSchema]) -> ModelReply:
+        raise LLMUnavailable("timeout: no answer", "timeout")
+
+    case = booking_case(lines=None, demo=False, simulated_customer={"persona": "p", "goal": "g"})
+    report = await run(case, receptionist, customer_model=FunctionModel(unavailable))
+
+    (run_1,) = report.cases[0].runs
+    assert not run_1.passed and not run_1.turns
+    assert run_1.errors == [
+        "turn 1: CustomerModelFailed: the simulated customer's model failed: timeout: no answer"
+    ]
+
+
 async def test_without_a_customer_model_a_simulated_case_is_skipped() -> None:
     case = booking_case(lines=None, demo=False, simulated_customer={"persona": "p", "goal": "g"})
     report = await run(case, receptionist)

@@ -8,11 +8,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from citas.agent.model import ChatModel
+from citas.errors import CitasError, LLMUnavailable
 from citas.evaluation.case import Case, SimulatedCustomerSpec
 from citas.messages import Message
 
 STOP_MARKER = "[FIN]"
 KICKOFF = "(Se abre el chat con el negocio. Escribe tu primer mensaje.)"
+
+
+class CustomerModelFailed(CitasError):
+    """The model playing the customer did not answer: the run cannot go on, and it is not the
+    receptionist's fault, so the report says whose model failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,10 @@ class SimulatedCustomer:
             return None
         if not exchanges and self.spec.first_message:
             return self.spec.first_message
-        answer = await self.model.complete(self.messages(exchanges), [], timeout=self.timeout)
+        try:
+            answer = await self.model.complete(self.messages(exchanges), [], timeout=self.timeout)
+        except LLMUnavailable as exc:
+            raise CustomerModelFailed(f"the simulated customer's model failed: {exc}") from exc
         text = (answer.text or "").strip()
         if not text or STOP_MARKER in text:
             return None  # a farewell with the marker is not sent: the conversation is over
