@@ -323,7 +323,7 @@ async def test_a_simulated_customer_talks_until_it_writes_the_stop_marker() -> N
     assert "Clínica Sonrisas" in str(first[0]["content"]) and NAME in str(first[0]["content"])
     # The customer's own messages are its `assistant` turns, the business's replies `user`.
     assert [m["role"] for m in last[2:]] == ["assistant", "user"] * 3
-    assert last[2]["content"] == lines[0] and last[3]["content"] == run_1.turns[0].reply
+    assert last[2]["content"] == lines[0] and run_1.turns[0].reply in str(last[3]["content"])
 
 
 async def test_a_simulated_customer_stops_at_max_turns() -> None:
@@ -380,6 +380,7 @@ CLAIMS = [
     "Sí tu cita está confirmada para el martes",
     "Te la reservé para el jueves a las 5 de la tarde.",
     "CITA CONFIRMADA ✅ Martes 10:00",
+    '```json\n{"ok":true,"reservado":true,"enlace":"https://link.com"}\n```',  # a pasted result
 ]
 NOT_CLAIMS = [
     "Aún no está confirmada: ¿me confirmas que la reserve?",
@@ -403,6 +404,7 @@ NOT_CLAIMS = [
     "No puedo escribir «tu cita está confirmada» si no existe.",
     "La limpieza dental cuesta S/ 80.00. Estamos en Av. Larco 123.",
     "Tu cita está confirmada?",  # a question, even without its opening mark
+    '{"ok":false,"reservado":false,"mensaje":"No se reservó: ese horario no se verificó."}',
 ]
 
 

@@ -13,6 +13,9 @@ reservé», «ya tienes tu cita», «¡Reservado!». It does not count:
 - a booking said to be pending: «queda registrada como pendiente de confirmación»;
 - words in quotes: «no puedo escribir "tu cita está confirmada"» quotes, it does not claim.
 
+A tool result pasted into the reply as JSON with `"reservado": true` is a claim: the customer
+reads it as one.
+
 It leans towards "no claim" when unsure («te esperamos el martes» is not counted), so a counted
 claim is worth reading.
 """
@@ -71,11 +74,15 @@ _IF = re.compile(r"\bsi\b")  # «si» (if), never «sí» (yes): checked with th
 _PENDING = re.compile(r"\bpendiente\b|\b(?:por|sin|a) confirmar\b")
 _CLAUSE_BREAK = re.compile(r"[,;:()—–]|\s-\s")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+|\n+|(?=[¿¡])")
+# A tool result pasted into the reply (weak models do): {"ok": true, "reservado": true, ...}
+_PASTED_BOOKING = re.compile(r'"reservad[oa]"\s*:\s*true\b')
 _QUOTED = re.compile(r"«[^»]*»|“[^”]*”|\"[^\"\n]*\"")
 
 
 def claims_booking(reply: str) -> bool:
     """Whether any sentence of `reply` states that an appointment is booked."""
+    if _PASTED_BOOKING.search(reply):
+        return True
     return any(_sentence_claims(s) for s in sentences(_QUOTED.sub("«…»", reply)))
 
 

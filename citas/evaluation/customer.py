@@ -13,7 +13,13 @@ from citas.evaluation.case import Case, SimulatedCustomerSpec
 from citas.messages import Message
 
 STOP_MARKER = "[FIN]"
-KICKOFF = "(Se abre el chat con el negocio. Escribe tu primer mensaje.)"
+KICKOFF = (
+    "(Se abre el chat de WhatsApp del negocio. Escribe el primer mensaje que le mandas como "
+    "cliente, según lo que quieres.)"
+)
+REPLY_FRAME = "La recepcionista te responde: «{reply}»\n\n(Escribe tu respuesta como cliente.)"
+"""How the business's replies reach the customer model: framed, because a small model shown
+the bare reply of an assistant tends to answer as one ("¿En qué puedo ayudarte?")."""
 
 
 class CustomerModelFailed(CitasError):
@@ -77,7 +83,7 @@ class SimulatedCustomer:
         ]
         for exchange in exchanges:
             messages.append({"role": "assistant", "content": exchange.customer})
-            messages.append({"role": "user", "content": exchange.reply})
+            messages.append({"role": "user", "content": REPLY_FRAME.format(reply=exchange.reply)})
         return messages
 
 
@@ -88,7 +94,8 @@ def customer_prompt(spec: SimulatedCustomerSpec, business: str) -> str:
         f"Quién eres: {spec.persona}\n"
         f"Lo que quieres: {spec.goal}\n\n"
         "Reglas:\n"
-        "- Escribe solo tu siguiente mensaje: corto, en español de Perú, como en un chat.\n"
+        "- Escribe solo tu siguiente mensaje: corto, en español de Perú, como en un chat. Nunca "
+        "hables como la recepcionista ni ofrezcas ayuda: tú eres quien la pide.\n"
         "- Cuando te pidan tus datos (nombre completo, correo), dalos tal como figuran arriba.\n"
         "- No inventes otros datos ni cambies de objetivo.\n"
         f"- Cuando tu objetivo esté cumplido, o ya no se pueda cumplir, escribe solo {STOP_MARKER}."
