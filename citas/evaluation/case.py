@@ -159,7 +159,9 @@ class Case(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Case:
         if (self.lines is None) == (self.simulated_customer is None):
-            raise ValueError("give the customer's `lines` or a `simulated_customer`, not both")
+            raise ValueError(
+                "give exactly one of the customer's `lines` and a `simulated_customer`"
+            )
         if self.lines is not None and not self.lines:
             raise ValueError("`lines` needs at least one line")
         if self.simulated_customer is not None and self.demo:
