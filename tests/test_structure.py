@@ -11,7 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "citas"
-DEV_TOOLING = ("citas.sandbox", "citas.testing", "citas.replay", "aiohttp.test_utils")
+DEV_TOOLING = (
+    "citas.sandbox",
+    "citas.testing",
+    "citas.replay",
+    "citas.evaluation",
+    "aiohttp.test_utils",
+)
 
 
 def _module_names() -> dict[str, Path]:

@@ -141,7 +141,7 @@ def load_recording(path: Path) -> Recording:
     try:
         return Recording.model_validate_json(text)
     except ValidationError as exc:
-        raise RecordingError(f"{path}: {_describe(exc)}") from None
+        raise RecordingError(f"{path}: {describe_validation_error(exc)}") from None
 
 
 def save_recording(recording: Recording, path: Path) -> None:
@@ -166,7 +166,8 @@ def _dumps(value: Any, indent: str) -> str:
     return "[\n" + ",\n".join(inner + item for item in items) + "\n" + indent + "]"
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first few errors, each as `where: what`, on one line (for a message naming a file)."""
     parts = []
     for error in exc.errors(include_url=False)[:5]:
         where = ".".join(str(p) for p in error["loc"]) or "file"

@@ -109,21 +109,28 @@ def _clip(text: str, width: int = _LONG) -> str:
 class Progress:
     """`[#####.....] 7/15 name` redrawn on a terminal; on a pipe, a plain line every tenth."""
 
-    def __init__(self, total: int, stream: TextIO, *, redraw: bool, lines: bool) -> None:
+    def __init__(
+        self, total: int, stream: TextIO, *, redraw: bool, lines: bool, verb: str = "replayed"
+    ) -> None:
         self.total = total
         self.stream = stream
         self.redraw = redraw
         self.lines = lines and not redraw
+        self.verb = verb  # what the plain lines say was done: `replayed 7/15`
         self._next_line = max(total // 10, 1)
 
     @classmethod
-    def auto(cls, total: int, stream: TextIO, force: bool | None = None) -> Progress:
-        """A bar on a terminal when there is more than one file; lines on a pipe from 50 files;
+    def auto(
+        cls, total: int, stream: TextIO, force: bool | None = None, *, verb: str = "replayed"
+    ) -> Progress:
+        """A bar on a terminal when there is more than one item; lines on a pipe from 50 items;
         `force` True/False overrides the choice."""
         tty = stream.isatty()
         if force is not None:
-            return cls(total, stream, redraw=force and tty, lines=force and not tty)
-        return cls(total, stream, redraw=tty and total > 1, lines=not tty and total >= 50)
+            return cls(total, stream, redraw=force and tty, lines=force and not tty, verb=verb)
+        return cls(
+            total, stream, redraw=tty and total > 1, lines=not tty and total >= 50, verb=verb
+        )
 
     def update(self, done: int, label: str = "") -> None:
         if self.redraw:
@@ -133,7 +140,7 @@ class Progress:
             self.stream.write(f"\r[{bar}] {done}/{self.total} {_clip(label, 40)}\x1b[K")
             self.stream.flush()
         elif self.lines and done >= self._next_line:
-            self.stream.write(f"replayed {done}/{self.total}\n")
+            self.stream.write(f"{self.verb} {done}/{self.total}\n")
             self.stream.flush()
             self._next_line = done + max(self.total // 10, 1)
 
