@@ -43,9 +43,12 @@ Times (`resolve_time`):
   to the hour ("el viernes por la tarde a las 4" is 16:00).
 * Written `H:MM` (with a colon, as models send it), a zero-padded hour (`09h`), 0 and 12..23
   are 24-hour as written; `12 pm` is 12:00 and `12 am` is 00:00.
-* A bare hour 1..11 (`a las 3`, `10 y media`, `9h`) asks "¿A las 3 de la mañana o de la tarde?"
+* A bare hour 1..8 (`a las 3`, `8 y media`, `4h`) asks "¿A las 3 de la mañana o de la tarde?"
   instead of guessing: a booking at the wrong hour is the worst failure this assistant can
   make, worse than one more question, and the customer does not notice it until they arrive.
+  A bare 9, 10 or 11 (`a las 10`, `10 y media`) is the morning: nobody books at 21:00–23:59,
+  and the summary the customer confirms shows the hour (measured with the evaluation: asking
+  back there only cost bookings).
 * An hour over 23, minutes over 59, or a part of day that contradicts the hour (`15 de la
   mañana`) asks for the time.
 
@@ -247,6 +250,11 @@ def _scan_times(folded: str) -> _Times:
     return times
 
 
+# "a las 10" is 10:00: nobody asks for an appointment at 22:00, and the summary the customer
+# confirms shows the hour. From 1 to 8 both halves of the day are plausible, so those ask.
+_MORNING_HOURS = range(9, 12)
+
+
 def _minutes(clock: _Clock, context: str | None) -> frozenset[int]:
     """The minutes of the day `clock` may mean: one, or two when the meridiem is missing."""
     if clock.hour > 23 or clock.minute > 59:
@@ -257,7 +265,7 @@ def _minutes(clock: _Clock, context: str | None) -> frozenset[int]:
         if hour is None:
             raise UnclearWhen(_ASK_TIME)
         hours = {hour}
-    elif clock.as_written or not 1 <= clock.hour <= 11:
+    elif clock.as_written or not 1 <= clock.hour <= 11 or clock.hour in _MORNING_HOURS:
         hours = {clock.hour}
     else:
         hours = {clock.hour, clock.hour + 12}

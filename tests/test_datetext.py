@@ -510,6 +510,10 @@ TIMES = [
     ("3 del día", time(15)),
     ("10:30 de la noche", time(22, 30)),
     ("10 y media de la mañana", time(10, 30)),
+    ("10 y media", time(10, 30)),  # 9, 10 and 11 alone are morning hours
+    ("10 y cuarto", time(10, 15)),
+    ("9h", time(9)),
+    ("a las 11", time(11)),
     ("10 y cuarto pm", time(22, 15)),
     ("4 menos cuarto de la tarde", time(15, 45)),
     ("12 y media", time(12, 30)),
@@ -551,11 +555,10 @@ def test_resolve_time(text: str, expected: time) -> None:
         ("3", "¿A las 3 de la mañana o de la tarde?"),
         ("a la 1", "¿A la 1 de la mañana o de la tarde?"),
         ("a las 8", "¿A las 8 de la mañana o de la noche?"),
-        ("10 y media", "¿A las 10:30 de la mañana o de la noche?"),
-        ("10 y cuarto", "¿A las 10:15 de la mañana o de la noche?"),
+        ("8 y media", "¿A las 8:30 de la mañana o de la noche?"),
         ("4 menos cuarto", "¿A las 3:45 de la mañana o de la tarde?"),
         ("1 menos cuarto", "¿A las 00:45 o a las 12:45?"),
-        ("9h", "¿A las 9 de la mañana o de la noche?"),
+        ("4h", "¿A las 4 de la mañana o de la tarde?"),
         ("mañana a las 5", "¿A las 5 de la mañana o de la tarde?"),
         ("por la tarde", "¿A qué hora de la tarde?"),
         ("", "¿A qué hora exactamente?"),
@@ -586,6 +589,12 @@ def test_every_written_clock_time_is_read_as_written() -> None:
         assert resolve_time(f"a las {at.hour}:{at.minute:02d}") == at
 
 
+@given(st.integers(9, 11), st.sampled_from([0, 15, 30]))
+def test_a_bare_nine_ten_or_eleven_is_the_morning(hour: int, minute: int) -> None:
+    said = {0: f"a las {hour}", 15: f"{hour} y cuarto", 30: f"{hour} y media"}[minute]
+    assert resolve_time(said) == time(hour, minute)
+
+
 @pytest.mark.parametrize("hour", range(1, 12))
 def test_afternoon_and_morning_hours(hour: int) -> None:
     for afternoon in (f"{hour} de la tarde", f"{hour}pm", f"{hour} p. m.", f"a las {hour} pm"):
@@ -594,10 +603,10 @@ def test_afternoon_and_morning_hours(hour: int) -> None:
         assert resolve_time(morning) == time(hour)
 
 
-@given(st.integers(1, 11), st.sampled_from([0, 15, 30, 45]))
+@given(st.integers(1, 8), st.sampled_from([0, 15, 30, 45]))
 def test_an_ambiguous_hour_asks_and_either_answer_reads_back(hour: int, minute: int) -> None:
     """The question offers two readings; answering with either gives that reading."""
-    assume(not (hour == 11 and minute == 45))  # "12 menos cuarto" is noon's: not ambiguous
+    assume(not (hour == 8 and minute == 45))  # "9 menos cuarto": 9 is a morning hour
     said = {0: f"a las {hour}", 15: f"{hour} y cuarto", 30: f"{hour} y media"}.get(
         minute, f"{hour + 1} menos cuarto"
     )

@@ -106,8 +106,8 @@ def test_parse_date(text: str, expected: date | None) -> None:
         ("12 am", "00:00"),
         ("15:00", "15:00"),
         ("10:30", "10:30"),
-        ("a las 10", "10:00"),
-        ("a las 4", "16:00"),
+        ("a las 10", "10:00"),  # 9 to 11 alone are morning hours
+        ("a las 4", None),  # morning or afternoon? the service asks rather than guess
         ("10 de la mañana", "10:00"),
         ("4 de la tarde", "16:00"),
         ("4:30 de la tarde", "16:30"),
@@ -332,3 +332,23 @@ async def test_a_booking_conversation_through_the_app(
     [event] = sandbox.backend.events
     assert [c.name for c in booked.tool_calls] == ["create_booking"]
     assert booked.url == event.url and event.cliente_correo == "ana@example.com"
+
+
+def test_a_proposal_is_confirmed_only_by_a_yes() -> None:
+    booking = {
+        "date": "2026-11-21",
+        "time": "15:00",
+        "customer_name": "Ana",
+        "customer_email": "ana@example.com",
+    }
+    before = (
+        user("mañana a las 3pm, soy Ana, ana@example.com"),
+        asked("c0", "check_availability", {"date": "2026-11-21", "time": "15:00"}),
+        answered("c0", ok=True, disponible=True, mensaje="Libre."),
+        asked("c1", "create_booking", booking),
+        answered("c1", ok=True, reservado=False, pendiente_confirmacion=True, mensaje="¿Confirmo?"),
+        said("¿Confirmo?"),
+    )
+    wait = respond(*before, user("Déjame pensarlo, te escribo más tarde"))
+    assert wait.tool_calls == () and wait.text is not None and "«sí»" in wait.text
+    assert only_call(respond(*before, user("Sí, confírmala")))[0] == "create_booking"

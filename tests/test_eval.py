@@ -30,6 +30,7 @@ from citas.evaluation import (
     format_comparison,
     format_failures,
     format_table,
+    judge,
     load_case,
     load_report,
     pass_hat_k,
@@ -37,6 +38,7 @@ from citas.evaluation import (
 from citas.evaluation.case import select_cases
 from citas.evaluation.cli import main
 from citas.evaluation.customer import KICKOFF, Exchange, SimulatedCustomer
+from citas.evaluation.results import Tokens, TurnRecord
 from citas.evaluation.runner import DEMO_CANNOT_PLAY, NEEDS_CUSTOMER_MODEL
 from citas.evaluation.text import mentions
 from citas.messages import Message, ToolCallRequest
@@ -177,18 +179,34 @@ async def test_a_model_that_books_the_wrong_hour_fails_with_the_booking_wrong() 
     ]
 
 
-async def test_a_confirmation_without_a_booking_is_counted_and_fails_the_case() -> None:
-    liar = lambda: receptionist(books=False, final="¡Listo, tu cita está confirmada!")  # noqa: E731
-    report = await run(booking_case(), liar)
+def test_a_confirmation_without_a_booking_is_counted_and_fails_the_case() -> None:
+    # Judged on its own: through the service such a reply no longer reaches the customer.
+    def turn(customer: str, reply: str) -> TurnRecord:
+        return TurnRecord(
+            customer=customer,
+            reply=reply,
+            status=200,
+            seconds=0.1,
+            model_calls=1,
+            tokens=Tokens(),
+            tool_calls=[],
+            bookings=[],
+        )
 
-    (run_1,) = report.cases[0].runs
+    lie = "¡Listo, tu cita está confirmada!"
+    turns = [turn("Una cita mañana a las 10", "¿Tu nombre?"), turn("Ana Pérez", lie)]
+    run_1 = judge(booking_case(), 1, turns, [])
     assert not run_1.passed
-    assert run_1.unbooked_claims == 2  # the answers to the details and to the yes
+    assert run_1.unbooked_claims == 1
     assert run_1.bookings.missing == 1
-    assert "turn 2: claims a booking that was not made: «¡Listo, tu cita está confirmada!»" in (
-        run_1.failures
-    )
-    assert report.figures.unbooked_claims == 2
+    assert f"turn 2: claims a booking that was not made: «{lie}»" in run_1.failures
+
+
+async def test_through_the_service_a_lying_model_claims_nothing() -> None:
+    liar = lambda: receptionist(books=False, final="¡Listo, tu cita está confirmada!")  # noqa: E731
+    (run_1,) = (await run(booking_case(), liar)).cases[0].runs
+    assert run_1.unbooked_claims == 0  # the reply guard replaced every claim
+    assert run_1.bookings.missing == 1 and not run_1.passed
 
 
 async def test_a_booking_nobody_expected_is_unexpected() -> None:
@@ -245,7 +263,7 @@ async def test_turn_errors_and_invalid_tool_calls_are_counted() -> None:
             None,
             (
                 ToolCallRequest("c1", "book_now", "{}"),
-                ToolCallRequest("c2", "check_availability", '{"date": "mañana"}'),
+                ToolCallRequest("c2", "check_availability", '{"fecha": "mañana"}'),
             ),
         )
 
@@ -680,3 +698,18 @@ def test_cli_refuses_bad_input(
         == 2
     )
     assert f"{not_a_report}: not an evaluation report" in capsys.readouterr().err
+
+
+async def test_a_scripted_customer_who_came_to_book_confirms_once_more_when_asked() -> None:
+    from citas.evaluation.customer import CONFIRM_AGAIN, Exchange, ScriptedCustomer
+
+    lines = ["Una cita mañana a las 10 de la mañana", "Sí"]
+    said = [Exchange(line, "") for line in lines]
+    asked = [*said[:-1], Exchange("Sí", "Tu cita sería el martes 1. ¿Confirmo la reserva?")]
+    booking = ScriptedCustomer(lines, CONFIRM_AGAIN)
+    assert await booking.next_message(said[:1]) == "Sí"
+    assert await booking.next_message(asked) == CONFIRM_AGAIN
+    assert await booking.next_message(said) is None  # not asked: done
+    done = [*asked, Exchange(CONFIRM_AGAIN, "¿Confirmo la reserva?")]
+    assert await booking.next_message(done) is None  # only once
+    assert await ScriptedCustomer(lines).next_message(asked) is None  # not there to book

@@ -10,6 +10,7 @@ from typing import Protocol
 from citas.agent.model import ChatModel
 from citas.errors import CitasError, LLMUnavailable
 from citas.evaluation.case import Case, SimulatedCustomerSpec
+from citas.evaluation.text import fold
 from citas.messages import Message
 
 STOP_MARKER = "[FIN]"
@@ -41,13 +42,33 @@ class Customer(Protocol):
         ...
 
 
+CONFIRM_AGAIN = "Sí, confirmo."
+
+
 class ScriptedCustomer:
-    def __init__(self, lines: Sequence[str]) -> None:
+    """The case's lines, one per turn. A customer who came to book (`confirm_again`) and whose
+    lines are used up answers one more question to confirm, as a person would: a model that
+    asks "¿confirmo?" in words before calling create_booking gets the service's summary to
+    confirm after the customer's "sí", and the customer says yes to that too."""
+
+    def __init__(self, lines: Sequence[str], confirm_again: str | None = None) -> None:
         self.lines = list(lines)
+        self.confirm_again = confirm_again
 
     async def next_message(self, exchanges: Sequence[Exchange]) -> str | None:
         turn = len(exchanges)
-        return self.lines[turn] if turn < len(self.lines) else None
+        if turn < len(self.lines):
+            return self.lines[turn]
+        asked = bool(exchanges) and asks_to_confirm(exchanges[-1].reply)
+        if turn == len(self.lines) and self.confirm_again and asked:
+            return self.confirm_again
+        return None
+
+
+def asks_to_confirm(reply: str) -> bool:
+    """Whether the reply ends by asking the customer to confirm something."""
+    question = reply.rsplit("¿", 1)[-1] if "¿" in reply else ""
+    return "?" in question and "confirm" in fold(question)
 
 
 class SimulatedCustomer:
@@ -105,7 +126,8 @@ def customer_prompt(spec: SimulatedCustomerSpec, business: str) -> str:
 def customer_for(case: Case, model: ChatModel | None, *, timeout: float) -> Customer:
     """The case's lines, or its simulated customer played by `model`."""
     if case.lines is not None:
-        return ScriptedCustomer(case.lines)
+        wants_booking = bool(case.expect.bookings)
+        return ScriptedCustomer(case.lines, CONFIRM_AGAIN if wants_booking else None)
     assert case.simulated_customer is not None  # the case's validator requires one of them
     if model is None:
         raise ValueError("this case has a simulated customer: it needs a model to play it")

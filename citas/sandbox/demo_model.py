@@ -12,11 +12,12 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from citas.agent.function_model import FunctionModel
 from citas.agent.model import ModelReply, ToolSchema
+from citas.datetext import UnclearWhen, resolve_date, resolve_time
 from citas.messages import ToolCallRequest
 
 __all__ = [
@@ -51,26 +52,6 @@ def _words(text: str) -> frozenset[str]:
 
 
 _NOW = re.compile(r"Fecha y hora actuales:.*?(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})")
-_MONTH_NAMES = (
-    "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
-)
-_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES.split(), start=1)}
-_MONTHS["setiembre"] = 9  # the usual spelling in Peru
-_WEEKDAYS = ("lunes", "martes", "miercoles", "jueves", "viernes", "sabado", "domingo")
-_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
-_SLASH_DATE = re.compile(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{4}|\d{2}))?\b")
-_WORD_DATE = re.compile(
-    r"\b(\d{1,2})\s+de\s+(" + "|".join(_MONTHS) + r")\b(?:\s+(?:de|del)\s+(\d{4}))?"
-)
-_WEEKDAY = re.compile(r"\b(" + "|".join(_WEEKDAYS) + r")\b")
-# "de la mañana" / "por la mañana" are times of day, not "tomorrow".
-_MORNING = re.compile(r"\b(?:de|por)\s+la\s+manana\b")
-
-_MERIDIEM = r"([ap])\.?\s?m\b\.?|de\s+la\s+(manana|tarde|noche)"
-_CLOCK = re.compile(r"\b(\d{1,2}):(\d{2})\b\s*(?:" + _MERIDIEM + ")?")
-_HOUR_MERIDIEM = re.compile(r"\b(\d{1,2})\s*(?:" + _MERIDIEM + ")")
-_AT_HOUR = re.compile(r"\ba\s+las?\s+(\d{1,2})\b")
-
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\d+])(\+?51[\s-]?)?(9\d{2})[\s-]?(\d{3})[\s-]?(\d{3})(?!\d)")
 _NAME_TRIGGER = re.compile(r"\b(me llamo|mi nombre es|soy)\s+", re.IGNORECASE)
@@ -97,69 +78,22 @@ def _fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-def _safe_date(year: int, month: int, day: int) -> date | None:
-    try:
-        return date(year, month, day)
-    except ValueError:
-        return None
-
-
-def _upcoming(month: int, day: int, year: str | None, today: date) -> date | None:
-    """A day without a year is the next one on or after today."""
-    if year is not None:
-        return _safe_date(int(year) + (2000 if len(year) == 2 else 0), month, day)
-    found = _safe_date(today.year, month, day)
-    if found is not None and found < today:
-        found = _safe_date(today.year + 1, month, day)
-    return found
-
-
 def parse_date(text: str, today: date) -> date | None:
-    """The date a Spanish message names (ISO, DD/MM, `1 de diciembre`, hoy, mañana, weekday)."""
-    folded = _MORNING.sub(" ", _fold(text))
-    if match := _ISO_DATE.search(folded):
-        return _safe_date(int(match[1]), int(match[2]), int(match[3]))
-    if match := _SLASH_DATE.search(folded):
-        return _upcoming(int(match[2]), int(match[1]), match[3], today)
-    if match := _WORD_DATE.search(folded):
-        return _upcoming(_MONTHS[match[2]], int(match[1]), match[3], today)
-    if re.search(r"\bpasado\s+manana\b", folded):
-        return today + timedelta(days=2)
-    if re.search(r"\bmanana\b", folded):
-        return today + timedelta(days=1)
-    if re.search(r"\bhoy\b", folded):
-        return today
-    if match := _WEEKDAY.search(folded):
-        # "el lunes" said on a Monday means next week's.
-        ahead = (_WEEKDAYS.index(match[1]) - today.weekday()) % 7 or 7
-        return today + timedelta(days=ahead)
-    return None
-
-
-def _clock(hour: int, minute: int, ampm: str | None, part: str | None) -> str | None:
-    if ampm == "p" or part in ("tarde", "noche"):
-        hour = hour + 12 if hour < 12 else hour
-    elif (ampm == "a" or part == "manana") and hour == 12:
-        hour = 0
-    if hour > 23 or minute > 59:
+    """The date a Spanish message names (`citas.datetext`: the service's own reading), or None
+    when it names none or not a single one."""
+    try:
+        return resolve_date(text, today)
+    except UnclearWhen:
         return None
-    return f"{hour:02d}:{minute:02d}"
 
 
 def parse_time(text: str) -> str | None:
-    """The time a Spanish message names, as HH:MM (`3pm`, `15:00`, `4 de la tarde`, `a las 10`)."""
-    folded = _fold(text)
-    if match := _CLOCK.search(folded):
-        return _clock(int(match[1]), int(match[2]), match[3], match[4])
-    if match := _HOUR_MERIDIEM.search(folded):
-        return _clock(int(match[1]), 0, match[2], match[3])
-    if re.search(r"\bmediodia\b", folded):
-        return "12:00"
-    if match := _AT_HOUR.search(folded):
-        hour = int(match[1])
-        # Appointments are in business hours: "a las 3" means 15:00, not 03:00.
-        return _clock(hour + 12 if 1 <= hour <= 7 else hour, 0, None, None)
-    return None
+    """The time a Spanish message names, as HH:MM (`citas.datetext`), or None when it names none
+    or not a single one ("a las 3": morning or afternoon?)."""
+    try:
+        return f"{resolve_time(text):%H:%M}"
+    except UnclearWhen:
+        return None
 
 
 def parse_email(text: str) -> str | None:
@@ -344,6 +278,21 @@ def _booked(messages: Sequence[RawMessage], facts: Facts) -> bool:
     return _succeeded(messages, "create_booking", facts, "reservado")
 
 
+def _proposed(messages: Sequence[RawMessage], facts: Facts) -> bool:
+    """Whether this date and time were put to the customer to confirm."""
+    return _succeeded(messages, "create_booking", facts, "pendiente_confirmacion")
+
+
+_YES = re.compile(r"\b(si|confirm\w*|dale|ok|okay|claro|listo|de acuerdo|perfecto|reserv\w*)\b")
+_NOT_YET = re.compile(r"\b(no|todavia|aun|pensarlo|luego|despues|mas tarde)\b")
+
+
+def _agrees(text: str) -> bool:
+    """Whether the customer's message says yes (and not "todavía no" / "déjame pensarlo")."""
+    folded = _fold(text)
+    return bool(_YES.search(folded)) and not _NOT_YET.search(folded)
+
+
 def _checked(messages: Sequence[RawMessage], facts: Facts) -> bool:
     """Whether check_availability found this date and time free in the conversation."""
     return _succeeded(messages, "check_availability", facts, "disponible")
@@ -435,6 +384,8 @@ def _next_action(messages: Sequence[RawMessage], today: date) -> ModelReply:
         if not _checked(messages, facts):
             args = {"date": facts.date, "time": facts.time}
             return ModelReply(None, (_call("check_availability", args),))
+        if _proposed(messages, facts) and not _agrees(latest):
+            return ModelReply("De acuerdo. Cuando quieras confirmar tu cita, escríbeme «sí».")
         return _booking_call(facts)
     said = extract_facts(latest, today)
     # Only a message that names a date or time re-checks; "ok" or a name alone does not.
