@@ -13,7 +13,9 @@ from aiohttp.test_utils import TestClient
 
 import citas
 from citas.agent.prompt import PromptBuilder
+from citas.agent.tools import TOOLS
 from citas.config import DEFAULT_PROMPTS_DIR, Settings
+from citas.domain import BusinessInfo, Faq, OpeningHours, Tenant
 from citas.testing import FakeLLM, reply
 from tests.conftest import chat_body
 
@@ -79,3 +81,28 @@ async def test_citas_prompts_dir_replaces_the_templates(
     [request] = llm.requests
     system = [m["content"] for m in request["messages"] if m["role"] == "system"]
     assert system == ["Sistema propio de America/Lima", "Reloj propio: 10:00"]
+
+
+def test_faqs_read_as_plain_question_and_answer_lines() -> None:
+    # A real model began replies with "R: …", copied from a "P:/R:" layout.
+    info = BusinessInfo(
+        context="Clínica dental.",
+        faqs=(Faq("¿Aceptan seguros?", "Sí, trabajamos con Pacífico y Rímac."),),
+        hours=OpeningHours(),
+        services=(),
+        products=(),
+    )
+    prompt = PromptBuilder(DEFAULT_PROMPTS_DIR).system_prompt(Tenant(12, LIMA, 30), info)
+    assert "- ¿Aceptan seguros? Sí, trabajamos con Pacífico y Rímac." in prompt.splitlines()
+    assert "P:" not in prompt and "R:" not in prompt
+
+
+def test_every_tool_argument_says_what_to_put_there() -> None:
+    # A real model sent "customer_email": "Correo" and "customer_name": "Nombre y Apellido",
+    # the descriptions themselves: each now says where the value comes from, in a sentence.
+    for tool in TOOLS:
+        properties = tool.schema["function"]["parameters"]["properties"]
+        for name, schema in properties.items():
+            description = schema.get("description", "")
+            assert len(description.split()) >= 8, (tool.name, name, description)
+            assert description.rstrip().endswith("."), (tool.name, name, description)

@@ -13,7 +13,7 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -28,8 +28,8 @@ from pydantic import (
 
 from citas.api.models import BusinessConfig, RequestContext
 from citas.config import Settings
-from citas.errors import CitasError, ConfigError
-from citas.replay.format import describe_validation_error
+from citas.errors import CitasError
+from citas.replay.format import GatewayContext, SettingsByVariable, describe_validation_error
 from citas.sandbox import SandboxSeed
 from citas.sandbox.state import Business, SeedEvent
 
@@ -122,29 +122,14 @@ class Case(_Model):
         description="an id_empresa of the bundled sandbox seed, or a fixture of that shape"
     )
     session_id: str = Field(DEFAULT_SESSION_ID, min_length=1, max_length=128)
-    context: dict[str, Any]
-    settings: dict[str, Any] = Field(default_factory=dict)
+    context: GatewayContext
+    settings: SettingsByVariable = Field(default_factory=dict)
     now: AwareDatetime | None = None
     busy: list[BusySlot] = Field(default_factory=list)
     lines: list[Annotated[str, Field(min_length=1, pattern=r"\S")]] | None = None
     simulated_customer: SimulatedCustomerSpec | None = None
     expect: Expectation
     demo: bool = Field(True, description="false: the rule-based demo model cannot play it")
-
-    @field_validator("context")
-    @classmethod
-    def _gateway_context(cls, value: dict[str, Any]) -> dict[str, Any]:
-        RequestContext.model_validate(value)
-        return value
-
-    @field_validator("settings")
-    @classmethod
-    def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            Settings.from_env({}, **value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @field_validator("business")
     @classmethod

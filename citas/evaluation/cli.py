@@ -29,7 +29,7 @@ from citas.evaluation.results import Report, ReportError, RunResult, load_report
 from citas.evaluation.runner import Contender, Plan, evaluate, skip_reason
 from citas.evaluation.table import format_failures, format_table
 from citas.logs import configure_logging
-from citas.replay.report import Progress
+from citas.replay.report import Progress, add_progress_flags
 from citas.sandbox.demo_model import demo_model
 
 EXIT_RAN, EXIT_BELOW_GATE, EXIT_ERROR = 0, 1, 2
@@ -119,17 +119,7 @@ def _parser(cases_dir: Path) -> argparse.ArgumentParser:
         metavar="NAME",
         help="the model playing simulated customers, on the same endpoint (default CITAS_MODEL)",
     )
-    progress = parser.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="always show progress (default: a bar on a terminal, lines on a pipe from 50 runs)",
-    )
-    progress.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="never show progress"
-    )
+    add_progress_flags(parser, "runs")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="show the conversation of each failed run"
     )

@@ -31,7 +31,7 @@ from citas.replay.format import (
     load_recording,
     save_recording,
 )
-from citas.replay.report import Progress, format_report, transcript
+from citas.replay.report import Progress, add_progress_flags, format_report, transcript
 from citas.replay.runner import bundled_fixture, record, replay
 from citas.sandbox import SandboxSeed
 from citas.testing.harness import TurnOutcome
@@ -65,17 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rewrite the expectations of differing files from what citas did (review the diff!)",
     )
-    progress = parser.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="always show progress (default: a bar on a terminal, lines on a pipe from 50 files)",
-    )
-    progress.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="never show progress"
-    )
+    add_progress_flags(parser, "files")
     rec = parser.add_argument_group(
         "recording", "talk to the model at OPENAI_BASE_URL / OPENAI_API_KEY (CITAS_MODEL)"
     )

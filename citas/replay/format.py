@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -44,6 +44,25 @@ def _is_none(value: object) -> bool:
 
 def _is_empty(value: object) -> bool:
     return not value
+
+
+def _gateway_context(value: dict[str, Any]) -> dict[str, Any]:
+    RequestContext.model_validate(value)
+    return value
+
+
+def _known_settings(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        Settings.from_env({}, **value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+GatewayContext = Annotated[dict[str, Any], AfterValidator(_gateway_context)]
+"""A gateway request's `context`, kept as written and validated as the API validates it."""
+SettingsByVariable = Annotated[dict[str, Any], AfterValidator(_known_settings)]
+"""Settings by environment variable name, validated as `Settings` validates them."""
 
 
 class RecordedCall(_Model):
@@ -107,25 +126,10 @@ class Recording(_Model):
     notes: str = Field("", exclude_if=_is_empty)
     now: AwareDatetime
     session_id: str = Field(min_length=1, max_length=128)
-    context: dict[str, Any]
-    settings: dict[str, Any] = Field(default_factory=dict, exclude_if=_is_empty)
+    context: GatewayContext
+    settings: SettingsByVariable = Field(default_factory=dict, exclude_if=_is_empty)
     fixture: SandboxSeed
     turns: list[Turn] = Field(min_length=1)
-
-    @field_validator("context")
-    @classmethod
-    def _gateway_context(cls, value: dict[str, Any]) -> dict[str, Any]:
-        RequestContext.model_validate(value)
-        return value
-
-    @field_validator("settings")
-    @classmethod
-    def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            Settings.from_env({}, **value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     def to_json(self) -> str:
         """The file's text: indented, small objects on one line, UTF-8 kept, final newline."""

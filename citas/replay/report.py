@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import TextIO
 
@@ -149,3 +150,20 @@ class Progress:
         if self.redraw:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
+
+
+def add_progress_flags(parser: argparse.ArgumentParser, items: str) -> None:
+    """`--progress` / `--no-progress` (default: a bar on a terminal, lines on a pipe from 50
+    `items`), stored as `progress` (None, True or False) for `Progress.auto(force=...)`."""
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show progress (default: a bar on a terminal, "
+        f"lines on a pipe from 50 {items})",
+    )
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show progress"
+    )
