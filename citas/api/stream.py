@@ -4,10 +4,11 @@
 one `event: error` carries the JSON error shape. The concatenated deltas always equal `done`'s
 `reply`. Validation, body size, auth and admission fail as JSON before the stream starts.
 
-The model's answer is sent as soon as the model ends it (the turn's `AnswerText` event; see
-`ChatModel.complete`: text that comes with tool calls is not an answer, and nothing tells which it
-is before the end). A reply the model did not write (an apology, the round limit, a redelivered
-message's first reply) comes as a single delta. A client that goes away does not stop the turn
+The reply is sent as soon as it is known: when the model has ended its answer and the reply
+guard has checked it (the turn's `AnswerText` event; text that comes with tool calls is not an
+answer, and nothing tells which it is before the end), before the turn is saved. A reply the
+model did not write (an apology, the round limit, a redelivered message's first reply) comes as
+a single delta as well. A client that goes away does not stop the turn
 (see `citas.api.turns`).
 """
 
