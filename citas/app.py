@@ -113,6 +113,7 @@ async def _build_runtime(
         settings.calendar_api_url,
         availability,
         confirm_before_booking=settings.confirm_before_booking,
+        intents=store,
     )
     catalog = ProductCatalog(backend, settings.info_api_url)
     agent = Agent(

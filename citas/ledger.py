@@ -70,6 +70,10 @@ class BookingLedger:
         proposed_in = self.proposals.get(key)
         return proposed_in is not None and proposed_in != turn_id
 
+    def was_proposed(self, key: str) -> bool:
+        """Whether this booking was ever put to the customer (in any turn)."""
+        return key in self.proposals
+
     def copy(self) -> BookingLedger:
         return BookingLedger(
             list(self.verified_slots),

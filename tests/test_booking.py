@@ -485,3 +485,46 @@ async def test_a_time_skipped_by_daylight_saving_is_refused_over_http(
         ("2026-09-07", "08:00"),
         ("2026-09-07", "08:30"),
     ]
+
+
+class _BreaksAfter:
+    """The test's model for `good` calls, then an unexpected exception (a bug, a chunk that no
+    check caught): what a model failure that is not an `LLMUnavailable` looks like."""
+
+    def __init__(self, inner: Any, good: int) -> None:
+        self.inner, self.good, self.name = inner, good, inner.name
+
+    async def complete(self, messages: Any, tools: Any, **kw: Any) -> Any:
+        if self.good <= 0:
+            raise ValueError("invalid literal for int() with base 10: 'abc'")
+        self.good -= 1
+        return await self.inner.complete(messages, tools, **kw)
+
+
+async def test_a_failure_after_the_booking_is_a_200_with_the_confirmation(
+    make_client: MakeClient,
+    model: Any,
+    llm: ModelScript,
+    sandbox: RunningSandbox,
+    settings: Settings,
+) -> None:
+    broken = _BreaksAfter(model, good=3)
+    client = await make_client(settings, model=broken)
+
+    async def chat(message: str, **kw: Any) -> aiohttp.ClientResponse:
+        return await client.post("/api/chat", json=chat_body(message, **kw))
+
+    await verify(chat, llm)
+    llm.add(call("create_booking", BOOKING))
+    response = await chat("Ana Pérez, ana.perez@example.com", message_id="wamid.x")
+    body = await response.json()
+    [event] = sandbox.backend.events
+    assert response.status == 200
+    assert body["url"] == event.url and event.url in body["reply"]
+
+    # The redelivery (the model well again) gets the same booking, never "taken".
+    broken.good = 10
+    llm.add(call("create_booking", BOOKING), reply("Ya quedó."))
+    response = await chat("Ana Pérez, ana.perez@example.com", message_id="wamid.x")
+    assert response.status == 200 and (await response.json())["url"] == event.url
+    assert sandbox.backend.events == [event]

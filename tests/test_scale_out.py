@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 
 import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from citas.api import turns
 from citas.config import Settings
 from citas.domain import ConversationKey
 from citas.runtime import RUNTIME
-from citas.sandbox import RunningSandbox
+from citas.sandbox import Fault, RunningSandbox
 from citas.store.redis import RedisSessionStore
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import LocalCitas
@@ -221,3 +223,35 @@ async def _until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(5):
         while not condition():  # noqa: ASYNC110 (the fake LLM has no event to wait on)
             await asyncio.sleep(0.005)
+
+
+async def test_a_booking_committed_by_an_instance_that_died_is_confirmed_on_the_retry(
+    make_client: MakeClient, redis_settings: Settings, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    a = await make_client(redis_settings)
+    llm.add(call("check_availability", SLOT), reply("Libre."))
+    await _chat(a, "¿El martes a las 3pm?")
+    # The backend commits at once and answers far too late; the instance dies meanwhile.
+    sandbox.backend.faults.add("CREAR_EVENTO", Fault("commit_then_late", seconds=30))
+    llm.add(call("create_booking", {**SLOT, **CUSTOMER}))
+    first = asyncio.create_task(_chat(a, "Ana Pérez, ana.perez@example.com", "wamid.k"))
+    await _until(lambda: len(sandbox.backend.events) == 1)
+    for task in list(turns._RUNNING):  # killed: the turn stops where it is, nothing is saved
+        task.cancel()
+    first.cancel()
+    with suppress(asyncio.CancelledError, aiohttp.ClientError):
+        await first
+    [event] = sandbox.backend.events
+
+    # The gateway's retry, on a fresh instance sharing Redis: the slot is taken by this very
+    # booking, so the answer is that booking, not "ese horario ya está ocupado".
+    b = await make_client(redis_settings)
+    llm.add(call("create_booking", {**SLOT, **CUSTOMER}), reply("¡Listo!"))
+    answered = await _chat(b, "Ana Pérez, ana.perez@example.com", "wamid.k")
+    body = await answered.json()
+    assert answered.status == 200
+    assert tool_results(llm.requests[-1])[-1]["reservado"] is True
+    assert sandbox.backend.events == [event]
+    assert body["url"] == event.url and event.url in body["reply"]
+    keys = {c["idempotency_key"] for c in sandbox.backend.calls_of("CREAR_EVENTO")}
+    assert keys == {event.idempotency_key}

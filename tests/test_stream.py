@@ -380,8 +380,20 @@ def test_interleaved_tool_call_fragments_are_assembled_by_index() -> None:
 
 @pytest.mark.parametrize(
     "chunk",
-    [[], {"choices": {"index": 0}}, {"choices": [{"index": 0, "delta": "hola"}]}],
-    ids=["not-an-object", "choices-not-a-list", "delta-not-an-object"],
+    [
+        [],
+        {"choices": {"index": 0}},
+        {"choices": [{"index": 0, "delta": "hola"}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": "abc"}]}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 10**9}]}}]},
+    ],
+    ids=[
+        "not-an-object",
+        "choices-not-a-list",
+        "delta-not-an-object",
+        "tool-call-index-not-a-number",
+        "tool-call-index-huge",
+    ],
 )
 def test_a_chunk_of_the_wrong_shape_is_malformed(chunk: Any) -> None:
     with pytest.raises(_MalformedStream):

@@ -192,7 +192,15 @@ class Agent:
         )
         try:
             await self._rounds(system, conversation, turn, deadline)
-        except LLMUnavailable as exc:
+        except Exception as exc:
+            if not isinstance(exc, LLMUnavailable):
+                if not context.booked:
+                    raise
+                # Anything failing once a booking is made (a malformed model answer, a bug):
+                # the customer hears of the booking with a 200, never a 500 whose retry
+                # would find the slot taken.
+                SWALLOWED_ERRORS.labels(where="after_booking").inc()
+                log.exception("turn_failed_after_booking")
             SWALLOWED_ERRORS.labels(where="llm").inc()
             log.warning("turn_failed", error_code="llm_unavailable", error=str(exc))
             # A booking made before the model failed is told all the same.

@@ -188,7 +188,10 @@ class _StreamedReply:
             if delta.get("content"):
                 self.pieces.append(str(delta["content"]))
             for fragment in _objects(delta.get("tool_calls")):
-                call = self.calls.setdefault(int(fragment.get("index", 0)), _PartialCall())
+                index = fragment.get("index", 0)
+                if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 128:
+                    raise _MalformedStream(f"tool call index is not a small integer: {index!r:.50}")
+                call = self.calls.setdefault(index, _PartialCall())
                 call.id = call.id or str(fragment.get("id") or "")
                 function = _object(fragment.get("function"))
                 call.name += str(function.get("name") or "")

@@ -8,6 +8,13 @@ and carries an idempotency key derived here from business, conversation, slot an
 retries and repeats can never create a second event. With confirmation on, the first request for
 a slot and customer only proposes it: the event is created when the same booking is asked again
 in a later turn, after the customer has seen the summary.
+
+The ledger is saved with the conversation only when the turn ends, so before `CREAR_EVENTO`
+goes out the booking's intent (key, slot, customer) is written to the session store on its own.
+A process killed after the backend committed but before the turn was saved leaves that intent:
+the retry (any instance) then finds the slot taken by its own event, and sends `CREAR_EVENTO`
+with the same key, which the backend answers with the first event, instead of calling the slot
+taken. The same holds for a booking this conversation had proposed (its key is derived again).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from citas.ledger import BookingLedger
 from citas.metrics import BOOKINGS
 from citas.services.availability import AvailabilityService, DayListing, SlotVerdict
 from citas.singleflight import SingleFlight
+from citas.store.base import SessionStore
 
 log = structlog.get_logger("citas.booking")
 
@@ -104,8 +112,10 @@ class BookingService:
         availability: AvailabilityService,
         *,
         confirm_before_booking: bool = True,
+        intents: SessionStore | None = None,
     ) -> None:
         self._client = client
+        self._intents = intents
         self._url = calendar_url
         self._availability = availability
         self.confirm_before_booking = confirm_before_booking
@@ -144,7 +154,7 @@ class BookingService:
             return BookingOutcome(Confirmation.from_dict(earlier), deduplicated=True)
         confirmed = not self.confirm_before_booking or ledger.proposed_before(ikey, turn_id)
         outcome, shared = await self._flights.run(
-            ikey, lambda: self._book_once(tenant, ledger, request, ikey, confirmed)
+            ikey, lambda: self._book_once(tenant, key, ledger, request, ikey, confirmed)
         )
         if outcome.pending:
             ledger.propose(ikey, turn_id)
@@ -159,12 +169,21 @@ class BookingService:
     async def _book_once(
         self,
         tenant: Tenant,
+        key: ConversationKey,
         ledger: BookingLedger,
         request: BookingRequest,
         ikey: str,
         confirmed: bool,
     ) -> BookingOutcome:
-        if confirmed and not ledger.is_verified(request.slot.local_start):
+        intended = self._intents is not None and (
+            await self._intents.recall_intent(key, ikey) is not None
+        )
+        if intended:
+            # This exact booking was sent before (by a turn whose end was never saved): the
+            # customer had confirmed it and it was verified then; the backend decides by key.
+            confirmed = True
+            ledger.mark_unsettled(ikey)
+        if confirmed and not ledger.is_verified(request.slot.local_start) and not intended:
             BOOKINGS.labels(outcome="unverified").inc()
             return BookingOutcome(unverified=True)
         # A proposal needs no earlier check: it is checked here and shown to the customer as a
@@ -175,6 +194,10 @@ class BookingService:
         verdict = await self._availability.check_slot(
             tenant, request.slot, ask_calendar=not unsettled
         )
+        if verdict.problem is SlotProblem.TAKEN and confirmed and ledger.was_proposed(ikey):
+            # Taken maybe by this very booking, committed by a turn that never got to save it:
+            # the rules alone, then the backend answers our key with the event it already has.
+            verdict = await self._availability.check_slot(tenant, request.slot, ask_calendar=False)
         if not verdict.bookable:
             BOOKINGS.labels(outcome="refused").inc()
             return BookingOutcome(refusal=verdict)
@@ -182,6 +205,13 @@ class BookingService:
             ledger.mark_verified(request.slot.local_start)
             BOOKINGS.labels(outcome="proposed").inc()
             return BookingOutcome(pending=True)
+        if self._intents is not None and not intended:
+            # Durably, before anything leaves: a StoreUnavailable here books nothing.
+            await self._intents.remember_intent(
+                key,
+                ikey,
+                {"slot": request.slot.local_start, "email": request.customer.email.strip().lower()},
+            )
         try:
             answer = await self._client.call(
                 self._url, OPERATION, _event_body(tenant, request, ikey)

@@ -33,6 +33,19 @@ class SessionStore(Protocol):
         self, key: ConversationKey, message_id: str, reply: dict[str, Any]
     ) -> None: ...
 
+    async def remember_intent(
+        self, key: ConversationKey, intent_key: str, intent: dict[str, Any]
+    ) -> None:
+        """Durably note a booking about to be sent (its idempotency key, slot, customer) before
+        `CREAR_EVENTO` goes out: a process that dies before saving the conversation leaves it,
+        so a retry elsewhere asks the backend by the same key instead of calling the slot
+        taken. Kept as long as a conversation."""
+        ...
+
+    async def recall_intent(self, key: ConversationKey, intent_key: str) -> dict[str, Any] | None:
+        """The booking intent noted under `intent_key` for this conversation, if any."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...

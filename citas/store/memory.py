@@ -69,6 +69,9 @@ class MemorySessionStore:
         self._replies: TTLCache[tuple[ConversationKey, str], dict[str, Any]] = TTLCache(
             maxsize=max_sessions, ttl=ttl_seconds, timer=timer
         )
+        self._intents: TTLCache[tuple[ConversationKey, str], dict[str, Any]] = TTLCache(
+            maxsize=max_sessions, ttl=ttl_seconds, timer=timer
+        )
         self._locks = KeyedLocks(lock_wait_seconds)
 
     def __len__(self) -> int:
@@ -101,6 +104,14 @@ class MemorySessionStore:
     ) -> None:
         self._replies[(key, message_id)] = reply
 
+    async def remember_intent(
+        self, key: ConversationKey, intent_key: str, intent: dict[str, Any]
+    ) -> None:
+        self._intents[(key, intent_key)] = dict(intent)
+
+    async def recall_intent(self, key: ConversationKey, intent_key: str) -> dict[str, Any] | None:
+        return self._intents.get((key, intent_key))
+
     async def count(self) -> int:
         self._conversations.expire()
         return len(self._conversations)
@@ -111,3 +122,4 @@ class MemorySessionStore:
     async def close(self) -> None:
         self._conversations.clear()
         self._replies.clear()
+        self._intents.clear()

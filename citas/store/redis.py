@@ -7,12 +7,13 @@ key of one conversation lives on one slot, so the lock scripts may touch them to
 
     P:vN:{E:S}:conv       string  the conversation (`Conversation.to_dict()` JSON, with "v")
     P:vN:{E:S}:reply:M    string  the first reply given to channel message M (dedupe)
+    P:vN:{E:S}:intent:K   string  a booking about to be sent with idempotency key K
     P:vN:{E:S}:lock       string  the random token of the turn holding the conversation
     P:vN:{E:S}:queue      zset    waiting tokens, scored by ticket number (arrival order)
     P:vN:{E:S}:ticket     string  the conversation's ticket counter (INCR)
     P:vN:{E:S}:alive      zset    waiting tokens, scored by heartbeat expiry (server ms)
 
-`conv` and `reply:*` expire after `CITAS_SESSION_TTL_SECONDS` without use; the lock after
+`conv`, `reply:*` and `intent:*` expire after `CITAS_SESSION_TTL_SECONDS` without use; the lock after
 its TTL unless renewed by its live holder; the queue keys a minute after the last waiter.
 Changing the conversation schema changes `vN`, so old and new instances never read each
 other's JSON.
@@ -109,6 +110,7 @@ class _Keys:
     ticket: str
     alive: str
     reply_prefix: str
+    intent_prefix: str
 
     @classmethod
     def of(cls, prefix: str, key: ConversationKey) -> _Keys:
@@ -120,10 +122,14 @@ class _Keys:
             f"{base}:ticket",
             f"{base}:alive",
             f"{base}:reply:",
+            f"{base}:intent:",
         )
 
     def reply(self, message_id: str) -> str:
         return self.reply_prefix + quote(message_id, safe="")
+
+    def intent(self, intent_key: str) -> str:
+        return self.intent_prefix + quote(intent_key, safe="")
 
 
 def connect(url: str, timeout_seconds: float) -> Redis:
@@ -218,6 +224,24 @@ class RedisSessionStore:
         payload = json.dumps(reply, ensure_ascii=False, separators=(",", ":"))
         name = self.keys(key).reply(message_id)
         await self._run("remember_reply", self._redis.set(name, payload, ex=self._ttl))
+
+    async def remember_intent(
+        self, key: ConversationKey, intent_key: str, intent: dict[str, Any]
+    ) -> None:
+        payload = json.dumps(intent, ensure_ascii=False, separators=(",", ":"))
+        name = self.keys(key).intent(intent_key)
+        await self._run("remember_intent", self._redis.set(name, payload, ex=self._ttl))
+
+    async def recall_intent(self, key: ConversationKey, intent_key: str) -> dict[str, Any] | None:
+        raw = await self._run("recall_intent", self._redis.get(self.keys(key).intent(intent_key)))
+        if raw is None:
+            return None
+        try:
+            intent = json.loads(raw)
+        except ValueError:
+            intent = None
+        # Unreadable still means a booking may have gone out: the key alone is what counts.
+        return intent if isinstance(intent, dict) else {}
 
     async def ping(self) -> bool:
         try:
