@@ -10,6 +10,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from redis.asyncio import Redis
 
 from citas.admission import Admission
 from citas.agent.loop import Agent
@@ -34,7 +35,7 @@ from citas.services.business import BusinessDirectory
 from citas.services.products import ProductCatalog
 from citas.store.base import SessionStore
 from citas.store.memory import MemorySessionStore
-from citas.store.redis import RedisSessionStore, connect
+from citas.store.redis import POOL_HEADROOM, RedisSessionStore, connect
 
 log = structlog.get_logger("citas.app")
 
@@ -92,7 +93,17 @@ async def _build_runtime(
             breaker_reset_seconds=settings.breaker_reset_seconds,
         ),
     )
-    store = _build_store(settings)
+    # One Redis client, built once from the settings, for the store and the rate limits.
+    redis_client = (
+        None
+        if settings.redis_url is None
+        else connect(
+            settings.redis_url,
+            settings.redis_timeout_seconds,
+            max_connections=settings.max_concurrent_turns + POOL_HEADROOM,
+        )
+    )
+    store = _build_store(settings, redis_client)
     stack.push_async_callback(store.close)
     directory = BusinessDirectory(
         backend,
@@ -131,7 +142,7 @@ async def _build_runtime(
         clock_role=settings.clock_role,
         listeners=(record_metrics, write_logs),
     )
-    rate_limits = create_rate_limits(settings)
+    rate_limits = create_rate_limits(settings, client=redis_client)
     stack.push_async_callback(rate_limits.close)
     admission = Admission(settings.max_concurrent_turns)
     return Runtime(settings, http, backend, store, agent, admission, rate_limits)
@@ -156,21 +167,29 @@ def _endpoint_model(stack: AsyncExitStack, settings: Settings) -> ChatModel:
     )
 
 
-def _build_store(settings: Settings) -> SessionStore:
+def _build_store(settings: Settings, client: Redis | None) -> SessionStore:
     """Redis when `REDIS_URL` is set (several instances share conversations), else in-process."""
-    if settings.redis_url is None:
+    if client is None:
         return MemorySessionStore(
             max_sessions=settings.max_sessions,
             ttl_seconds=settings.session_ttl_seconds,
-            lock_wait_seconds=settings.turn_deadline_seconds,
+            lock_wait_seconds=_lock_wait(settings),
         )
     return RedisSessionStore(
-        connect(settings.redis_url, settings.redis_timeout_seconds),
+        client,
         prefix=settings.redis_prefix,
         ttl_seconds=settings.session_ttl_seconds,
-        lock_wait_seconds=settings.turn_deadline_seconds,
-        # Longer than a turn may take; the live holder renews it, a dead one lets it lapse.
-        lock_ttl_seconds=settings.turn_deadline_seconds + 30,
+        lock_wait_seconds=_lock_wait(settings),
+        # Short: the live holder renews it every third of it, a dead one lets it lapse soon.
+        lock_ttl_seconds=settings.redis_lock_ttl_seconds,
+        # Each command whole (its retry and a pool wait included) within two socket timeouts,
+        # so a hung Redis always answers 503 after the same time.
+        operation_timeout_seconds=2 * settings.redis_timeout_seconds,
         # A backstop only: the agent trims to the budget before every turn.
         max_messages=settings.history_max_messages * 2,
     )
+
+
+def _lock_wait(settings: Settings) -> float:
+    """A message waits for the conversation's previous turn at most this long (then a 503)."""
+    return min(settings.lock_wait_seconds, settings.turn_deadline_seconds)

@@ -92,6 +92,12 @@ class Settings(BaseModel):
     # No braces or glob characters: the prefix goes before a Cluster hash tag and into SCANs.
     redis_prefix: str = Field("citas", alias="CITAS_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.:-]+$")
     redis_timeout_seconds: float = Field(2.0, alias="CITAS_REDIS_TIMEOUT_SECONDS", gt=0, le=60)
+    # How long a message waits for its conversation's previous turn before a 503: below a
+    # gateway's usual 30 s timeout, so the gateway hears a 503 it can retry, not its own timeout.
+    lock_wait_seconds: float = Field(20.0, alias="CITAS_LOCK_WAIT_SECONDS", gt=0, le=600)
+    # The Redis lock's time to live, renewed every third of it while its holder lives: a dead
+    # holder (SIGKILL, a hung Redis that lost the release) blocks its conversation this long.
+    redis_lock_ttl_seconds: float = Field(15.0, alias="CITAS_REDIS_LOCK_TTL_SECONDS", ge=3, le=600)
     session_ttl_seconds: int = Field(86400, alias="CITAS_SESSION_TTL_SECONDS", ge=60)
     max_sessions: int = Field(10000, alias="CITAS_MAX_SESSIONS", ge=1)
     history_max_messages: int = Field(60, alias="CITAS_HISTORY_MAX_MESSAGES", ge=4)

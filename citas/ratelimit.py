@@ -8,6 +8,7 @@ instance; without it they live in a bounded in-process cache.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -143,9 +144,18 @@ class RedisBuckets:
     refill. When Redis cannot answer, messages are let through (logged and counted): a limiter
     must not turn a Redis hiccup into an outage."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = REDIS_KEY_PREFIX) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str = REDIS_KEY_PREFIX,
+        *,
+        owns_client: bool = True,
+        timeout_seconds: float = 0.5,
+    ) -> None:
         self._redis = client
+        self._timeout = timeout_seconds
         self._prefix = prefix
+        self._owns_client = owns_client
         self._take = client.register_script(_TAKE_SCRIPT)
 
     async def take(self, buckets: Sequence[Bucket]) -> Verdict:
@@ -154,7 +164,10 @@ class RedisBuckets:
         for bucket in buckets:
             args += [bucket.rate.per_second, bucket.rate.burst]
         try:
-            refusing, wait = await self._take(keys=keys, args=args)
+            # Bounded on its own: a hung Redis delays a message by this much at most here
+            # (then it is let through), whatever the shared client's socket timeouts.
+            async with asyncio.timeout(self._timeout):
+                refusing, wait = await self._take(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             SWALLOWED_ERRORS.labels(where="rate_limit").inc()
             log.warning("rate_limit_unavailable", error=f"{type(exc).__name__}: {exc}")
@@ -165,7 +178,8 @@ class RedisBuckets:
         return Verdict(False, float(wait), buckets[index - 1].scope)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        if self._owns_client:  # a shared client is closed by its owner (the session store)
+            await self._redis.aclose()
 
 
 class RateLimits:
@@ -210,9 +224,13 @@ class RateLimits:
 
 
 def create_rate_limits(
-    settings: Settings, clock: Callable[[], float] = time.monotonic
+    settings: Settings,
+    clock: Callable[[], float] = time.monotonic,
+    client: redis.asyncio.Redis | None = None,
 ) -> RateLimits:
-    """In Redis when `REDIS_URL` is set, else in-process; no store at all when both are off."""
+    """In Redis when `REDIS_URL` is set, else in-process; no store at all when both are off.
+    `client` is the app's one Redis client (the session store's); without it, one is built
+    from the same settings. Keys live under `CITAS_REDIS_PREFIX`, like the store's."""
     conversation = Rate.per_minute(
         settings.rate_conversation_per_minute, settings.rate_conversation_burst
     )
@@ -222,10 +240,21 @@ def create_rate_limits(
         return RateLimits.off()
     store: BucketStore
     if settings.redis_url:
-        client = redis.asyncio.Redis.from_url(
-            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
-        store = RedisBuckets(client)
+        prefix = f"{settings.redis_prefix}:ratelimit:"
+        if client is None:
+            from citas.store.redis import connect
+
+            own = connect(settings.redis_url, settings.redis_timeout_seconds)
+            store = RedisBuckets(
+                own, prefix, timeout_seconds=min(0.5, settings.redis_timeout_seconds)
+            )
+        else:
+            store = RedisBuckets(
+                client,
+                prefix,
+                owns_client=False,
+                timeout_seconds=min(0.5, settings.redis_timeout_seconds),
+            )
     else:
         store = MemoryBuckets(max(r.refill_seconds for r in rates), clock=clock)
     return RateLimits(store, conversation, business)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import uuid
@@ -129,9 +130,20 @@ class RedisServer:
         finally:
             await client.aclose()
 
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs; connections stay open and commands queue unanswered."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: the server runs again, and runs whatever was queued meanwhile."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     async def kill(self) -> None:
         """SIGKILL: the server vanishes mid-conversation, as in a crash."""
         if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)  # a paused server dies as well
             self._process.kill()
             await self._process.wait()
             self._process = None

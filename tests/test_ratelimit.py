@@ -191,6 +191,15 @@ def test_settings_pick_the_store() -> None:
     assert both.business == Rate(2.0, 200) and both.conversation == Rate(0.5, 30)
 
 
+def test_redis_buckets_live_under_the_deployments_prefix() -> None:
+    # Two deployments on one Redis (different CITAS_REDIS_PREFIX) must not share buckets.
+    base = Settings.from_env({}, REDIS_URL=REDIS_URL)
+    for prefix in ("citas", "clinica-b"):
+        limits = create_rate_limits(base.with_updates(redis_prefix=prefix))
+        assert isinstance(limits._store, RedisBuckets)
+        assert limits._store._prefix == f"{prefix}:ratelimit:"
+
+
 # --------------------------------------------------------------------------- through the API
 
 MakeClient = Callable[..., Awaitable[Client]]

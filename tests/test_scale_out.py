@@ -17,7 +17,8 @@ from citas.config import Settings
 from citas.domain import ConversationKey
 from citas.runtime import RUNTIME
 from citas.sandbox import Fault, RunningSandbox
-from citas.store.redis import RedisSessionStore
+from citas.ratelimit import RedisBuckets
+from citas.store.redis import POOL_HEADROOM, RedisSessionStore
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body, tool_results
@@ -255,3 +256,46 @@ async def test_a_booking_committed_by_an_instance_that_died_is_confirmed_on_the_
     assert body["url"] == event.url and event.url in body["reply"]
     keys = {c["idempotency_key"] for c in sandbox.backend.calls_of("CREAR_EVENTO")}
     assert keys == {event.idempotency_key}
+
+
+async def test_one_redis_client_sized_from_the_admission_bound_and_a_short_lock(
+    make_client: MakeClient, redis_settings: Settings
+) -> None:
+    client = await make_client(redis_settings.with_updates(max_concurrent_turns=300))
+    runtime = client.app[RUNTIME]
+    store = runtime.store
+    assert isinstance(store, RedisSessionStore)
+    assert store._redis.connection_pool.max_connections == 300 + POOL_HEADROOM
+    # The rate limits use the same client, under the deployment's prefix.
+    buckets = runtime.rate_limits._store
+    assert isinstance(buckets, RedisBuckets) and buckets._redis is store._redis
+    assert buckets._prefix == f"{redis_settings.redis_prefix}:ratelimit:"
+    # A dead holder blocks its conversation 15 s at most; a waiter gives up (503) after 20 s,
+    # before a gateway's usual 30 s timeout.
+    assert store._lock_ttl_ms == 15_000
+    assert store._lock_wait == 20
+
+
+async def test_500_concurrent_turns_on_redis_get_200_or_overloaded(
+    make_client: MakeClient, redis_settings: Settings, llm: ModelScript
+) -> None:
+    client = await make_client(redis_settings)
+    llm.responder = lambda _body: reply("Hola.")
+    llm.delay = 0.3  # the model is slow: turns overlap
+    bodies = [chat_body("Hola", session_id=f"s{n}") for n in range(500)]
+    outcomes: dict[tuple[int, str], int] = {}
+    # A session of its own: the harness's caps its connections at aiohttp's default 100.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(client.base_url, connector=connector) as http:
+
+        async def send(body: dict[str, Any]) -> None:
+            async with http.post("/api/chat", json=body) as response:
+                data = await response.json()
+                message = "" if response.status == 200 else data["error"]["message"]
+                outcomes[response.status, message] = outcomes.get((response.status, message), 0) + 1
+
+        await asyncio.gather(*(send(b) for b in bodies))
+    assert {status for status, _ in outcomes} <= {200, 503}, outcomes
+    assert outcomes.get((200, ""), 0) >= 200, outcomes
+    # Only the admission bound's 503 (overloaded), never "el almacén ... no responde".
+    assert not any("almacén" in message for _, message in outcomes), outcomes

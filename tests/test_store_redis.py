@@ -14,8 +14,8 @@ from citas.config import Settings
 from citas.conversation import SCHEMA_VERSION, Conversation
 from citas.domain import ConversationKey
 from citas.errors import ConfigError, Overloaded, StoreUnavailable
-from citas.store.redis import RedisSessionStore
-from tests.redis_support import make_store, wait_queued
+from citas.store.redis import RedisSessionStore, connect
+from tests.redis_support import RedisServer, make_store, wait_queued
 
 KEY = ConversationKey(12, "51987654321")
 
@@ -230,4 +230,57 @@ async def test_unreachable_redis_is_store_unavailable(closed_port_url: str) -> N
             async with store.lock(KEY):
                 pytest.fail("locked without Redis")
     finally:
+        await store.close()
+
+
+async def test_a_small_pool_queues_commands_instead_of_refusing_them(redis_url: str) -> None:
+    # redis-py's default pool raised MaxConnectionsError past its bound: a 503 on a healthy
+    # Redis. Bounded and blocking, commands beyond it wait for a connection.
+    client = connect(redis_url, timeout_seconds=2.0, max_connections=4)
+    try:
+        results = await asyncio.gather(
+            *(client.blpop([f"citas-test-nothing-{n}"], timeout=0.05) for n in range(40))
+        )
+        assert results == [None] * 40
+        assert client.connection_pool.max_connections == 4
+    finally:
+        await client.aclose()
+
+
+async def test_a_lock_won_unheard_while_redis_hung_is_released_when_it_resumes(
+    own_redis: RedisServer,
+) -> None:
+    store = RedisSessionStore(
+        connect(own_redis.url, timeout_seconds=0.3),
+        prefix="citas-test-hung",
+        ttl_seconds=3600,
+        lock_wait_seconds=5,
+        lock_ttl_seconds=60,
+        max_messages=60,
+        operation_timeout_seconds=0.6,
+    )
+    observer = Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        async with store.lock(KEY):  # a warm connection, the scripts loaded
+            pass
+        own_redis.pause()
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            start = loop.time()
+            with pytest.raises(StoreUnavailable):
+                async with store.lock(KEY):
+                    pytest.fail("locked with Redis hung")
+            assert loop.time() - start < 0.6 + 0.2  # every 503 after the same bounded time
+        # Resumed, Redis runs the attempts queued meanwhile: one may take the lock for a
+        # request that already answered 503. It must not wait out its TTL (60 s here).
+        own_redis.resume()
+        async with asyncio.timeout(8):
+            while await observer.exists(store.keys(KEY).lock):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        async with asyncio.timeout(1):
+            async with store.lock(KEY):
+                pass
+    finally:
+        own_redis.resume()
+        await observer.aclose()
         await store.close()

@@ -154,7 +154,10 @@ class BookingService:
             return BookingOutcome(Confirmation.from_dict(earlier), deduplicated=True)
         confirmed = not self.confirm_before_booking or ledger.proposed_before(ikey, turn_id)
         outcome, shared = await self._flights.run(
-            ikey, lambda: self._book_once(tenant, key, ledger, request, ikey, confirmed)
+            ikey,
+            lambda: self._book_once(
+                tenant, key=key, ledger=ledger, request=request, ikey=ikey, confirmed=confirmed
+            ),
         )
         if outcome.pending:
             ledger.propose(ikey, turn_id)
@@ -169,6 +172,7 @@ class BookingService:
     async def _book_once(
         self,
         tenant: Tenant,
+        *,
         key: ConversationKey,
         ledger: BookingLedger,
         request: BookingRequest,

@@ -13,8 +13,9 @@ key of one conversation lives on one slot, so the lock scripts may touch them to
     P:vN:{E:S}:ticket     string  the conversation's ticket counter (INCR)
     P:vN:{E:S}:alive      zset    waiting tokens, scored by heartbeat expiry (server ms)
 
-`conv`, `reply:*` and `intent:*` expire after `CITAS_SESSION_TTL_SECONDS` without use; the lock after
-its TTL unless renewed by its live holder; the queue keys a minute after the last waiter.
+`conv`, `reply:*` and `intent:*` expire after `CITAS_SESSION_TTL_SECONDS` without use; the
+lock after its TTL unless renewed by its live holder; the queue keys a minute after the last
+waiter.
 Changing the conversation schema changes `vN`, so old and new instances never read each
 other's JSON.
 """
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
@@ -50,6 +51,7 @@ _BUSY = "la conversación está ocupada; reintente en unos segundos"
 _HEARTBEAT_MS = 5_000  # a waiter that stops polling this long loses its place in line
 _QUEUE_IDLE_MS = 60_000
 _POLL_FIRST, _POLL_MAX = 0.005, 0.05
+_RELEASE_AGAIN_SECONDS = 1.0
 
 # Take the conversation when it is free and this token is first in line (SET NX PX); else
 # join the line (once: a retried call keeps its ticket) and refresh this waiter's heartbeat.
@@ -132,17 +134,30 @@ class _Keys:
         return self.intent_prefix + quote(intent_key, safe="")
 
 
-def connect(url: str, timeout_seconds: float) -> Redis:
+POOL_HEADROOM = 50
+"""Connections beyond one per admitted turn: lock renewers, background releases, rate-limit
+checks of requests not yet admitted, readiness probes."""
+
+
+def connect(url: str, timeout_seconds: float, max_connections: int = 100 + POOL_HEADROOM) -> Redis:
     """A pooled client that fails fast: socket timeouts, one quick retry, then an error; broken
-    connections are dropped and reopened on the next command, so it recovers on its own."""
-    return Redis.from_url(
+    connections are dropped and reopened on the next command, so it recovers on its own.
+
+    The pool is bounded (`max_connections`, sized by the app from the admission bound) and
+    blocking: past the bound a command waits up to `timeout_seconds` for a free connection
+    instead of failing at once with `MaxConnectionsError`, which made a healthy Redis answer
+    503 above redis-py's default of 100 concurrent turns."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_seconds,
         decode_responses=True,
         socket_timeout=timeout_seconds,
         socket_connect_timeout=timeout_seconds,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
     )
+    return Redis.from_pool(pool)
 
 
 class RedisSessionStore:
@@ -157,8 +172,10 @@ class RedisSessionStore:
         lock_wait_seconds: float,
         lock_ttl_seconds: float,
         max_messages: int,
+        operation_timeout_seconds: float | None = None,
     ) -> None:
         self._redis = client
+        self._op_timeout = operation_timeout_seconds
         self._prefix = prefix
         self._ttl = ttl_seconds
         self._lock_wait = lock_wait_seconds
@@ -267,9 +284,10 @@ class RedisSessionStore:
             await self._wait_turn(keys, token)
         except StoreUnavailable:
             # Leave the line, and free the lock in case the last attempt won it unheard, in
-            # the background: the 503 need not wait on a Redis that just failed. Tried once;
-            # the line forgets a silent waiter by itself, and such a lock lapses with its TTL.
-            self._spawn(self._free(keys, token))
+            # the background: the 503 need not wait on a Redis that just failed. Retried until
+            # Redis answers: a hung Redis (SIGSTOP) runs the queued attempt when it resumes,
+            # and that lock must not wait out its TTL with nobody holding it.
+            self._spawn(self._retry_free(keys, token, first_pause=0.0))
             raise
         except BaseException:  # timed out or cancelled: Redis answers, clean up now
             await self._free(keys, token)
@@ -348,6 +366,10 @@ class RedisSessionStore:
             await asyncio.sleep(pause)
             pause = min(max(pause * 2, 0.1), 2.0)
             if await self._free(keys, token) is not None:
+                # Once more a moment later: an attempt sent before Redis hung may run after
+                # this release (another connection), and take the lock for nobody.
+                await asyncio.sleep(_RELEASE_AGAIN_SECONDS)
+                await self._free(keys, token)
                 return
 
     async def _keep_renewing(self, keys: _Keys, token: str, done: asyncio.Event) -> None:
@@ -374,7 +396,10 @@ class RedisSessionStore:
 
     async def _run(self, operation: str, call: Awaitable[T]) -> T:
         try:
-            return await call
+            if self._op_timeout is None:
+                return await call
+            async with asyncio.timeout(self._op_timeout):
+                return await call
         except (RedisError, OSError, TimeoutError) as exc:
             STORE_ERRORS.labels(operation=operation).inc()
             log.warning(
