@@ -15,9 +15,9 @@ from redis.asyncio import Redis
 from citas.api import turns
 from citas.config import Settings
 from citas.domain import ConversationKey
+from citas.ratelimit import RedisBuckets
 from citas.runtime import RUNTIME
 from citas.sandbox import Fault, RunningSandbox
-from citas.ratelimit import RedisBuckets
 from citas.store.redis import POOL_HEADROOM, RedisSessionStore
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import LocalCitas
