@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from citas.domain import is_zone_name
 from citas.errors import ConfigError
 
 # Inside the package, so an installed wheel finds its templates wherever it is run from.
@@ -115,10 +115,8 @@ class Settings(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        if not is_zone_name(value):
+            raise ValueError(f"unknown IANA time zone {value!r}")
         return value
 
     @field_validator("log_level", mode="before")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 WEEKDAY_KEYS = ("lunes", "martes", "miercoles", "jueves", "viernes", "sabado", "domingo")
 WEEKDAY_NAMES = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
@@ -131,6 +131,22 @@ class Slot:
 def parse_local(text: str, zone: ZoneInfo) -> datetime:
     """A backend date ("YYYY-MM-DD HH:MM:SS", local to the business) as an aware datetime."""
     return datetime.strptime(text, LOCAL_FORMAT).replace(tzinfo=zone)
+
+
+# Not zones of the IANA database but the host's or the tz tooling's own: "localtime" is the
+# host's zone (which plays no part in citas), "Factory" a placeholder, "posixrules" a template.
+_PSEUDO_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+ZONE_NAMES: frozenset[str] = frozenset(
+    name
+    for name in available_timezones()
+    if name not in _PSEUDO_ZONES and not name.startswith(("posix/", "right/"))
+)
+"""The IANA zone names a business's zone may be given as."""
+
+
+def is_zone_name(name: str) -> bool:
+    return name in ZONE_NAMES
 
 
 class SlotProblem(enum.Enum):

@@ -68,6 +68,18 @@ class ContextTooLong(LLMUnavailable):
         super().__init__(message, "context_length")
 
 
+class UnsupportedMediaType(CitasError):
+    """The body is not declared JSON (`Content-Type`): HTTP 415."""
+
+
+class UnknownBusiness(CitasError):
+    """The backend knows no business with this id (every business operation refused it)."""
+
+    def __init__(self, id_empresa: int) -> None:
+        super().__init__(f"La empresa {id_empresa} no existe en el sistema de reservas.")
+        self.id_empresa = id_empresa
+
+
 class StoreUnavailable(CitasError):
     """The session store (Redis) cannot be reached."""
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from citas.api.models import ChatResponse, ErrorResponse
+from citas.sandbox import RunningSandbox
 from citas.testing import ModelScript, reply
 from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
 
 Client = LocalCitas
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def _without(body: dict[str, Any], *path: str) -> dict[str, Any]:
@@ -52,6 +55,15 @@ INVALID_BODIES = [
         chat_body("hola", zona_horaria="Lima/Peru"), "context.config.zona_horaria", id="zone"
     ),
     pytest.param(
+        chat_body("hola", zona_horaria="localtime"), "context.config.zona_horaria", id="localtime"
+    ),
+    pytest.param(
+        chat_body("hola", zona_horaria="Factory"), "context.config.zona_horaria", id="factory"
+    ),
+    pytest.param(
+        chat_body("hola", id_empresa=10**400), "context.config.id_empresa", id="empresa-huge"
+    ),
+    pytest.param(
         chat_body("hola", duracion_cita_minutos=0),
         "context.config.duracion_cita_minutos",
         id="duration",
@@ -80,13 +92,52 @@ async def test_several_bad_fields_are_all_named(client: Client) -> None:
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"", b"null"])
 async def test_non_object_bodies_are_400(client: Client, raw: bytes) -> None:
-    response = await client.post("/api/chat", data=raw)
+    response = await client.post("/api/chat", data=raw, headers=JSON_TYPE)
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize("path", ["/api/chat", "/api/chat/stream"])
+async def test_deeply_nested_json_is_400_not_a_traceback(
+    client: Client, llm: ModelScript, path: str
+) -> None:
+    raw = b'{"message": "hola", "session_id": "s", "context": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    response = await client.post(path, data=raw, headers=JSON_TYPE)
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "invalid_request"
+    assert llm.requests == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None],
+)
+async def test_a_body_not_declared_json_is_415(
+    client: Client, llm: ModelScript, content_type: str | None
+) -> None:
+    # text/plain and form bodies are what a browser may POST cross-origin without a preflight.
+    raw = json.dumps(chat_body("hola")).encode()
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = await client.post("/api/chat", data=raw, headers=headers)
+    assert response.status == 415
+    error = ErrorResponse.model_validate(await response.json()).error
+    assert error.code == "unsupported_media_type"
+    assert llm.requests == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
+async def test_json_content_types_are_read(
+    client: Client, llm: ModelScript, content_type: str
+) -> None:
+    llm.add(reply("Hola."))
+    raw = json.dumps(chat_body("hola")).encode()
+    response = await client.post("/api/chat", data=raw, headers={"Content-Type": content_type})
+    assert response.status == 200
+
+
 async def test_body_over_64_kib_is_413(client: Client) -> None:
-    response = await client.post("/api/chat", data=b"{" + b" " * (64 * 1024 + 1) + b"}")
+    big = b"{" + b" " * (64 * 1024 + 1) + b"}"
+    response = await client.post("/api/chat", data=big, headers=JSON_TYPE)
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "payload_too_large"
 
@@ -148,3 +199,17 @@ async def test_openapi_describes_exactly_the_routes(client: Client) -> None:
         "duracion_cita_minutos",
         "zona_horaria",
     }
+
+
+async def test_an_unknown_business_is_a_clear_error_without_the_model_and_is_remembered(
+    client: Client, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    for n in range(3):
+        response = await client.post("/api/chat", json=chat_body(f"hola {n}", id_empresa=999))
+        assert response.status == 404
+        error = ErrorResponse.model_validate(await response.json()).error
+        assert error.code == "unknown_business" and "999" in error.message
+    assert llm.requests == []  # no model call for a business nobody set up
+    # The five business operations were asked once; the next messages were answered from memory.
+    assert len(sandbox.backend.calls_of("OBTENER_CONTEXTO_NEGOCIO")) == 1
+    assert len(sandbox.backend.calls) == 5

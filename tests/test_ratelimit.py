@@ -308,3 +308,20 @@ async def test_two_instances_share_the_limit_through_redis(
     ]
     assert statuses == [200, 200, 429, 429]
     assert [key async for key in client.scan_iter(match=prefix + "conversation:*")]
+
+
+async def test_a_redelivery_answered_from_memory_spends_no_token(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
+) -> None:
+    client = await make_client(_limited(settings))
+    llm.responder = lambda _body: reply("Hola")
+    body = {**chat_body("Hola"), "message_id": "wamid.same"}
+    for _ in range(10):  # a gateway retrying one message: the first reply, every time
+        response = await client.post("/api/chat", json=body)
+        assert response.status == 200
+    assert len(llm.requests) == 1
+    # The burst of 2 is untouched but for that first message: one more new message passes.
+    response = await client.post("/api/chat", json={**chat_body("Otra"), "message_id": "wamid.2"})
+    assert response.status == 200
+    response = await client.post("/api/chat", json={**chat_body("Más"), "message_id": "wamid.3"})
+    assert response.status == 429

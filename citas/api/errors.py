@@ -12,7 +12,14 @@ from aiohttp import web
 
 from citas.api.models import ErrorDetail, ErrorResponse
 from citas.api.responses import json_response
-from citas.errors import InvalidRequest, Overloaded, RateLimited, StoreUnavailable
+from citas.errors import (
+    InvalidRequest,
+    Overloaded,
+    RateLimited,
+    StoreUnavailable,
+    UnknownBusiness,
+    UnsupportedMediaType,
+)
 from citas.metrics import REJECTED_REQUESTS
 
 log = structlog.get_logger("citas.http")
@@ -45,6 +52,14 @@ def http_error(exc: BaseException) -> HttpError | None:
     if isinstance(exc, InvalidRequest):
         REJECTED_REQUESTS.labels(reason="invalid_request").inc()
         return HttpError(400, "invalid_request", str(exc))
+    if isinstance(exc, UnsupportedMediaType):
+        REJECTED_REQUESTS.labels(reason="unsupported_media_type").inc()
+        return HttpError(415, "unsupported_media_type", str(exc))
+    if isinstance(exc, UnknownBusiness):
+        # The gateway's configuration names a business the backend does not know: no model
+        # was called, and asking again will not help until it is set up.
+        REJECTED_REQUESTS.labels(reason="unknown_business").inc()
+        return HttpError(404, "unknown_business", str(exc))
     if isinstance(exc, Overloaded):
         REJECTED_REQUESTS.labels(reason=exc.reason).inc()
         return HttpError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +16,7 @@ from pydantic import (
 )
 
 from citas.agent.turn import TurnError, TurnResult
+from citas.domain import ZONE_NAMES
 
 
 class _Model(BaseModel):
@@ -24,7 +24,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-_ZONES = frozenset(zoneinfo.available_timezones())
+_ZONES = ZONE_NAMES
 
 
 def _known_zone(value: str) -> str:
@@ -54,7 +54,8 @@ def _json_integer(value: object) -> object:
 
 
 # Constraints before the validator: that order keeps them JSON Schema keywords in the document.
-PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(_json_integer)]
+# At most a signed 64-bit integer: what a backend's database can hold (10**400 was accepted).
+PositiveInt = Annotated[int, Field(gt=0, le=2**63 - 1), BeforeValidator(_json_integer)]
 Minutes = Annotated[int, Field(ge=5, le=600), BeforeValidator(_json_integer)]
 
 
@@ -101,6 +102,8 @@ class ErrorDetail(_Model):
         "not_found",
         "method_not_allowed",
         "payload_too_large",
+        "unsupported_media_type",
+        "unknown_business",
         "rate_limited",
         "unavailable",
         "internal",

@@ -24,7 +24,7 @@ from citas.agent.events import RunListener
 from citas.agent.turn import TurnRequest, TurnResult
 from citas.api.models import ChatRequest
 from citas.domain import Tenant
-from citas.errors import InvalidRequest
+from citas.errors import InvalidRequest, StoreUnavailable, UnsupportedMediaType
 from citas.logs import bind_turn
 from citas.runtime import Runtime
 
@@ -36,27 +36,45 @@ _RUNNING: set[asyncio.Task[TurnResult]] = set()
 
 async def admit_turn(request: web.Request, runtime: Runtime) -> TurnRequest:
     """What every turn endpoint does first: validate the body, name the turn in the logs, and
-    take its rate-limit tokens (`RateLimited` → 429)."""
+    take its rate-limit tokens (`RateLimited` → 429), except for a redelivered `message_id`
+    that is answered from memory: a gateway's retries cost the customer nothing."""
     turn = await parse_turn_request(request, runtime)
     bind_turn(turn.tenant.id_empresa, turn.session_id)
     log.debug("chat_message", message=turn.message, message_id=turn.message_id)
-    await runtime.rate_limits.check(turn.tenant.id_empresa, turn.session_id)
+    if not await _already_answered(runtime, turn):
+        await runtime.rate_limits.check(turn.tenant.id_empresa, turn.session_id)
     return turn
 
 
+async def _already_answered(runtime: Runtime, turn: TurnRequest) -> bool:
+    if not turn.message_id:
+        return False
+    try:
+        return await runtime.store.recall_reply(turn.key, turn.message_id) is not None
+    except StoreUnavailable:
+        return False  # the turn itself will meet the store's failure
+
+
 async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequest:
-    """Validate the gateway's body; a 400 names every bad field."""
+    """Validate the gateway's body; a 400 names every bad field, a 415 a body not declared JSON
+    (so a browser's cross-origin "simple" POST, text/plain or a form, is never read)."""
+    if not _is_json(request.content_type):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.content_type!r}."
+        )
     raw = await request.read()
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest("Body is not valid JSON.") from None
+    except (ValueError, RecursionError):  # deep nesting fits in the size limit
+        raise InvalidRequest("Body is not valid JSON (or nested too deeply).") from None
     try:
         body = ChatRequest.model_validate(
             data, context={"max_message_chars": runtime.settings.max_message_chars}
         )
     except ValidationError as exc:
         raise InvalidRequest(describe_validation_error(exc)) from None
+    except RecursionError:
+        raise InvalidRequest("Body is nested too deeply.") from None
     config = body.context.config
     tenant = Tenant(
         id_empresa=config.id_empresa,
@@ -66,6 +84,13 @@ async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequ
         personalidad=config.personalidad,
     )
     return TurnRequest(tenant, body.session_id, body.message, body.message_id)
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
 
 
 def describe_validation_error(exc: ValidationError) -> str:
