@@ -20,12 +20,17 @@ import structlog
 
 # Starts only where a run of address characters starts: linear time on long runs (a megabyte of
 # "xxxx…" must not cost a quadratic scan).
-_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+# The at sign as written, or its full-width and small forms (a model or a keyboard may give
+# them); a domain without a dot ("ana@localhost") is an address all the same.
+_AT = "@\uff20\ufe6b"
+_EMAIL = re.compile(rf"(?<![\w.%+-])[\w.%+-]+[{_AT}][\w-]+(?:\.[\w-]+)*")
 # Phone-like runs: 7+ digits, maybe a leading +, with up to 3 separators (spaces, dots, dashes,
 # slashes, parentheses) between digits, as people write them ("(01) 234-5678",
 # "+51 987 654 321"); not glued to letters on either side, so ids like "a1234567b" stay readable,
 # but a JSON escape before it ("\\n987654321" inside tool arguments) counts as a separator.
-_PHONE = re.compile(r"(?:(?<!\w)|(?<=\\[nrtfb]))\+?\d(?:[\s().\-/]{0,3}\d){6,}(?!\w)")
+# Up to 5 separators between two digits ("987  -  654  -  321"), underscores among them
+# ("987_654_321").
+_PHONE = re.compile(r"(?:(?<!\w)|(?<=\\[nrtfb]))\+?\d(?:[\s().\-/_]{0,5}\d){6,}(?!\w)")
 # Calendar dates and timestamps are kept in clear (logs need them); they are cut out before the
 # phone pattern runs, so "2026-12-01 987654321" still masks the phone.
 _DATE = re.compile(
@@ -36,7 +41,12 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+")
 _OPENAI_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
 # Text with none of these cannot hold an email, phone, date, bearer credential or OpenAI key: the
 # common case (event names, outcomes, operations) skips every pattern with one search.
-_SUSPECT = re.compile(r"[@\d]|bearer|basic|sk-", re.IGNORECASE)
+_SUSPECT = re.compile(rf"[{_AT}\d]|bearer|basic|sk-|nombre|name", re.IGNORECASE)
+# A customer's name as a JSON field (tool arguments, backend bodies): kept as initials only.
+_NAME_KEYS = ("customer_name", "cliente_nombre", "nombre_cliente")
+_NAME_FIELD = re.compile(
+    r'(\\?"(?:' + "|".join(_NAME_KEYS) + r')\\?"\s*:\s*\\?")((?:[^"\\]|\\[^"])*)(\\?")'
+)
 _SECRET_WORDS = ("api_key", "apikey", "authorization", "password", "passwd", "secret", "cookie")
 MASK = "***"
 # ProcessorFormatter's own bookkeeping (the stdlib record), removed before rendering.
@@ -44,8 +54,16 @@ _META_KEYS = frozenset({"_record", "_from_structlog"})
 _MIN_SECRET_CHARS = 6
 
 
+def initials(name: str) -> str:
+    """ "Ana Pérez" → "A. P.": recognisable in a conversation's lines, not a name any more."""
+    return " ".join(f"{word[0]}." for word in name.split() if word[:1].isalpha()) or MASK
+
+
 def mask_text(text: str) -> str:
-    """Hide emails and phone numbers, keeping a hint of their shape for debugging."""
+    """Hide emails and phone numbers, keeping a hint of their shape for debugging, and
+    customers' names in JSON fields, keeping their initials."""
+    if '"' in text:
+        text = _NAME_FIELD.sub(lambda m: m.group(1) + initials(m.group(2)) + m.group(3), text)
     text = _EMAIL.sub(lambda m: _mask_email(m.group(0)), text)
     if not any(ch.isdigit() for ch in text):
         return text
@@ -64,8 +82,8 @@ def _mask_phones(text: str) -> str:
 
 
 def _mask_email(email: str) -> str:
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}{MASK}@{domain}"
+    at = next(i for i, ch in enumerate(email) if ch in _AT)
+    return f"{email[:1]}{MASK}@{email[at + 1 :]}"
 
 
 def is_secret_key(key: object) -> bool:
@@ -94,10 +112,7 @@ class Redactor:
     def __call__(
         self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        return {
-            k: (v if k in _META_KEYS else MASK if is_secret_key(k) else self.redact(v))
-            for k, v in event_dict.items()
-        }
+        return {k: (v if k in _META_KEYS else self._field(k, v)) for k, v in event_dict.items()}
 
     def redact(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -105,13 +120,20 @@ class Redactor:
         if value is None or isinstance(value, bool | int | float):
             return value
         if isinstance(value, Mapping):
-            return {k: (MASK if is_secret_key(k) else self.redact(v)) for k, v in value.items()}
+            return {k: self._field(k, v) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
             return [self.redact(v) for v in value]
         if isinstance(value, bytes):
             return self._text(value.decode("utf-8", "replace"))
         # Exceptions, dates, models…: their text is what a renderer would print, so mask that.
         return self._text(str(value))
+
+    def _field(self, key: Any, value: Any) -> Any:
+        if is_secret_key(key):
+            return MASK
+        if key in _NAME_KEYS and isinstance(value, str):
+            return initials(value)
+        return self.redact(value)
 
     def _text(self, text: str) -> str:
         for secret in self._secrets:

@@ -17,7 +17,15 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from citas.config import Settings
-from citas.logs import Redactor, configure_logging, conversation_fields, is_secret_key, mask_text
+from citas.logs import (
+    Redactor,
+    configure_logging,
+    conversation_fields,
+    initials,
+    is_secret_key,
+    mask_personal_data,
+    mask_text,
+)
 from citas.testing import FakeLLM, ModelScript, Step, call, reply, tool_calls
 from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
@@ -47,6 +55,8 @@ API_TOKEN = "citas-token-9f8e7d6c5b4a"
         "0051 987654321",
         "(01) 234-5678",
         "01 234 5678",
+        "987  -  654  -  321",
+        "987_654_321",
         "+51 (1) 234 5678",
         "234-5678",
         "2345678",
@@ -79,6 +89,17 @@ def test_a_phone_next_to_a_date_is_still_masked() -> None:
 
 def test_emails_keep_only_a_hint() -> None:
     assert mask_text("escribe a ana.perez+citas@gmail.com.") == "escribe a a***@gmail.com."
+    assert mask_text("ana\uff20example.com y ana@localhost") == "a***@example.com y a***@localhost"
+
+
+def test_customer_names_in_json_fields_keep_their_initials() -> None:
+    arguments = '{"customer_name": "Ana Pérez", "date": "2026-12-01"}'
+    assert mask_text(arguments) == '{"customer_name": "A. P.", "date": "2026-12-01"}'
+    escaped = '{\\"cliente_nombre\\": \\"José Quispe Mamani\\"}'
+    assert "José" not in mask_text(escaped) and "J. Q. M." in mask_text(escaped)
+    assert mask_personal_data(None, "info", {"cliente_nombre": "Luis Huamán"}) == {
+        "cliente_nombre": "L. H."
+    }
 
 
 @pytest.mark.parametrize(
@@ -169,8 +190,11 @@ def captured() -> Iterator[Captured]:
 # --------------------------------------------------------------------------- end to end
 
 LOCAL = st.from_regex(r"[a-z][a-z0-9]{1,8}(?:[._][a-z0-9]{1,6})?", fullmatch=True)
-DOMAIN = st.sampled_from(["gmail.com", "hotmail.com", "outlook.es", "clinica.com.pe", "upc.edu.pe"])
-EMAILS = st.builds(lambda local, domain: f"{local}@{domain}", LOCAL, DOMAIN)
+DOMAIN = st.sampled_from(
+    ["gmail.com", "hotmail.com", "outlook.es", "clinica.com.pe", "upc.edu.pe", "localhost"]
+)
+AT = st.sampled_from(["@", "@", "\uff20", "\ufe6b"])  # as written, full-width, small
+EMAILS = st.builds(lambda local, at, domain: f"{local}{at}{domain}", LOCAL, AT, DOMAIN)
 
 MOBILE = st.integers(900_000_000, 999_999_999).map(str)
 MOBILE_FORMATS = [
@@ -184,6 +208,8 @@ MOBILE_FORMATS = [
     "(+51) {a} {b} {c}",
     "51{a}{b}{c}",
     "0051 {a}{b}{c}",
+    "{a}  -  {b}  -  {c}",
+    "{a}_{b}_{c}",
 ]
 LANDLINE = st.integers(2_000_000, 7_999_999).map(str)
 LANDLINE_FORMATS = [
@@ -291,7 +317,7 @@ def booking_responder(conv: Conversation, name: str) -> Any:
     return respond
 
 
-_DIGIT_RUN = re.compile(r"\d(?:[\s().\-/+]{0,3}\d)*")
+_DIGIT_RUN = re.compile(r"\d(?:[\s().\-/+_]{0,5}\d)*")
 
 
 def leaked(output: list[dict[str, Any]], conv: Conversation) -> list[str]:
@@ -329,6 +355,11 @@ async def test_no_personal_data_or_secret_reaches_the_logs(
     events = {line["event"] for line in lines}
     assert {"http_request", "turn", "llm_call", "tool_call", "backend_call"} <= events
     assert not leaked(lines, conv)
+    # The customer's name is in the tool's arguments as its initials only.
+    for line in lines:
+        if line["event"] == "tool_call" and line.get("tool") == "create_booking":
+            assert name not in line["arguments"], line
+            assert initials(name) in line["arguments"], line
     output = captured.stream.getvalue()
     assert OPENAI_KEY not in output and API_TOKEN not in output
     # Nothing even tried to log a secret; personal data was there to be masked.
