@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from citas.admission import MAX_QUEUED_PER_CONVERSATION
 from citas.agent.loop import BACKEND_APOLOGY, LLM_APOLOGY
 from citas.circuit import CircuitState
 from citas.config import Settings
@@ -345,6 +346,47 @@ async def test_overload_is_a_fast_503_with_retry_after(
     assert (await response.json())["error"]["code"] == "unavailable"
     assert await first == (200, {"reply": "Hola.", "url": None})
     assert delta.of("citas_rejected_requests_total", reason="overloaded") == 1
+
+
+async def test_messages_queued_on_a_busy_conversation_hold_no_admission_slot(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
+) -> None:
+    client = await make_client(settings.with_updates(max_concurrent_turns=2))
+    llm.delay_next(1.0)
+    llm.responder = lambda _body: reply("Hola.")
+    busy = "51911111111"
+    first = asyncio.create_task(send(client, "m0", session_id=busy))
+    await wait_until(lambda: llm.requests)
+    queued = [asyncio.create_task(send(client, f"m{n}", session_id=busy)) for n in range(1, 6)]
+    await wait_until(lambda: client.app[RUNTIME].admission.queued == 5)
+    assert client.app[RUNTIME].admission.in_flight == 1  # the waiters are not turns in flight
+    # Another business's first message still gets a turn (it used to get 503 overloaded).
+    other = chat_body("Hola", session_id="51922222222", id_empresa=27)
+    response = await client.post("/api/chat", json=other)
+    assert response.status == 200, await response.text()
+    assert not first.done()
+    for task in [first, *queued]:
+        assert (await task)[0] == 200
+
+
+async def test_the_queue_of_one_conversation_is_bounded(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
+) -> None:
+    client = await make_client(settings)
+    llm.delay_next(1.0)
+    llm.responder = lambda _body: reply("Hola.")
+    busy = "51911111111"
+    first = asyncio.create_task(send(client, "m0", session_id=busy))
+    await wait_until(lambda: llm.requests)
+    queued = [asyncio.create_task(send(client, f"m{n}", session_id=busy)) for n in range(1, 11)]
+    await wait_until(lambda: client.app[RUNTIME].admission.queued == MAX_QUEUED_PER_CONVERSATION)
+    delta = MetricsDelta()
+    response = await client.post("/api/chat", json=chat_body("m11", session_id=busy))
+    assert not first.done(), "the refusal must not wait for the queue"
+    assert response.status == 503
+    assert delta.of("citas_rejected_requests_total", reason="conversation_busy") == 1
+    for task in [first, *queued]:
+        assert (await task)[0] == 200
 
 
 # --------------------------------------------------------------------------- settings

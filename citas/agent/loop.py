@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -91,6 +92,12 @@ class _Turn:
         return [m for m in self.messages if id(m) not in self.scratch]
 
 
+@asynccontextmanager
+async def _entered(factory: Callable[[], AbstractContextManager[object]]) -> AsyncIterator[None]:
+    with factory():
+        yield
+
+
 class Agent:
     def __init__(
         self,
@@ -124,12 +131,19 @@ class Agent:
         self.listeners: list[RunListener] = list(listeners)
         """Told every turn's events; add to it to observe every turn (the harness does)."""
 
-    async def handle(self, request: TurnRequest, listener: RunListener | None = None) -> TurnResult:
+    async def handle(
+        self,
+        request: TurnRequest,
+        listener: RunListener | None = None,
+        *,
+        admit: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> TurnResult:
         """Run one customer message, one at a time per conversation, at most once per id.
         `listener` gets this turn's events besides the agent's listeners; a redelivered
-        message's first reply is only returned."""
+        message's first reply is only returned. `admit` is entered once the conversation is
+        held (a message waiting for it is not a turn in flight) and may refuse it."""
         key = request.key
-        async with self.store.lock(key):
+        async with self.store.lock(key), _entered(admit):
             if request.message_id:
                 earlier = await self.store.recall_reply(key, request.message_id)
                 if earlier is not None:

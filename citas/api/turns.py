@@ -105,12 +105,19 @@ def describe_validation_error(exc: ValidationError) -> str:
 def start_turn(
     runtime: Runtime, turn: TurnRequest, listener: RunListener | None = None
 ) -> asyncio.Task[TurnResult]:
-    """Admit the turn (raises `Overloaded` before anything runs) and start it in its own task;
-    `listener` gets the turn's run events."""
-    with ExitStack() as admitted:
-        admitted.enter_context(runtime.admission.admit())
+    """Queue the turn for its conversation (raises `Overloaded` before anything runs when the
+    service is full or this conversation has too many waiting) and start it in its own task;
+    it is admitted as in flight once it holds its conversation. `listener` gets the turn's run
+    events."""
+    admission = runtime.admission
+    admission.check()
+    with ExitStack() as queued:
+        ticket = queued.enter_context(admission.queue(turn.key))
         task = asyncio.create_task(
-            _admitted(admitted.pop_all(), runtime.agent.handle(turn, listener))
+            _admitted(
+                queued.pop_all(),
+                runtime.agent.handle(turn, listener, admit=lambda: admission.admit(ticket)),
+            )
         )
     _RUNNING.add(task)
     task.add_done_callback(_RUNNING.discard)
