@@ -28,7 +28,7 @@ from citas.clock import Clock, system_clock
 from citas.config import Settings
 from citas.domain import SlotRules
 from citas.ratelimit import create_rate_limits
-from citas.runtime import RUNTIME, Runtime
+from citas.runtime import RUNTIME, SETTINGS, Runtime
 from citas.services.availability import AvailabilityService
 from citas.services.booking import BookingService
 from citas.services.business import BusinessDirectory
@@ -53,6 +53,7 @@ def create_app(
             bearer_auth(settings.api_token, protect_metrics=settings.metrics_require_token)
         )
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
+    app[SETTINGS] = settings
     setup_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -59,6 +59,11 @@ class Settings(BaseModel):
     metrics_require_token: bool = Field(False, alias="CITAS_METRICS_REQUIRE_TOKEN")
     max_message_chars: int = Field(4096, alias="CITAS_MAX_MESSAGE_CHARS", ge=1, le=60000)
     max_concurrent_turns: int = Field(200, alias="CITAS_MAX_CONCURRENT_TURNS", ge=1)
+    # Slow or idle clients (citas/api/connections.py): a connection that has not sent a whole
+    # request head within this is closed; a body must arrive within its own bound.
+    http_idle_timeout_seconds: float = Field(15.0, alias="CITAS_HTTP_IDLE_TIMEOUT_SECONDS", gt=0)
+    http_body_timeout_seconds: float = Field(15.0, alias="CITAS_HTTP_BODY_TIMEOUT_SECONDS", gt=0)
+    max_connections: int = Field(4096, alias="CITAS_MAX_CONNECTIONS", ge=16)
     log_format: Literal["json", "console"] = Field("json", alias="CITAS_LOG_FORMAT")
     log_level: LogLevel = Field("info", alias="CITAS_LOG_LEVEL")
     shutdown_drain_seconds: float = Field(25.0, alias="CITAS_SHUTDOWN_DRAIN_SECONDS", gt=0)

@@ -72,6 +72,10 @@ class UnsupportedMediaType(CitasError):
     """The body is not declared JSON (`Content-Type`): HTTP 415."""
 
 
+class BodyTimeout(CitasError):
+    """The request body did not arrive within `CITAS_HTTP_BODY_TIMEOUT_SECONDS`: HTTP 408."""
+
+
 class UnknownBusiness(CitasError):
     """The backend knows no business with this id (every business operation refused it)."""
 

@@ -27,3 +27,5 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+SETTINGS = web.AppKey("settings", Settings)
+"""The settings the app was created with, readable before start-up (the runner's limits)."""

@@ -17,8 +17,9 @@ import time
 import structlog
 from aiohttp import web
 
+from citas.api.connections import limit_accept_error_logs, make_runner
 from citas.errors import ListenError
-from citas.runtime import RUNTIME
+from citas.runtime import RUNTIME, SETTINGS
 
 log = structlog.get_logger("citas.server")
 
@@ -36,9 +37,14 @@ async def serve(
 ) -> None:
     """Run `app` on `host:port` until a signal (or `stop`), then drain and close."""
     stop = stop or asyncio.Event()
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=CUTOFF_SECONDS
+    runner = make_runner(
+        app,
+        app[SETTINGS],
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=CUTOFF_SECONDS,
     )
+    limit_accept_error_logs()
     await runner.setup()
     loop = asyncio.get_running_loop()
     try:

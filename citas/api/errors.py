@@ -13,6 +13,7 @@ from aiohttp import web
 from citas.api.models import ErrorDetail, ErrorResponse
 from citas.api.responses import json_response
 from citas.errors import (
+    BodyTimeout,
     InvalidRequest,
     Overloaded,
     RateLimited,
@@ -42,9 +43,13 @@ class HttpError:
     code: str
     message: str
     headers: dict[str, str] = field(default_factory=dict)
+    close: bool = False  # the connection too (what is left of its body is not read)
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.code, self.message, self.headers or None)
+        response = error_response(self.status, self.code, self.message, self.headers or None)
+        if self.close:
+            response.force_close()
+        return response
 
 
 def http_error(exc: BaseException) -> HttpError | None:
@@ -52,6 +57,9 @@ def http_error(exc: BaseException) -> HttpError | None:
     if isinstance(exc, InvalidRequest):
         REJECTED_REQUESTS.labels(reason="invalid_request").inc()
         return HttpError(400, "invalid_request", str(exc))
+    if isinstance(exc, BodyTimeout):
+        REJECTED_REQUESTS.labels(reason="body_timeout").inc()
+        return HttpError(408, "request_timeout", str(exc), close=True)
     if isinstance(exc, UnsupportedMediaType):
         REJECTED_REQUESTS.labels(reason="unsupported_media_type").inc()
         return HttpError(415, "unsupported_media_type", str(exc))

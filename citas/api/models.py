@@ -103,6 +103,7 @@ class ErrorDetail(_Model):
         "method_not_allowed",
         "payload_too_large",
         "unsupported_media_type",
+        "request_timeout",
         "unknown_business",
         "rate_limited",
         "unavailable",

@@ -30,6 +30,7 @@ def _error(description: str) -> dict[str, Any]:
 _CHAT_ERRORS = {
     "400": _error("Invalid JSON or fields (each bad field is named)."),
     "401": _error("Missing or wrong bearer token (when CITAS_API_TOKEN is set)."),
+    "408": _error("The body did not arrive within CITAS_HTTP_BODY_TIMEOUT_SECONDS."),
     "413": _error("Body larger than 64 KiB."),
     "415": _error("Content-Type is not JSON (application/json or a +json type)."),
     "404": _error("`unknown_business`: the backend knows no business with this id_empresa."),

@@ -24,7 +24,7 @@ from citas.agent.events import RunListener
 from citas.agent.turn import TurnRequest, TurnResult
 from citas.api.models import ChatRequest
 from citas.domain import Tenant
-from citas.errors import InvalidRequest, StoreUnavailable, UnsupportedMediaType
+from citas.errors import BodyTimeout, InvalidRequest, StoreUnavailable, UnsupportedMediaType
 from citas.logs import bind_turn
 from citas.runtime import Runtime
 
@@ -62,7 +62,14 @@ async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequ
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.content_type!r}."
         )
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(runtime.settings.http_body_timeout_seconds):
+            raw = await request.read()
+    except TimeoutError:
+        # A body trickling in (slowloris): the connection is closed with the answer.
+        raise BodyTimeout(
+            f"The body did not arrive within {runtime.settings.http_body_timeout_seconds:g} s."
+        ) from None
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # deep nesting fits in the size limit

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from citas.agent.events import ModelCallFinished, RunEvent, ToolCallFinished
 from citas.agent.model import ChatModel, ModelReply
 from citas.agent.turn import TurnRequest
+from citas.api.connections import make_runner
 from citas.app import create_app
 from citas.clock import Clock, system_clock
 from citas.config import Settings
@@ -199,7 +200,7 @@ class LocalCitas:
                     calendar_api_url=sandbox.calendar_url, info_api_url=sandbox.info_url
                 )
             app = create_app(settings, model=model, clock=clock)
-            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            runner = make_runner(app, settings, handle_signals=False, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, "127.0.0.1", 0).start()
