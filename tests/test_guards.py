@@ -12,14 +12,18 @@ were seen doing, and the service still books right and tells the truth.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from citas.agent.reply_guard import CORRECTIONS, NOTHING_BOOKED
 from citas.agent.tools.booking import PENDING
 from citas.config import Settings
+from citas.domain import ConversationKey, Slot, Tenant
 from citas.sandbox import RunningSandbox
+from citas.services.booking import BookingRequest, Customer, idempotency_key
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import MetricsDelta
 from citas.tokens import estimate_request_tokens, estimate_tokens
@@ -347,3 +351,40 @@ async def test_history_is_kept_within_its_token_budget(
     history = messages_sent(llm)[1:-2]  # without the prompt, the clock note and the new message
     assert estimate_tokens(history) <= 600
     assert {"role": "user", "content": "Mensaje 0"} not in history
+
+
+async def test_a_proposed_slot_taken_by_this_very_booking_is_confirmed_not_called_taken(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    llm.add(call("create_booking", BOOKING), reply("¿Confirmas?"))
+    await body_of(chat, f"Mañana a las 3 de la tarde. {GIVES_DATA}")
+    # The event exists under this booking's key, but nothing of ours says so (its turn never
+    # ended, and no intent record is left): the key derived again finds it.
+    lima = ZoneInfo("America/Lima")
+    slot = Slot(datetime(2026, 12, 1, 15, 0, tzinfo=lima), timedelta(minutes=30))
+    request = BookingRequest(slot, Customer("Ana Pérez", "ana.perez@example.com"))
+    key = idempotency_key(
+        Tenant(12, lima, 30, usuario_id=7), ConversationKey(12, "51987654321"), request
+    )
+    answer = sandbox.backend.handle(
+        "calendar",
+        {
+            "codOpe": "CREAR_EVENTO",
+            "id_empresa": 12,
+            "usuario_id": 7,
+            "titulo": "Cita - Ana Pérez",
+            "fecha_inicio": slot.local_start,
+            "fecha_fin": slot.local_end,
+            "cliente_nombre": "Ana Pérez",
+            "cliente_correo": "ana.perez@example.com",
+            "idempotency_key": key,
+        },
+    )
+    assert answer["success"] is True
+    [event] = sandbox.backend.events
+
+    llm.add(call("create_booking", BOOKING), reply("¡Listo!"))
+    second = await body_of(chat, "Sí, confírmala por favor")
+    assert tool_results(llm.requests[-1])[-1]["reservado"] is True
+    assert sandbox.backend.events == [event]
+    assert second["url"] == event.url
