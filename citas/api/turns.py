@@ -24,7 +24,7 @@ from citas.agent.events import RunListener
 from citas.agent.turn import TurnRequest, TurnResult
 from citas.api.models import ChatRequest
 from citas.domain import Tenant
-from citas.errors import BodyTimeout, InvalidRequest, StoreUnavailable, UnsupportedMediaType
+from citas.errors import BodyTimeout, InvalidRequest, UnsupportedMediaType
 from citas.logs import bind_turn
 from citas.runtime import Runtime
 
@@ -49,10 +49,9 @@ async def admit_turn(request: web.Request, runtime: Runtime) -> TurnRequest:
 async def _already_answered(runtime: Runtime, turn: TurnRequest) -> bool:
     if not turn.message_id:
         return False
-    try:
-        return await runtime.store.recall_reply(turn.key, turn.message_id) is not None
-    except StoreUnavailable:
-        return False  # the turn itself will meet the store's failure
+    # A StoreUnavailable is the turn's 503 now: it could not run without the store anyway, and
+    # its lock would wait out the same failure again.
+    return await runtime.store.recall_reply(turn.key, turn.message_id) is not None
 
 
 async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequest:
