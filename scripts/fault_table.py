@@ -527,6 +527,63 @@ async def overload() -> list[Row]:
     ]
 
 
+async def hostile_input() -> list[Row]:
+    """Bodies the gateway should never send, answered before any model call."""
+    rows = []
+    deep = b'{"message": "hola", "session_id": "s", "context": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    plain = json.dumps(
+        {"message": "hola", "session_id": "s", "context": {"config": {"id_empresa": 12}}}
+    ).encode()
+    cases = (
+        ("a JSON body nested 1,000 levels deep", deep, "application/json"),
+        ("a JSON body sent as `text/plain`", plain, "text/plain"),
+    )
+    async with harness() as h:
+        for label, raw, content_type in cases:
+            delta = MetricsDelta()
+            start = time.perf_counter()
+            async with h.citas.http.post(
+                "/api/chat", data=raw, headers={"Content-Type": content_type}
+            ) as response:
+                body = await response.json()
+            seconds = time.perf_counter() - start
+            rows.append(
+                Row(
+                    label,
+                    customer(response.status, body),
+                    fmt(counters(delta, "citas_rejected_requests_total", *SHOWN)),
+                    f"{seconds * 1000:.1f} ms",
+                )
+            )
+    return rows
+
+
+async def unknown_business() -> list[Row]:
+    async with harness() as h:
+        delta = MetricsDelta()
+        times, statuses = [], []
+        for n in range(3):
+            body = {
+                "message": f"hola {n}",
+                "session_id": "51900000001",
+                "context": {"config": {"id_empresa": 999}},
+            }
+            start = time.perf_counter()
+            async with h.citas.http.post("/api/chat", json=body) as response:
+                answer = await response.json()
+            times.append(time.perf_counter() - start)
+            statuses.append(customer(response.status, answer))
+    return [
+        Row(
+            "3 messages for an `id_empresa` the backend does not know",
+            statuses[0] + ", the model not called",
+            fmt(counters(delta, "citas_rejected_requests_total", *SHOWN)),
+            ", ".join(f"{t * 1000:.1f} ms" for t in times)
+            + f"; {backend_attempts(delta)} backend calls in all",
+        )
+    ]
+
+
 async def sigterm() -> list[Row]:
     rows = []
     for bound, delay, label in (
@@ -621,6 +678,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     deadline,
     tool_raises,
     overload,
+    hostile_input,
+    unknown_business,
     sigterm,
 )
 
