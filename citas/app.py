@@ -141,6 +141,7 @@ async def _build_runtime(
         guard=ReplyGuard(settings.max_reply_chars),
         history_max_tokens=settings.history_max_tokens,
         clock_role=settings.clock_role,
+        reply_format=settings.reply_format,
         listeners=(record_metrics, write_logs),
     )
     rate_limits = create_rate_limits(settings, client=redis_client)

@@ -51,6 +51,10 @@ class Settings(BaseModel):
     # Where the clock note goes: some local chat templates refuse a second `system` message.
     clock_role: Literal["system", "user"] = Field("system", alias="CITAS_CLOCK_ROLE")
     max_reply_chars: int = Field(1500, alias="CITAS_MAX_REPLY_CHARS", ge=200, le=4096)
+    # How replies are written for the customer's app (citas/agent/reply_format.py).
+    reply_format: Literal["whatsapp", "plain", "markdown"] = Field(
+        "whatsapp", alias="CITAS_REPLY_FORMAT"
+    )
 
     # Server.
     host: str = Field("127.0.0.1", alias="CITAS_HOST")

@@ -36,6 +36,7 @@ from citas.agent.events import (
 )
 from citas.agent.model import ChatModel, ModelReply
 from citas.agent.prompt import PromptBuilder
+from citas.agent.reply_format import ReplyFormat, format_reply
 from citas.agent.reply_guard import EMPTY_REPLY, NOT_DONE, ReplyGuard, fallback_reply, record
 from citas.agent.tools import ToolRegistry, TurnContext
 from citas.agent.turn import TurnError, TurnRequest, TurnResult
@@ -114,6 +115,7 @@ class Agent:
         guard: ReplyGuard,
         history_max_tokens: int = 6000,
         clock_role: ClockRole = "system",
+        reply_format: ReplyFormat = "whatsapp",
         listeners: Sequence[RunListener] = (),
     ) -> None:
         self.model = model
@@ -128,6 +130,7 @@ class Agent:
         self.turn_deadline_seconds = turn_deadline_seconds
         self.guard = guard
         self.clock_role = clock_role
+        self.reply_format: ReplyFormat = reply_format
         self.listeners: list[RunListener] = list(listeners)
         """Told every turn's events; add to it to observe every turn (the harness does)."""
 
@@ -219,6 +222,7 @@ class Agent:
             log.warning("turn_failed", error_code="llm_unavailable", error=str(exc))
             # A booking made before the model failed is told all the same.
             reply = context.booked[-1].confirmation if context.booked else LLM_APOLOGY
+            reply = format_reply(reply, self.reply_format)
             if turn.tool_rounds:
                 # Tools may have booked: keep what happened, closed by what the customer got.
                 turn.messages.append(assistant_message(reply))
@@ -304,6 +308,8 @@ class Agent:
         return False
 
     def _finish(self, turn: _Turn, reply: str) -> None:
+        # After the guard, before saving and sending: history holds what the customer got.
+        reply = format_reply(reply, self.reply_format)
         turn.messages.append(assistant_message(reply))
         turn.final = reply
         turn.emit(AnswerText(reply))
