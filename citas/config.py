@@ -116,6 +116,8 @@ class Settings(BaseModel):
 
     # Scheduling rules.
     timezone: str = Field("America/Lima", alias="CITAS_TIMEZONE")
+    # ISO 4217 code of prices when the request gives none (`context.config.moneda`).
+    currency: str = Field("PEN", alias="CITAS_CURRENCY", pattern=r"^[A-Z]{3}$")
     default_duration_minutes: int = Field(60, alias="CITAS_DEFAULT_DURATION_MINUTES", ge=5, le=600)
     booking_min_notice_minutes: int = Field(30, alias="CITAS_BOOKING_MIN_NOTICE_MINUTES", ge=0)
     booking_horizon_days: int = Field(90, alias="CITAS_BOOKING_HORIZON_DAYS", ge=1, le=730)

@@ -21,6 +21,7 @@ class Tenant:
     duration_minutes: int
     usuario_id: int | None = None
     personalidad: str | None = None
+    currency: str = "PEN"  # ISO 4217: how prices are written (`citas.money`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,6 +198,7 @@ async def test_openapi_describes_exactly_the_routes(client: Client) -> None:
         "usuario_id",
         "duracion_cita_minutos",
         "zona_horaria",
+        "moneda",
     }
 
 

@@ -7,6 +7,7 @@ The system prompt is byte-identical between turns of a business while its data i
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import jinja2
@@ -14,6 +15,7 @@ from cachetools import LRUCache
 
 from citas.datetext import calendar_lines
 from citas.domain import WEEKDAY_NAMES, BusinessInfo, Tenant
+from citas.money import format_amount
 
 CALENDAR_DAYS = 14  # the clock note's calendar: weekday → date, so no model counts weekdays
 DEFAULT_PERSONALITY = "Eres la recepcionista virtual del negocio: amable, clara y eficiente."
@@ -33,8 +35,8 @@ class PromptBuilder:
         self._clock = self._env.get_template("clock.j2")
         # Keyed by the BusinessInfo object itself: the cache hands out the same object while
         # fresh, so identity means "unchanged data" and hashing it is never needed.
-        self._rendered: LRUCache[tuple[int, str, int, str], tuple[BusinessInfo, str]] = LRUCache(
-            maxsize=cache_size
+        self._rendered: LRUCache[tuple[int, str, int, str, str], tuple[BusinessInfo, str]] = (
+            LRUCache(maxsize=cache_size)
         )
         # (zone, minute) → clock text: a turn would otherwise render a template for a line
         # that changes once a minute. The zone is part of the key because aware datetimes
@@ -47,6 +49,7 @@ class PromptBuilder:
             tenant.personalidad or "",
             tenant.duration_minutes,
             tenant.zone.key,
+            tenant.currency,
         )
         cached = self._rendered.get(key)
         if cached is not None and cached[0] is info:
@@ -60,6 +63,7 @@ class PromptBuilder:
             servicios=info.services,
             productos=info.products,
             preguntas=info.faqs,
+            precio=partial(format_amount, code=tenant.currency),
         ).strip()
         self._rendered[key] = (info, text)
         return text

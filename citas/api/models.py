@@ -67,6 +67,14 @@ class BusinessConfig(_Model):
     zona_horaria: Annotated[ZoneName | None, Field(description="IANA zone, e.g. America/Lima.")] = (
         None
     )
+    moneda: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[A-Z]{3}$",
+            description="ISO 4217 code of the business's prices (PEN, CLP, USD...); "
+            "default CITAS_CURRENCY.",
+        ),
+    ] = None
 
 
 class RequestContext(_Model):

@@ -88,6 +88,7 @@ async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequ
         duration_minutes=config.duracion_cita_minutos or runtime.settings.default_duration_minutes,
         usuario_id=config.usuario_id,
         personalidad=config.personalidad,
+        currency=config.moneda or runtime.settings.currency,
     )
     return TurnRequest(tenant, body.session_id, body.message, body.message_id)
 

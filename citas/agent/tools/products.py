@@ -8,6 +8,7 @@ from citas.agent.tools.arguments import Arguments
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
 from citas.errors import BackendRejected
+from citas.money import format_amount
 
 DESCRIPTION = "Busca servicios y productos del negocio (nombre, precio, descripción)."
 
@@ -28,8 +29,16 @@ async def search_products(
         found = await services.catalog.search(ctx.tenant.id_empresa, args.query)
     except BackendRejected:
         found = ()
+    currency = ctx.tenant.currency
     items = [
-        {"tipo": o.kind, "nombre": o.name, "precio": o.price, "descripcion": o.description}
+        {
+            "tipo": o.kind,
+            "nombre": o.name,
+            "precio": o.price,
+            # Written as the customer reads it, so no model turns 25000 pesos into "S/ 25000.00".
+            "precio_texto": None if o.price is None else format_amount(o.price, currency),
+            "descripcion": o.description,
+        }
         for o in found
     ]
     if not items:
@@ -39,7 +48,10 @@ async def search_products(
             customer_text=f"No encontré servicios ni productos para «{args.query}».",
         )
     lines = "; ".join(
-        f"{o.name} ({o.kind})" + (f": S/ {o.price:.2f}" if o.price is not None else "")
+        f"{o.name} ({o.kind})"
+        + (f": {format_amount(o.price, currency)}" if o.price is not None else "")
         for o in found
     )
-    return ToolResult(True, {"resultados": items}, customer_text=f"Encontré: {lines}.")
+    return ToolResult(
+        True, {"resultados": items, "moneda": currency}, customer_text=f"Encontré: {lines}."
+    )
