@@ -76,6 +76,7 @@ class Offering:
     name: str
     price: float | None
     description: str
+    duration_minutes: int | None = None  # a service's own length (`duracion_minutos`)
 
 
 @dataclass(frozen=True, slots=True)

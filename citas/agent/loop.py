@@ -199,6 +199,7 @@ class Agent:
             conversation.customer,
             today=now.date(),
             turn_id=uuid.uuid4().hex,
+            offerings=info.services,
         )
         turn = _Turn(
             messages=[user_message(request.message)],

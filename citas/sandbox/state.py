@@ -23,8 +23,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -104,6 +106,15 @@ class CatalogItem(_SeedModel):
     nombre: str
     precio: float
     descripcion: str = ""
+    duracion_minutos: int | None = Field(None, ge=5, le=600)  # a service's own length
+
+    @model_serializer(mode="wrap")
+    def _without_unset_length(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Written only when set: recordings and answers keep their shape for other items.
+        data: dict[str, Any] = handler(self)
+        if data.get("duracion_minutos") is None:
+            data.pop("duracion_minutos", None)
+        return data
 
 
 def _parse_local_datetime(value: object) -> datetime:
@@ -481,11 +492,17 @@ class SandboxBackend:
 
     def _services(self, body: JsonDict) -> JsonDict:
         business = self._business(_parse(_Request, body).id_empresa)
-        return {"success": True, "servicios": [item.model_dump() for item in business.servicios]}
+        return {
+            "success": True,
+            "servicios": [item.model_dump() for item in business.servicios],
+        }
 
     def _products(self, body: JsonDict) -> JsonDict:
         business = self._business(_parse(_Request, body).id_empresa)
-        return {"success": True, "productos": [item.model_dump() for item in business.productos]}
+        return {
+            "success": True,
+            "productos": [item.model_dump() for item in business.productos],
+        }
 
     def _search(self, body: JsonDict) -> JsonDict:
         req = _parse(_SearchRequest, body)

@@ -51,6 +51,7 @@ def parse_offerings(raw: Any, default_kind: str) -> tuple[Offering, ...]:
     for entry in raw:
         try:
             price = entry.get("precio")
+            minutes = entry.get("duracion_minutos")
             items.append(
                 Offering(
                     id=int(entry.get("id") or 0),
@@ -58,8 +59,23 @@ def parse_offerings(raw: Any, default_kind: str) -> tuple[Offering, ...]:
                     name=str(entry["nombre"]),
                     price=None if price is None else float(price),
                     description=str(entry.get("descripcion") or ""),
+                    duration_minutes=_minutes(minutes),
                 )
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("offering_ignored", entry=str(entry), error=str(exc))
     return tuple(items)
+
+
+def _minutes(raw: object) -> int | None:
+    """A service's `duracion_minutos` when it is a sane length (5 to 600 minutes), else None:
+    a bad value must not stop the business's other data, and the request's default holds."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None
+    try:
+        minutes = float(raw)
+    except ValueError:
+        return None
+    if not minutes.is_integer() or not 5 <= minutes <= 600:
+        return None
+    return int(minutes)

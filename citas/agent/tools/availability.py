@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field
@@ -26,6 +27,14 @@ NEXT_STEP = (
 )
 
 
+SERVICE_FIELD = Field(
+    None,
+    max_length=120,
+    description="El servicio que pidió el cliente, con su nombre de la lista de servicios "
+    "(algunos duran más que otros); omítelo si no lo dijo.",
+)
+
+
 class CheckAvailabilityArgs(Arguments):
     date: LocalDate
     time: LocalTime | None = Field(
@@ -33,16 +42,23 @@ class CheckAvailabilityArgs(Arguments):
         description="La hora que pidió el cliente (HH:MM de 24 horas o sus palabras); omítela "
         "para listar los horarios libres de ese día.",
     )
+    service: str | None = SERVICE_FIELD
 
 
 async def check_availability(
     services: ToolServices, ctx: TurnContext, args: CheckAvailabilityArgs
 ) -> ToolResult:
-    tenant = ctx.tenant
+    tenant = ctx.tenant_for(args.service)
     if args.time is None:
-        return listing_result(await services.booking.list_day(tenant, ctx.ledger, args.date))
-    slot = Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes)
-    return verdict_result(await services.booking.check_slot(tenant, ctx.ledger, slot))
+        result = listing_result(await services.booking.list_day(tenant, ctx.ledger, args.date))
+    else:
+        slot = Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes)
+        result = verdict_result(await services.booking.check_slot(tenant, ctx.ledger, slot))
+    if tenant is not ctx.tenant:
+        result = replace(
+            result, facts={**result.facts, "duracion_minutos": tenant.duration_minutes}
+        )
+    return result
 
 
 def slot_facts(slot: Slot) -> dict[str, str]:

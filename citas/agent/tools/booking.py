@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments, Email, LocalDate, LocalTime, PersonName, Phone
-from citas.agent.tools.availability import slot_facts, verdict_result
+from citas.agent.tools.availability import SERVICE_FIELD, slot_facts, verdict_result
 from citas.agent.tools.context import Booked, ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
 from citas.datetext import describe_day, describe_slot
@@ -35,12 +35,7 @@ class CreateBookingArgs(Arguments):
     customer_name: PersonName
     customer_email: Email
     customer_phone: Phone = None
-    service: str | None = Field(
-        None,
-        max_length=120,
-        description="El servicio que pidió el cliente, con su nombre de la lista de servicios; "
-        "omítelo si no lo dijo.",
-    )
+    service: str | None = SERVICE_FIELD
     notes: str | None = Field(
         None,
         max_length=500,
@@ -54,7 +49,7 @@ async def create_booking(
     not_given = _not_given_by_customer(ctx, args)
     if not_given is not None:
         return not_given
-    tenant = ctx.tenant
+    tenant = ctx.tenant_for(args.service)
     request = BookingRequest(
         slot=Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes),
         customer=Customer(args.customer_name, args.customer_email, args.customer_phone),

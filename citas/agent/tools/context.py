@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from citas.agent.tools.result import ToolResult
-from citas.customer_words import CustomerWords
-from citas.domain import ConversationKey, Tenant
+from citas.customer_words import CustomerWords, fold
+from citas.domain import ConversationKey, Offering, Tenant
 from citas.ledger import BookingLedger
 from citas.services.booking import BookingService
 from citas.services.products import ProductCatalog
@@ -49,3 +49,25 @@ class TurnContext:
     answered: dict[tuple[str, str], ToolResult] = field(default_factory=dict)
     """Results by (tool, canonical arguments): a repeated call is answered from here."""
     repeats: int = 0
+    offerings: tuple[Offering, ...] = ()
+    """The business's services (`OBTENER_SERVICIOS_CITAS`), for a service's own length."""
+
+    def find_service(self, name: str | None) -> Offering | None:
+        """The service the model named (case, accents and extra words aside), if exactly one
+        fits."""
+        if not name:
+            return None
+        wanted = " ".join(fold(name).split())
+        exact = [s for s in self.offerings if " ".join(fold(s.name).split()) == wanted]
+        if exact:
+            return exact[0]
+        near = [s for s in self.offerings if wanted in fold(s.name) or fold(s.name) in wanted]
+        return near[0] if len(near) == 1 else None
+
+    def tenant_for(self, service: str | None) -> Tenant:
+        """The tenant whose appointments last as long as `service` does, when the backend gives
+        that service a `duracion_minutos`; else the request's own length."""
+        found = self.find_service(service)
+        if found is None or found.duration_minutes is None:
+            return self.tenant
+        return replace(self.tenant, duration_minutes=found.duration_minutes)
