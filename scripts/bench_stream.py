@@ -98,6 +98,8 @@ async def one_turn(
                     text += data["text"]
                 elif event == "done":
                     done = data
+                elif event == "status":
+                    continue  # the tool round starting: not text
                 else:
                     raise RuntimeError(f"unexpected event {event}: {data}")
     ended = time.perf_counter()

@@ -38,10 +38,11 @@ STREAM = "/api/chat/stream"
 
 
 def parse_events(raw: str) -> list[Event]:
-    """The events of an SSE body: each block of `event:` and `data:` lines."""
+    """The events of an SSE body: each block of `event:` and `data:` lines (comment blocks,
+    the keep-alives, skipped as SSE clients skip them)."""
     events = []
     for block in raw.split("\n\n"):
-        if not block.strip():
+        if not block.strip() or block.startswith(":"):
             continue
         fields = dict(line.split(": ", 1) for line in block.split("\n"))
         events.append((fields["event"], json.loads(fields["data"])))
@@ -88,7 +89,8 @@ async def test_booking_over_the_stream(
     events = await stream(client, "Ana Pérez, ana.perez@example.com")
 
     [booked] = sandbox.backend.events
-    assert [name for name, _ in events] == ["delta", "done"]
+    assert [name for name, _ in events] == ["status", "delta", "done"]
+    assert events[0][1] == {"stage": "booking"}
     done = events[-1][1]
     assert done["url"] == booked.url and booked.url in done["reply"]
     assert done["reply"].startswith("¡Listo! Tu cita quedó.\n\n")  # details added by the guard
@@ -398,3 +400,61 @@ def test_interleaved_tool_call_fragments_are_assembled_by_index() -> None:
 def test_a_chunk_of_the_wrong_shape_is_malformed(chunk: Any) -> None:
     with pytest.raises(_MalformedStream):
         _StreamedReply().add(chunk)
+
+
+async def test_each_tool_round_is_told_as_a_status_before_the_answer(
+    client: Client, llm: ModelScript
+) -> None:
+    llm.add(
+        tool_calls(
+            call("check_availability", SLOT),
+            call("check_availability", {"date": "2026-12-02", "time": "15:00"}),
+            call("search_products", {"query": "limpieza"}),
+        ),
+        call("check_availability", {"date": "2026-12-03", "time": "15:00"}),
+        call("not_a_tool", {}),
+        reply("El martes a las 15:00 está libre."),
+    )
+    events = await stream(client, "¿Martes, miércoles o jueves a las 3pm? ¿y la limpieza?")
+    assert events == [
+        # Round 1: one status per stage, in the order the calls started.
+        ("status", {"stage": "checking_availability"}),
+        ("status", {"stage": "searching"}),
+        ("status", {"stage": "checking_availability"}),  # round 2
+        ("status", {"stage": "working"}),  # round 3: a tool this stream has no name for
+        ("delta", {"text": "El martes a las 15:00 está libre."}),
+        ("done", {"reply": "El martes a las 15:00 está libre.", "url": None}),
+    ]
+
+
+async def test_a_quiet_stream_gets_keep_alive_comments(
+    client: Client, llm: ModelScript, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("citas.api.stream.KEEPALIVE_SECONDS", 0.05)
+    llm.add(call("check_availability", SLOT), reply("Libre."))
+    llm.delay_next(0.3, times=2)  # both model calls slow: the stream is quiet meanwhile
+    response = await client.post(STREAM, json=chat_body("¿El martes a las 3pm?"))
+    raw = await response.text()
+    blocks = [b for b in raw.split("\n\n") if b]
+    assert blocks.count(": keep-alive") >= 4
+    assert blocks[-1].startswith("event: done")
+    assert parse_events(raw) == [
+        ("status", {"stage": "checking_availability"}),
+        ("delta", {"text": "Libre."}),
+        ("done", {"reply": "Libre.", "url": None}),
+    ]
+
+
+async def test_the_status_event_is_documented(client: Client) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    status = document["components"]["schemas"]["StreamStatus"]
+    assert set(status["properties"]["stage"]["enum"]) == {
+        "checking_availability",
+        "booking",
+        "searching",
+        "working",
+    }
+    stream_op = document["paths"][STREAM]["post"]
+    assert "keep-alive" in stream_op["description"]
+    events = stream_op["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert {"const": "status"} in [e["properties"]["event"] for e in events["oneOf"]]

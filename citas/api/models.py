@@ -154,5 +154,18 @@ class StreamDelta(_Model):
     text: str = Field(description="The next piece of the reply.")
 
 
+StreamStage = Literal["checking_availability", "booking", "searching", "working"]
+
+
+class StreamStatus(_Model):
+    """Data of a stream's `status` event: what the turn is doing while its tools run (a gateway
+    shows "escribiendo…"); sent as each tool round starts, before any delta."""
+
+    stage: StreamStage = Field(
+        description="`checking_availability` (check_availability), `booking` (create_booking), "
+        "`searching` (search_products), `working` (any other tool)."
+    )
+
+
 class StatusResponse(_Model):
     status: str

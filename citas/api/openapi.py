@@ -14,6 +14,7 @@ from citas.api.models import (
     ErrorResponse,
     StatusResponse,
     StreamDelta,
+    StreamStatus,
 )
 
 _REF = "#/components/schemas/{model}"
@@ -45,7 +46,11 @@ _STREAM_DESCRIPTION = (
     "reply, and exactly one `event: done` (`ChatResponse`, the body `/api/chat` answers with 200) "
     "or `event: error` (`ErrorResponse`: `unavailable` when the conversation stayed busy, "
     "`internal`) ends it. The deltas concatenate to `done`'s `reply`. Text the model writes "
-    "before calling tools is never sent; its answer is sent once the model has finished it."
+    "before calling tools is never sent; its answer is sent once the model has finished it. "
+    'While tools run, `event: status` (`StreamStatus`, `{"stage": ...}`) tells what the turn '
+    "is doing as each tool round starts (`checking_availability`, `booking`, `searching`, "
+    "`working`), before any delta. A comment line `: keep-alive` is sent after every 10 s "
+    "without an event, so no proxy closes an idle stream; SSE parsers ignore it."
 )
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -74,7 +79,14 @@ def openapi_document(
     _, definitions = models_json_schema(
         [
             (m, "validation")
-            for m in (ChatRequest, ChatResponse, ErrorResponse, StatusResponse, StreamDelta)
+            for m in (
+                ChatRequest,
+                ChatResponse,
+                ErrorResponse,
+                StatusResponse,
+                StreamDelta,
+                StreamStatus,
+            )
         ],
         ref_template=_REF,
     )
@@ -113,6 +125,7 @@ def openapi_document(
                                     # name and its `data`, a JSON text of the named model.
                                     "schema": {
                                         "oneOf": [
+                                            _sse_event("status", "StreamStatus"),
                                             _sse_event("delta", "StreamDelta"),
                                             _sse_event("done", "ChatResponse"),
                                             _sse_event("error", "ErrorResponse"),

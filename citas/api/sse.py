@@ -42,6 +42,11 @@ class EventStream:
         payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         await self._write(f"event: {event}\ndata: {payload}\n\n".encode())
 
+    async def comment(self, text: str) -> None:
+        """A comment line (`: text`): every SSE client ignores it; it keeps proxies from closing
+        a stream that is quiet while tools run."""
+        await self._write(f": {text}\n\n".encode())
+
     async def close(self) -> None:
         if self.gone:
             return
