@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 _MAX_WORDS = 2000
 _MAX_EMAILS = 20
@@ -27,10 +28,21 @@ def name_words(text: str) -> list[str]:
 
 
 class CustomerWords:
-    def __init__(self, words: list[str] | None = None, emails: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        words: list[str] | None = None,
+        emails: list[str] | None = None,
+        contact: dict[str, str] | None = None,
+    ) -> None:
         # dicts as ordered sets: the oldest entries go first when over the bound.
         self._words = dict.fromkeys(words or ())
         self._emails = dict.fromkeys(emails or ())
+        self.contact: dict[str, str] | None = contact
+        """The name and email of this conversation's last booking (made or proposed): offered
+        back to a returning customer instead of asked again."""
+
+    def remember_contact(self, name: str, email: str) -> None:
+        self.contact = {"nombre": name, "correo": email} if email else {"nombre": name}
 
     def add(self, text: str) -> None:
         for email in _EMAIL.findall(text):
@@ -51,16 +63,25 @@ class CustomerWords:
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return {"words": list(self._words), "emails": list(self._emails)}
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"words": list(self._words), "emails": list(self._emails)}
+        if self.contact:
+            data["contact"] = dict(self.contact)
+        return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, list[str]] | None) -> CustomerWords:
+    def from_dict(cls, data: dict[str, Any] | None) -> CustomerWords:
         data = data or {}
-        return cls(list(data.get("words", [])), list(data.get("emails", [])))
+        contact = data.get("contact")
+        return cls(
+            list(data.get("words", [])),
+            list(data.get("emails", [])),
+            dict(contact) if isinstance(contact, dict) else None,
+        )
 
     def copy(self) -> CustomerWords:
-        return CustomerWords(list(self._words), list(self._emails))
+        contact = dict(self.contact) if self.contact else None
+        return CustomerWords(list(self._words), list(self._emails), contact)
 
 
 def _push(items: dict[str, None], item: str, bound: int) -> None:

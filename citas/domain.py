@@ -22,6 +22,7 @@ class Tenant:
     usuario_id: int | None = None
     personalidad: str | None = None
     currency: str = "PEN"  # ISO 4217: how prices are written (`citas.money`)
+    email_required: bool = True  # `correo_obligatorio`: a booking needs the customer's email
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,7 @@ async def test_openapi_describes_exactly_the_routes(client: Client) -> None:
         "duracion_cita_minutos",
         "zona_horaria",
         "moneda",
+        "correo_obligatorio",
     }
 
 

@@ -322,7 +322,8 @@ class Agent:
         start = time.perf_counter()
         outcome, reply = "error", None
         try:
-            reply = await self.model.complete(messages, self.tools.schemas, timeout=timeout)
+            schemas = self.tools.schemas_for(turn.context.tenant)
+            reply = await self.model.complete(messages, schemas, timeout=timeout)
             outcome = "ok"
             return reply
         except LLMUnavailable as exc:

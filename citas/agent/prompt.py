@@ -35,7 +35,7 @@ class PromptBuilder:
         self._clock = self._env.get_template("clock.j2")
         # Keyed by the BusinessInfo object itself: the cache hands out the same object while
         # fresh, so identity means "unchanged data" and hashing it is never needed.
-        self._rendered: LRUCache[tuple[int, str, int, str, str], tuple[BusinessInfo, str]] = (
+        self._rendered: LRUCache[tuple[int, str, int, str, str, bool], tuple[BusinessInfo, str]] = (
             LRUCache(maxsize=cache_size)
         )
         # (zone, minute) → clock text: a turn would otherwise render a template for a line
@@ -50,6 +50,7 @@ class PromptBuilder:
             tenant.duration_minutes,
             tenant.zone.key,
             tenant.currency,
+            tenant.email_required,
         )
         cached = self._rendered.get(key)
         if cached is not None and cached[0] is info:
@@ -64,6 +65,7 @@ class PromptBuilder:
             productos=info.products,
             preguntas=info.faqs,
             precio=partial(format_amount, code=tenant.currency),
+            correo_obligatorio=tenant.email_required,
         ).strip()
         self._rendered[key] = (info, text)
         return text

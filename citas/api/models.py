@@ -10,6 +10,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -73,6 +74,13 @@ class BusinessConfig(_Model):
             pattern=r"^[A-Z]{3}$",
             description="ISO 4217 code of the business's prices (PEN, CLP, USD...); "
             "default CITAS_CURRENCY.",
+        ),
+    ] = None
+    correo_obligatorio: Annotated[
+        StrictBool | None,
+        Field(
+            description="Whether a booking needs the customer's email (default true); false: "
+            "the assistant books with the name alone and does not ask for it."
         ),
     ] = None
 

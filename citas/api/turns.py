@@ -89,6 +89,7 @@ async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequ
         usuario_id=config.usuario_id,
         personalidad=config.personalidad,
         currency=config.moneda or runtime.settings.currency,
+        email_required=config.correo_obligatorio is not False,
     )
     return TurnRequest(tenant, body.session_id, body.message, body.message_id)
 

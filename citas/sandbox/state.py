@@ -326,7 +326,8 @@ class _CreateEventRequest(_SlotRequest):
     titulo: str
     descripcion: str = ""
     cliente_nombre: str = Field(min_length=1)
-    cliente_correo: str = Field(min_length=1)
+    # Empty when the business does not ask for it (`correo_obligatorio: false`).
+    cliente_correo: str = ""
     cliente_telefono: str | None = None
     idempotency_key: str | None = None
 

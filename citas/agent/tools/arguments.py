@@ -124,14 +124,28 @@ PersonName = Annotated[
         "Si todavía no los escribió, no llames a la herramienta: pregúntaselos."
     ),
 ]
+EMAIL_DESCRIPTION = (
+    "La dirección de correo electrónico (con @) que el cliente escribió en este chat. Si "
+    "todavía no la escribió, no llames a la herramienta: pregúntasela. Nunca la inventes."
+)
 Email = Annotated[
     str,
     BeforeValidator(_email),
-    _described(
-        "La dirección de correo electrónico (con @) que el cliente escribió en este chat. Si "
-        "todavía no la escribió, no llames a la herramienta: pregúntasela. Nunca la inventes."
-    ),
+    _described(EMAIL_DESCRIPTION),
 ]
+OptionalEmail = Annotated[
+    str | None,
+    BeforeValidator(
+        lambda value: None if value is None or str(value).strip() == "" else _email(value)
+    ),
+    _described(EMAIL_DESCRIPTION),
+]
+"""`Email` where a business may not ask for one (`correo_obligatorio: false`); the tool's schema
+then drops it from `required` (`citas.agent.tools.registry`)."""
+OPTIONAL_EMAIL_DESCRIPTION = (
+    "El correo electrónico que el cliente escribió en este chat, solo si lo dio: este negocio no "
+    "lo exige, no se lo pidas. Nunca lo inventes."
+)
 Phone = Annotated[
     str | None,
     BeforeValidator(_phone),

@@ -54,11 +54,28 @@ async def check_availability(
     else:
         slot = Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes)
         result = verdict_result(await services.booking.check_slot(tenant, ctx.ledger, slot))
+    contact = ctx.customer.contact
+    if contact and result.facts.get("disponible") is True:
+        result = replace(
+            result,
+            facts={**result.facts, "cliente_conocido": contact},
+            instruction=_offer_back(contact),
+        )
     if tenant is not ctx.tenant:
         result = replace(
             result, facts={**result.facts, "duracion_minutos": tenant.duration_minutes}
         )
     return result
+
+
+def _offer_back(contact: dict[str, str]) -> str:
+    """A returning customer: the data of their last booking, offered back, not asked again."""
+    who = contact["nombre"] + (f" ({contact['correo']})" if contact.get("correo") else "")
+    return (
+        f"El cliente ya dio sus datos en esta conversación: {who}. Si quiere este horario, "
+        "pregúntale si reservas con esos mismos datos en vez de pedírselos de nuevo; si dice que "
+        "sí, llama a create_booking con ellos."
+    )
 
 
 def slot_facts(slot: Slot) -> dict[str, str]:

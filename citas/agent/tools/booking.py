@@ -3,9 +3,19 @@ customer confirmed it; and say what happened."""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
 
-from citas.agent.tools.arguments import Arguments, Email, LocalDate, LocalTime, PersonName, Phone
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from citas.agent.tools.arguments import (
+    Arguments,
+    LocalDate,
+    LocalTime,
+    OptionalEmail,
+    PersonName,
+    Phone,
+)
 from citas.agent.tools.availability import SERVICE_FIELD, slot_facts, verdict_result
 from citas.agent.tools.context import Booked, ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
@@ -33,7 +43,7 @@ class CreateBookingArgs(Arguments):
     date: LocalDate
     time: LocalTime
     customer_name: PersonName
-    customer_email: Email
+    customer_email: OptionalEmail = Field(None, validate_default=True)
     customer_phone: Phone = None
     service: str | None = SERVICE_FIELD
     notes: str | None = Field(
@@ -41,6 +51,15 @@ class CreateBookingArgs(Arguments):
         max_length=500,
         description="Algo que el cliente pidió anotar para el negocio; omítelo si no pidió nada.",
     )
+
+    @field_validator("customer_email")
+    @classmethod
+    def _email_unless_optional(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Required unless the business does not need it (`correo_obligatorio: false`, passed by
+        # the registry as the validation context `email_optional`).
+        if value is None and not (info.context or {}).get("email_optional"):
+            raise PydanticCustomError("missing", "Field required")
+        return value
 
 
 async def create_booking(
@@ -52,7 +71,11 @@ async def create_booking(
     tenant = ctx.tenant_for(args.service)
     request = BookingRequest(
         slot=Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes),
-        customer=Customer(args.customer_name, args.customer_email, args.customer_phone),
+        customer=Customer(
+            args.customer_name,
+            args.customer_email or "",
+            args.customer_phone or whatsapp_number(ctx.key.session_id),
+        ),
         service=args.service,
         notes=args.notes,
     )
@@ -68,6 +91,8 @@ async def create_booking(
             refused.instruction,
             error="not_bookable",
         )
+    # Offered back in a later check instead of asked again (see check_availability).
+    ctx.customer.remember_contact(request.customer.name, request.customer.email)
     if outcome.pending:
         pending = _pending_result(request)
         ctx.pending = pending
@@ -79,11 +104,17 @@ async def create_booking(
 def _not_given_by_customer(ctx: TurnContext, args: CreateBookingArgs) -> ToolResult | None:
     """A refusal when the name or email is not something the customer wrote (a model's guess,
     a placeholder, an argument description copied as a value)."""
+    email = args.customer_email
+    email_given = (
+        ctx.customer.wrote_email(email)
+        if email is not None
+        else not ctx.tenant.email_required  # a business that does not need it
+    )
     missing = [
         what
         for what, given in (
             ("su nombre y apellido", ctx.customer.wrote_name(args.customer_name)),
-            ("su correo electrónico", ctx.customer.wrote_email(args.customer_email)),
+            ("su correo electrónico", email_given),
         )
         if not given
     ]
@@ -114,7 +145,7 @@ def _pending_result(request: BookingRequest) -> ToolResult:
             "correo": customer.email,
         },
         customer_text=f"Tu cita{service} sería el {describe_slot(slot.start)}, a nombre de "
-        f"{customer.name} ({customer.email}). ¿Confirmo la reserva?",
+        f"{customer.name}{f' ({customer.email})' if customer.email else ''}. ¿Confirmo la reserva?",
         instruction=PENDING,
     )
 
@@ -141,3 +172,14 @@ def _booked_result(
         customer_text=text,
         instruction=BOOKED,
     )
+
+
+_WHATSAPP_ID = re.compile(r"^(?:whatsapp:)?\+?(\d{8,15})(?:@[\w.]+)?$", re.IGNORECASE)
+
+
+def whatsapp_number(session_id: str) -> str | None:
+    """The customer's phone when the session id is their WhatsApp number (`51987654321`,
+    `+51987654321`, `whatsapp:+51987654321`, `51987654321@s.whatsapp.net`), as `+51987654321`;
+    None for any other id."""
+    found = _WHATSAPP_ID.match(session_id.strip())
+    return f"+{found.group(1)}" if found else None

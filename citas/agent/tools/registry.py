@@ -20,9 +20,16 @@ from pydantic import ValidationError
 
 from citas.agent.events import EventSink, ToolCallFinished, ToolCallStarted
 from citas.agent.tools import availability, booking, products
-from citas.agent.tools.arguments import Arguments, spanish_errors, unclear_question
+from citas.agent.tools.arguments import (
+    EMAIL_DESCRIPTION,
+    OPTIONAL_EMAIL_DESCRIPTION,
+    Arguments,
+    spanish_errors,
+    unclear_question,
+)
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult, failure
+from citas.domain import Tenant
 from citas.errors import BackendError, BackendRejected
 from citas.messages import ToolCallRequest
 from citas.metrics import SWALLOWED_ERRORS
@@ -56,6 +63,10 @@ class Tool:
         parameters.pop("title", None)
         for prop in parameters.get("properties", {}).values():
             prop.pop("title", None)
+        email = parameters.get("properties", {}).get("customer_email")
+        if email is not None and "customer_email" not in parameters.get("required", ()):
+            # This schema is the one for a business that does not need the email.
+            email["description"] = OPTIONAL_EMAIL_DESCRIPTION
         object.__setattr__(
             self,
             "schema",
@@ -68,6 +79,29 @@ class Tool:
                 },
             },
         )
+
+
+def _email_required(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with an optional `customer_email` made required (kept in the fields' order), as
+    every business that needs the email sees it; the arguments model itself lets it be absent,
+    and `create_booking` refuses a booking without it for such a business."""
+    parameters = schema["function"]["parameters"]
+    properties = parameters.get("properties", {})
+    if "customer_email" not in properties:
+        return schema
+    required = set(parameters.get("required", ())) | {"customer_email"}
+    email = {**properties["customer_email"], "description": EMAIL_DESCRIPTION}
+    return {
+        **schema,
+        "function": {
+            **schema["function"],
+            "parameters": {
+                **parameters,
+                "properties": {**properties, "customer_email": email},
+                "required": [p for p in properties if p in required],
+            },
+        },
+    }
 
 
 TOOLS = (
@@ -99,7 +133,15 @@ class ToolRegistry:
         self._services = services
         self._tools = {tool.name: tool for tool in tools}
         # Built once: the same list object is sent every call (part of the stable prefix).
-        self.schemas: list[dict[str, Any]] = [tool.schema for tool in self._tools.values()]
+        self.schemas: list[dict[str, Any]] = [
+            _email_required(tool.schema) for tool in self._tools.values()
+        ]
+        self._schemas_without_email = [tool.schema for tool in self._tools.values()]
+
+    def schemas_for(self, tenant: Tenant) -> list[dict[str, Any]]:
+        """The tools as this business's model sees them: `create_booking` asks for the email
+        unless the request says the business does not need it (`correo_obligatorio: false`)."""
+        return self.schemas if tenant.email_required else self._schemas_without_email
 
     def label(self, name: str) -> str:
         """The name as metrics and logs may show it: a registered tool, else `unknown`."""
@@ -203,7 +245,9 @@ def _arguments(tool: Tool, text: str, ctx: TurnContext) -> Arguments | ToolResul
     if not isinstance(raw, dict):
         return failure("invalid_arguments", "Los argumentos deben ser un objeto JSON.")
     try:
-        return tool.arguments.model_validate(raw, context={"today": ctx.today})
+        return tool.arguments.model_validate(
+            raw, context={"today": ctx.today, "email_optional": not ctx.tenant.email_required}
+        )
     except ValidationError as exc:
         question = unclear_question(exc)
         if question is not None:
