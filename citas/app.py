@@ -142,6 +142,7 @@ async def _build_runtime(
         history_max_tokens=settings.history_max_tokens,
         clock_role=settings.clock_role,
         reply_format=settings.reply_format,
+        coalesce_seconds=settings.coalesce_ms / 1000,
         listeners=(record_metrics, write_logs),
     )
     rate_limits = create_rate_limits(settings, client=redis_client)

@@ -51,6 +51,9 @@ class Settings(BaseModel):
     # Where the clock note goes: some local chat templates refuse a second `system` message.
     clock_role: Literal["system", "user"] = Field("system", alias="CITAS_CLOCK_ROLE")
     max_reply_chars: int = Field(1500, alias="CITAS_MAX_REPLY_CHARS", ge=200, le=4096)
+    # A burst of messages of one conversation within this many milliseconds (or while its
+    # previous turn runs) is answered as one turn; 0: every message is its own turn.
+    coalesce_ms: int = Field(0, alias="CITAS_COALESCE_MS", ge=0, le=10000)
     # How replies are written for the customer's app (citas/agent/reply_format.py).
     reply_format: Literal["whatsapp", "plain", "markdown"] = Field(
         "whatsapp", alias="CITAS_REPLY_FORMAT"

@@ -116,6 +116,7 @@ class Agent:
         history_max_tokens: int = 6000,
         clock_role: ClockRole = "system",
         reply_format: ReplyFormat = "whatsapp",
+        coalesce_seconds: float = 0.0,
         listeners: Sequence[RunListener] = (),
     ) -> None:
         self.model = model
@@ -131,6 +132,9 @@ class Agent:
         self.guard = guard
         self.clock_role = clock_role
         self.reply_format: ReplyFormat = reply_format
+        self.coalesce_seconds = coalesce_seconds
+        """`CITAS_COALESCE_MS`: messages of a conversation within this of each other, or while
+        an earlier turn of it runs, are answered as one turn (0: each its own turn)."""
         self.listeners: list[RunListener] = list(listeners)
         """Told every turn's events; add to it to observe every turn (the harness does)."""
 
@@ -146,17 +150,78 @@ class Agent:
         message's first reply is only returned. `admit` is entered once the conversation is
         held (a message waiting for it is not a turn in flight) and may refuse it."""
         key = request.key
+        if self.coalesce_seconds > 0:
+            return await self._coalesced(request, listener, admit)
         async with self.store.lock(key), _entered(admit):
             if request.message_id:
                 earlier = await self.store.recall_reply(key, request.message_id)
                 if earlier is not None:
                     log.info("message_redelivered", message_id=request.message_id)
                     return TurnResult.from_dict(earlier, replayed=True)
-            listeners = self.listeners if listener is None else [*self.listeners, listener]
-            result = await self._timed_turn(request, TurnEvents(request, listeners))
-            if request.message_id and result.error is None:
-                # Failed turns are not remembered: a redelivery should get a real try.
-                await self._remember(key, request.message_id, result)
+            return await self._answer_turn(request, listener)
+
+    async def _answer_turn(self, request: TurnRequest, listener: RunListener | None) -> TurnResult:
+        """Run the turn (the conversation is held) and remember its reply for its message id."""
+        listeners = self.listeners if listener is None else [*self.listeners, listener]
+        result = await self._timed_turn(request, TurnEvents(request, listeners))
+        if request.message_id and result.error is None:
+            # Failed turns are not remembered: a redelivery should get a real try.
+            await self._remember(request.key, request.message_id, result)
+        return result
+
+    async def _coalesced(
+        self,
+        request: TurnRequest,
+        listener: RunListener | None,
+        admit: Callable[[], AbstractContextManager[object]],
+    ) -> TurnResult:
+        """One turn for a burst: each message joins the conversation's burst in the store, waits
+        the window, then takes the conversation. The burst's last message answers them all, in
+        arrival order; the others are answered `coalesced` (no reply). Through the store, so
+        several instances share a burst; a redelivered message id joins it once."""
+        key, message_id = request.key, request.message_id
+        if message_id:
+            earlier = await self.store.recall_reply(key, message_id)
+            if earlier is not None:
+                log.info("message_redelivered", message_id=message_id)
+                return TurnResult.from_dict(earlier, replayed=True)
+        waiting = await self.store.burst(key)
+        # A redelivery of a message still in the burst (its first request waits, or its turn
+        # failed before answering) takes that place instead of joining twice.
+        entry = next((e for e in waiting if message_id and e.get("message_id") == message_id), None)
+        joined = entry is None
+        if entry is None:
+            entry = {"id": uuid.uuid4().hex, "message": request.message, "message_id": message_id}
+            await self.store.add_to_burst(key, entry)
+        await asyncio.sleep(self.coalesce_seconds)
+        async with self.store.lock(key), _entered(admit):
+            if message_id:
+                earlier = await self.store.recall_reply(key, message_id)
+                if earlier is not None:
+                    log.info("message_redelivered", message_id=message_id)
+                    return TurnResult.from_dict(earlier, replayed=True)
+            burst = await self.store.burst(key)
+            ids = [e.get("id") for e in burst]
+            if not ids or ids[-1] != entry["id"]:
+                # A later message answers this one (or already has): nothing to send for it.
+                result = TurnResult("", coalesced=True)
+                if message_id and joined:
+                    await self._remember(key, message_id, result)
+                log.info("message_coalesced", message_id=message_id)
+                return result
+            earlier_messages = tuple(str(e.get("message") or "") for e in burst[:-1])
+            if earlier_messages:
+                log.info("burst_answered", messages=len(burst))
+            whole = TurnRequest(
+                request.tenant, request.session_id, request.message, message_id, earlier_messages
+            )
+            result = await self._answer_turn(whole, listener)
+            # Only once answered: a turn that raised (a 503) leaves the burst for the retry.
+            try:
+                await self.store.take_burst(key, len(burst))
+            except StoreUnavailable:
+                SWALLOWED_ERRORS.labels(where="take_burst").inc()
+                log.error("burst_not_cleared", messages=len(burst))
             return result
 
     async def _remember(self, key: ConversationKey, message_id: str, result: TurnResult) -> None:
@@ -189,7 +254,8 @@ class Agent:
         conversation = await self.store.load(key)
         conversation.trim(self.history_max_messages)
         conversation.trim_to_tokens(self.history_max_tokens)
-        conversation.customer.add(request.message)
+        for message in request.messages:
+            conversation.customer.add(message)
         system = system_message(self.prompts.system_prompt(tenant, info))
         now = self.clock().astimezone(tenant.zone)
         context = TurnContext(
@@ -202,7 +268,7 @@ class Agent:
             offerings=info.services,
         )
         turn = _Turn(
-            messages=[user_message(request.message)],
+            messages=[user_message(message) for message in request.messages],
             context=context,
             emit=emit,
             bookings_before=conversation.ledger.booking_keys(),

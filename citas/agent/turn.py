@@ -16,6 +16,13 @@ class TurnRequest:
     session_id: str
     message: str
     message_id: str | None = None
+    earlier: tuple[str, ...] = ()
+    """Messages of the same burst that came before this one (`CITAS_COALESCE_MS`): answered
+    in this turn, each its own user message."""
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        return (*self.earlier, self.message)
 
     @property
     def key(self) -> ConversationKey:
@@ -28,11 +35,17 @@ class TurnResult:
     url: str | None = None
     error: TurnError | None = None  # the reply is then an apology
     replayed: bool = False  # the first reply to a redelivered message_id
+    coalesced: bool = False  # a later message of the same burst gets the reply; this one none
 
     def to_dict(self) -> dict[str, Any]:
         """As remembered for redelivery (see `SessionStore.remember_reply`)."""
-        return {"reply": self.reply, "url": self.url, "error": self.error}
+        data: dict[str, Any] = {"reply": self.reply, "url": self.url, "error": self.error}
+        if self.coalesced:
+            data["coalesced"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], replayed: bool = False) -> TurnResult:
-        return cls(data["reply"], data.get("url"), data.get("error"), replayed)
+        return cls(
+            data["reply"], data.get("url"), data.get("error"), replayed, bool(data.get("coalesced"))
+        )

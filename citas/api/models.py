@@ -141,19 +141,33 @@ _TURN_ERRORS: dict[TurnError, str] = {
 
 
 class ChatResponse(_Model):
-    reply: str = Field(description="Text for the customer.")
-    url: str | None = Field(description="Meeting link of the booking made in this turn.")
+    reply: str | None = Field(
+        description="Text for the customer; null for a message answered by a later one of its "
+        "burst (`coalesced`)."
+    )
+    url: str | None = Field(None, description="Meeting link of the booking made in this turn.")
     error: ErrorDetail | None = Field(
         None, description="Present when the LLM or the backend failed; `reply` then apologises."
+    )
+    coalesced: bool | None = Field(
+        None,
+        description="true when a later message of the same burst (`CITAS_COALESCE_MS`) is "
+        "answered for this one too: send the customer nothing for this request.",
     )
 
     @classmethod
     def body(cls, result: TurnResult) -> dict[str, Any]:
         """The JSON body of a turn's answer (`/api/chat`'s 200, the stream's `done`)."""
+        if result.coalesced:
+            return {"reply": None, "coalesced": True}
         if result.error is None:
-            return cls(reply=result.reply, url=result.url).model_dump(exclude={"error"})
+            return cls(reply=result.reply, url=result.url).model_dump(
+                exclude={"error", "coalesced"}
+            )
         error = ErrorDetail(code=result.error, message=_TURN_ERRORS[result.error])
-        return cls(reply=result.reply, url=result.url, error=error).model_dump()
+        return cls(reply=result.reply, url=result.url, error=error).model_dump(
+            exclude={"coalesced"}
+        )
 
 
 class StreamDelta(_Model):

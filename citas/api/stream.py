@@ -124,7 +124,7 @@ async def _relay(
         outcome = "error"
     else:
         result = task.result()
-        if not sent:
+        if not sent and not result.coalesced:  # a coalesced message gets no text at all
             await _delta(events, result.reply, first=True, started=started)
         await events.send("done", ChatResponse.body(result))
         outcome = "done"

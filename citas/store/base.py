@@ -46,6 +46,19 @@ class SessionStore(Protocol):
         """The booking intent noted under `intent_key` for this conversation, if any."""
         ...
 
+    async def add_to_burst(self, key: ConversationKey, entry: dict[str, Any]) -> None:
+        """Append a message waiting to be answered with the others of its burst
+        (`CITAS_COALESCE_MS`), in arrival order."""
+        ...
+
+    async def burst(self, key: ConversationKey) -> list[dict[str, Any]]:
+        """The messages waiting in the conversation's burst, oldest first."""
+        ...
+
+    async def take_burst(self, key: ConversationKey, count: int) -> None:
+        """Remove the `count` oldest waiting messages: a turn has answered them."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...

@@ -73,6 +73,9 @@ class MemorySessionStore:
             maxsize=max_sessions, ttl=ttl_seconds, timer=timer
         )
         self._locks = KeyedLocks(lock_wait_seconds)
+        self._bursts: TTLCache[ConversationKey, list[dict[str, Any]]] = TTLCache(
+            maxsize=max_sessions, ttl=ttl_seconds, timer=timer
+        )
 
     def __len__(self) -> int:
         return len(self._conversations)
@@ -112,6 +115,19 @@ class MemorySessionStore:
     async def recall_intent(self, key: ConversationKey, intent_key: str) -> dict[str, Any] | None:
         return self._intents.get((key, intent_key))
 
+    async def add_to_burst(self, key: ConversationKey, entry: dict[str, Any]) -> None:
+        self._bursts[key] = [*self._bursts.get(key, []), dict(entry)]
+
+    async def burst(self, key: ConversationKey) -> list[dict[str, Any]]:
+        return [dict(entry) for entry in self._bursts.get(key, [])]
+
+    async def take_burst(self, key: ConversationKey, count: int) -> None:
+        left = self._bursts.get(key, [])[count:]
+        if left:
+            self._bursts[key] = left
+        else:
+            self._bursts.pop(key, None)
+
     async def count(self) -> int:
         self._conversations.expire()
         return len(self._conversations)
@@ -123,3 +139,4 @@ class MemorySessionStore:
         self._conversations.clear()
         self._replies.clear()
         self._intents.clear()
+        self._bursts.clear()

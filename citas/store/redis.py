@@ -133,6 +133,10 @@ class _Keys:
     def intent(self, intent_key: str) -> str:
         return self.intent_prefix + quote(intent_key, safe="")
 
+    @property
+    def burst(self) -> str:
+        return self.conv.removesuffix(":conv") + ":burst"
+
 
 POOL_HEADROOM = 50
 """Connections beyond one per admitted turn: lock renewers, background releases, rate-limit
@@ -259,6 +263,29 @@ class RedisSessionStore:
             intent = None
         # Unreadable still means a booking may have gone out: the key alone is what counts.
         return intent if isinstance(intent, dict) else {}
+
+    async def add_to_burst(self, key: ConversationKey, entry: dict[str, Any]) -> None:
+        name = self.keys(key).burst
+        payload = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(name, payload)
+        pipe.expire(name, self._ttl)
+        await self._run("add_to_burst", pipe.execute())
+
+    async def burst(self, key: ConversationKey) -> list[dict[str, Any]]:
+        raw = await self._run("burst", self._redis.lrange(self.keys(key).burst, 0, -1))
+        entries = []
+        for item in raw:
+            try:
+                entry = json.loads(item)
+            except ValueError:
+                entry = None
+            # An unreadable entry still holds its place, so counts stay right.
+            entries.append(entry if isinstance(entry, dict) else {})
+        return entries
+
+    async def take_burst(self, key: ConversationKey, count: int) -> None:
+        await self._run("take_burst", self._redis.ltrim(self.keys(key).burst, count, -1))
 
     async def ping(self) -> bool:
         try:
