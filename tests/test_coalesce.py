@@ -53,7 +53,7 @@ async def _check_one_turn(answers: list[Any], llm: ModelScript) -> None:
 async def test_a_burst_is_one_turn_answered_by_its_last_message(
     make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
-    client = await make_client(settings.with_updates(coalesce_ms=250))
+    client = await make_client(settings.with_updates(coalesce_ms=500))
     llm.add(reply("¡Hola! ¿A qué hora te acomoda mañana?"), reply("Anotado."))
     await _check_one_turn(await _burst([client]), llm)
     # The history keeps the three messages and the one reply.
@@ -71,7 +71,7 @@ async def test_a_burst_is_one_turn_answered_by_its_last_message(
 async def test_a_burst_across_two_instances_sharing_redis(
     make_client: MakeClient, redis_settings: Settings, llm: ModelScript
 ) -> None:
-    settings = redis_settings.with_updates(coalesce_ms=250)
+    settings = redis_settings.with_updates(coalesce_ms=500)
     a, b = await make_client(settings), await make_client(settings)
     llm.add(reply("¡Hola! ¿A qué hora te acomoda mañana?"))
     await _check_one_turn(await _burst([a, b]), llm)
@@ -82,8 +82,8 @@ async def test_messages_sent_while_a_turn_runs_are_answered_together(
 ) -> None:
     client = await make_client(settings.with_updates(coalesce_ms=50))
     llm.add(reply("Uno."), reply("Dos y tres."))
-    llm.delay_next(0.5)  # the first turn is slow: the next two wait for it
-    answers = await _burst([client], gap=0.15)
+    llm.delay_next(1.0)  # the first turn is slow: the next two wait for it
+    answers = await _burst([client], gap=0.3)
     assert answers[0]["reply"] == "Uno." and answers[1] == COALESCED
     assert answers[2]["reply"] == "Dos y tres."
     assert _user_messages(llm.requests[-1]) == BURST
@@ -92,7 +92,7 @@ async def test_messages_sent_while_a_turn_runs_are_answered_together(
 async def test_a_coalesced_stream_ends_with_no_text(
     make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
-    client = await make_client(settings.with_updates(coalesce_ms=200))
+    client = await make_client(settings.with_updates(coalesce_ms=400))
     llm.add(reply("¡Hola!"))
     first = asyncio.create_task(_send(client, "Hola", "wamid.a", "/api/chat/stream"))
     await asyncio.sleep(0.03)
@@ -112,7 +112,7 @@ def test_the_window_is_bounded(value: str) -> None:
 async def test_a_retry_after_a_failed_burst_answers_the_whole_burst(
     make_client: MakeClient, settings: Settings, llm: ModelScript, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = await make_client(settings.with_updates(coalesce_ms=150))
+    client = await make_client(settings.with_updates(coalesce_ms=400))
     store = client.app[RUNTIME].store
     saved = store.save
 
