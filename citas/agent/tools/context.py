@@ -9,6 +9,7 @@ from citas.agent.tools.result import ToolResult
 from citas.customer_words import CustomerWords
 from citas.domain import ConversationKey, Tenant
 from citas.ledger import BookingLedger
+from citas.services.appointments import AppointmentService
 from citas.services.booking import BookingService
 from citas.services.products import ProductCatalog
 
@@ -17,6 +18,7 @@ from citas.services.products import ProductCatalog
 class ToolServices:
     booking: BookingService
     catalog: ProductCatalog
+    appointments: AppointmentService
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +51,4 @@ class TurnContext:
     answered: dict[tuple[str, str], ToolResult] = field(default_factory=dict)
     """Results by (tool, canonical arguments): a repeated call is answered from here."""
     repeats: int = 0
+    handoff: str | None = None  # request_human's reason: the turn ends, a person takes over
