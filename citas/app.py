@@ -148,6 +148,7 @@ async def _build_runtime(
         turn_deadline_seconds=settings.turn_deadline_seconds,
         guard=ReplyGuard(settings.max_reply_chars),
         history_max_tokens=settings.history_max_tokens,
+        handoff_ttl_seconds=settings.handoff_ttl_seconds,
         clock_role=settings.clock_role,
         listeners=(record_metrics, write_logs),
     )

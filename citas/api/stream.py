@@ -82,7 +82,7 @@ async def _relay(
         outcome = "error"
     else:
         result = task.result()
-        if not sent:
+        if not sent and not result.paused:  # paused: nothing for the customer
             await _delta(events, result.reply, first=True, started=started)
         await events.send("done", ChatResponse.body(result))
         outcome = "done"

@@ -39,3 +39,20 @@ async def request_human(
 ) -> ToolResult:
     ctx.handoff = " ".join(args.reason.split())[:MAX_REASON_CHARS]
     return ToolResult(True, {"derivado": True}, customer_text=HANDOFF_REPLY)
+
+
+_LABELS = (
+    ("emergency", ("emergencia", "urgencia", "urgente", "dolor", "sangr")),
+    ("complaint", ("reclamo", "queja", "molest", "mal servicio")),
+    ("customer_asked", ("persona", "humano", "asesor", "alguien", "pidio", "pidió", "hablar")),
+    ("repeated_failure", ("no logro", "no pude", "fall", "intentos", "no entiendo")),
+)
+
+
+def handoff_label(reason: str) -> str:
+    """The metric label of a handoff reason: a few fixed kinds, never the model's own text."""
+    text = reason.casefold()
+    for label, words in _LABELS:
+        if any(word in text for word in words):
+            return label
+    return "other"
