@@ -14,10 +14,12 @@ from citas.sandbox import Fault, RunningSandbox
 from citas.services.appointments import session_phone
 from citas.testing import ModelScript, call, reply
 from tests.conftest import ChatFn, chat_body, tool_results
+from tests.helpers import sample
 from tests.test_booking import MakeClient
 
 PHONE = "51987654321"  # the session id chat_body uses
 OTHER_PHONE = "51911222333"
+CHANGES = "citas_appointment_changes_total"
 
 
 def seed_event(
@@ -117,6 +119,7 @@ async def test_create_booking_sends_the_session_phone_when_none_is_given(
 async def test_cancel_own_booking(chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox) -> None:
     mine = seed_event(sandbox, "2026-12-01 15:00:00", "2026-12-01 15:30:00")
     [ref] = await references(chat, llm)
+    before = sample(CHANGES, change="cancel", outcome="done")
     llm.add(
         call("cancel_booking", {"reference": ref, "reason": "viaje"}),
         reply("Tu cita quedó cancelada."),
@@ -129,6 +132,7 @@ async def test_cancel_own_booking(chat: ChatFn, llm: ModelScript, sandbox: Runni
     [sent] = sandbox.backend.calls_of("CANCELAR_EVENTO")
     assert sent["id_evento"] == mine and sent["motivo"] == "viaje" and sent["idempotency_key"]
     assert body["reply"] == "Tu cita quedó cancelada."
+    assert sample(CHANGES, change="cancel", outcome="done") == before + 1
 
 
 async def test_cancel_is_two_phase_with_confirmation_on(
@@ -328,6 +332,7 @@ async def test_hostile_model_cannot_touch_another_customers_booking(
     assert sandbox.backend.calls_of("LISTAR_EVENTOS_CLIENTE")[-1]["cliente_telefono"] == (
         OTHER_PHONE
     )
+    refused = sample(CHANGES, change="any", outcome="not_found")
     hostile = [
         {"reference": their_ref},
         {"reference": str(theirs)},
@@ -349,6 +354,7 @@ async def test_hostile_model_cannot_touch_another_customers_booking(
     assert sandbox.backend.calls_of("CANCELAR_EVENTO") == []
     assert sandbox.backend.calls_of("REPROGRAMAR_EVENTO") == []
     assert event(sandbox, theirs).estado == "confirmado"
+    assert sample(CHANGES, change="any", outcome="not_found") == refused + 2 * len(hostile)
     lookups = sandbox.backend.calls_of("LISTAR_EVENTOS_CLIENTE")[1:]
     assert lookups and all(body["cliente_telefono"] == PHONE for body in lookups)
 

@@ -151,6 +151,8 @@ class SeedEvent(_SeedModel):
     fecha_inicio: LocalDateTime
     fecha_fin: LocalDateTime
     titulo: str = "Ocupado"
+    cliente_telefono: str | None = None
+    """The customer's phone: `LISTAR_EVENTOS_CLIENTE` finds the event by it."""
 
 
 class Business(_SeedModel):
@@ -591,6 +593,7 @@ class SandboxBackend:
                     busy.fecha_inicio,
                     busy.fecha_fin,
                     titulo=busy.titulo,
+                    cliente_telefono=busy.cliente_telefono,
                 )
 
     def _commit(
