@@ -22,6 +22,10 @@ RESULT_FIELDS = (
     "reservado",
     "ya_existia",
     "resultados",
+    "citas",
+    "cancelada",
+    "reprogramada",
+    "pendiente_confirmacion",
 )
 """Tool-result fields an expectation keeps: what decides how the conversation goes. `mensaje`
 is left out (it restates them in words); a hand-written expectation may still add it."""

@@ -151,7 +151,7 @@ class SeedEvent(_SeedModel):
     fecha_inicio: LocalDateTime
     fecha_fin: LocalDateTime
     titulo: str = "Ocupado"
-    cliente_telefono: str | None = None
+    cliente_telefono: str | None = Field(None, exclude_if=lambda value: value is None)
     """The customer's phone: `LISTAR_EVENTOS_CLIENTE` finds the event by it."""
 
 
