@@ -54,6 +54,8 @@ def compare(expect: Expectation, outcome: TurnOutcome) -> list[Difference]:
         ("reply", expect.reply, outcome.reply),
         ("url", expect.url, outcome.url),
         ("error", expect.error, outcome.error),
+        ("handoff", expect.handoff, outcome.handoff),
+        ("paused", expect.paused, outcome.paused),
     ):
         if expected != actual:
             diffs.append(Difference(where, expected, actual))
@@ -75,6 +77,8 @@ def expectation(outcome: TurnOutcome) -> Expectation:
         reply=outcome.reply,
         url=outcome.url,
         error=outcome.error,
+        handoff=outcome.handoff,
+        paused=outcome.paused,
     )
 
 
