@@ -113,6 +113,24 @@ async def test_create_booking_sends_the_session_phone_when_none_is_given(
     assert len(await references(chat, llm)) == 1
 
 
+async def test_a_phone_the_customer_gave_is_kept_on_the_event(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    slot = {"date": "2026-12-01", "time": "15:00"}
+    llm.add(call("check_availability", slot), reply("Libre."))
+    await chat("¿El martes a las 3pm?", session_id="web-abc")
+    booking = {
+        **slot,
+        "customer_name": "Ana Pérez",
+        "customer_email": "ana.perez@example.com",
+        "customer_phone": "+51 911 222 333",
+    }
+    llm.add(call("create_booking", booking), reply("Hecho."))
+    await chat("Ana Pérez, ana.perez@example.com, +51 911 222 333", session_id="web-abc")
+    [created] = sandbox.backend.calls_of("CREAR_EVENTO")
+    assert created["cliente_telefono"] == "+51911222333"
+
+
 # --- cancel -----------------------------------------------------------------------------------
 
 
