@@ -29,6 +29,7 @@ from citas.config import Settings
 from citas.domain import SlotRules
 from citas.ratelimit import create_rate_limits
 from citas.runtime import RUNTIME, SETTINGS, Runtime
+from citas.services.appointments import AppointmentService
 from citas.services.availability import AvailabilityService
 from citas.services.booking import BookingService
 from citas.services.business import BusinessDirectory
@@ -128,9 +129,16 @@ async def _build_runtime(
         intents=store,
     )
     catalog = ProductCatalog(backend, settings.info_api_url)
+    appointments = AppointmentService(
+        backend,
+        settings.calendar_api_url,
+        availability,
+        confirm_before_change=settings.confirm_before_booking,
+        cancel_min_notice=timedelta(minutes=settings.cancel_min_notice_minutes),
+    )
     agent = Agent(
         model=model or _endpoint_model(stack, settings),
-        tools=ToolRegistry(ToolServices(booking, catalog)),
+        tools=ToolRegistry(ToolServices(booking, catalog, appointments)),
         prompts=PromptBuilder(settings.prompts_dir),
         store=store,
         directory=directory,
@@ -140,6 +148,7 @@ async def _build_runtime(
         turn_deadline_seconds=settings.turn_deadline_seconds,
         guard=ReplyGuard(settings.max_reply_chars),
         history_max_tokens=settings.history_max_tokens,
+        handoff_ttl_seconds=settings.handoff_ttl_seconds,
         clock_role=settings.clock_role,
         reply_format=settings.reply_format,
         coalesce_seconds=settings.coalesce_ms / 1000,

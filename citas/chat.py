@@ -156,7 +156,12 @@ class _Session:
         except KeyboardInterrupt:
             print("\n(interrumpido)", file=stdout, flush=True)
             return
-        lines = [f"{AGENT}{outcome.reply}"]
+        if outcome.paused:
+            lines = [f"{AGENT}(en pausa: una persona atiende esta conversación; no se responde)"]
+        else:
+            lines = [f"{AGENT}{outcome.reply}"]
+        if outcome.handoff:
+            lines.append(f"{' ' * len(AGENT)}(derivada a una persona: {outcome.handoff})")
         if outcome.url:
             lines.append(f"{' ' * len(AGENT)}enlace: {outcome.url}")
         if outcome.error:

@@ -125,6 +125,9 @@ class Settings(BaseModel):
     booking_min_notice_minutes: int = Field(30, alias="CITAS_BOOKING_MIN_NOTICE_MINUTES", ge=0)
     booking_horizon_days: int = Field(90, alias="CITAS_BOOKING_HORIZON_DAYS", ge=1, le=730)
     confirm_before_booking: bool = Field(True, alias="CITAS_CONFIRM_BEFORE_BOOKING")
+    cancel_min_notice_minutes: int = Field(120, alias="CITAS_CANCEL_MIN_NOTICE_MINUTES", ge=0)
+    # How long a conversation handed to a person stays paused unless resumed first.
+    handoff_ttl_seconds: int = Field(86400, alias="CITAS_HANDOFF_TTL_SECONDS", ge=60)
 
     @field_validator("timezone")
     @classmethod

@@ -22,6 +22,9 @@ class Conversation:
     ledger: BookingLedger = field(default_factory=BookingLedger)
     customer: CustomerWords = field(default_factory=CustomerWords)
     """What the customer wrote, kept when old turns are trimmed (see `citas.customer_words`)."""
+    paused_until: float | None = None
+    """Epoch seconds until which a person has the conversation (`request_human`); None: not."""
+    handoff_reason: str | None = None
 
     def messages(self) -> list[Message]:
         return [message for turn in self.turns for message in turn]
@@ -78,7 +81,23 @@ class Conversation:
 
     def copy(self) -> Conversation:
         """A copy whose lists can change without touching this one (saved turns never change)."""
-        return Conversation(list(self.turns), self.ledger.copy(), self.customer.copy())
+        return Conversation(
+            list(self.turns),
+            self.ledger.copy(),
+            self.customer.copy(),
+            self.paused_until,
+            self.handoff_reason,
+        )
+
+    def is_paused(self, now: float) -> bool:
+        """Whether a person has this conversation (handed off, not resumed nor expired)."""
+        return self.paused_until is not None and now < self.paused_until
+
+    def pause(self, reason: str, until: float) -> None:
+        self.paused_until, self.handoff_reason = until, reason
+
+    def resume(self) -> None:
+        self.paused_until = self.handoff_reason = None
 
     def to_dict(self) -> dict[str, Any]:
         ledger = self.ledger
@@ -90,6 +109,8 @@ class Conversation:
             "unsettled": ledger.unsettled,
             "proposals": ledger.proposals,
             "customer": self.customer.to_dict(),
+            "paused_until": self.paused_until,
+            "handoff_reason": self.handoff_reason,
         }
 
     @classmethod
@@ -104,4 +125,11 @@ class Conversation:
         )
         # Keys added after v1 shipped are optional, so conversations saved earlier still load.
         customer = CustomerWords.from_dict(data.get("customer"))
-        return cls(turns=list(data.get("turns", [])), ledger=ledger, customer=customer)
+        paused_until = data.get("paused_until")
+        return cls(
+            turns=list(data.get("turns", [])),
+            ledger=ledger,
+            customer=customer,
+            paused_until=float(paused_until) if paused_until is not None else None,
+            handoff_reason=data.get("handoff_reason"),
+        )

@@ -95,6 +95,24 @@ BOOKINGS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+APPOINTMENT_CHANGES = Counter(
+    "citas_appointment_changes_total",
+    "Changes to a customer's own bookings by change (cancel, reschedule; any: a reference not "
+    "found) and outcome (proposed, done, refused, not_found).",
+    ["change", "outcome"],
+    registry=REGISTRY,
+)
+HANDOFFS = Counter(
+    "citas_handoffs_total",
+    "Conversations handed to a person, by reason (request_human's reason, bounded).",
+    ["reason"],
+    registry=REGISTRY,
+)
+PAUSED_MESSAGES = Counter(
+    "citas_paused_messages_total",
+    "Customer messages stored unanswered because a person has the conversation.",
+    registry=REGISTRY,
+)
 REPLY_GUARD = Counter(
     "citas_reply_guard_total",
     "Replies the reply guard changed, by action (see citas/agent/reply_guard.py).",

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's citas, whatever is installed
 
 from citas.clock import frozen_clock  # noqa: E402
 from citas.config import Settings  # noqa: E402
+from citas.domain import ConversationKey, Tenant  # noqa: E402
 from citas.logs import configure_logging  # noqa: E402
 from citas.metrics import REGISTRY  # noqa: E402
 from citas.sandbox import (  # noqa: E402
@@ -38,6 +39,7 @@ from citas.sandbox import (  # noqa: E402
     RunningSandbox,
     SandboxSeed,
 )
+from citas.services.appointments import reference_for  # noqa: E402
 from citas.testing import FakeLLM, ModelScript, call, reply  # noqa: E402
 from citas.testing.harness import LocalCitas, MetricsDelta  # noqa: E402
 
@@ -132,7 +134,8 @@ def customer(status: int, body: Any) -> str:
     if status != 200:
         return f"{status} `{body['error']['code']}`"
     code = body.get("error", {}).get("code") if isinstance(body.get("error"), dict) else None
-    text = body["reply"][:48] + ("…" if len(body["reply"]) > 48 else "")
+    reply = " ".join(body["reply"].split())  # one table cell: no line breaks
+    text = reply[:48] + ("…" if len(reply) > 48 else "")
     return f"200 «{text}»" + (f" + `{code}`" if code else "")
 
 
@@ -298,6 +301,62 @@ async def commit_then_late() -> list[Row]:
         Fault("commit_then_late", seconds=30),
         "CREAR_EVENTO commits, answers after 30 s (read timeout 1 s)",
         backend_read_timeout_seconds=1.0,
+    )
+
+
+async def change_fault(op: str, label: str) -> list[Row]:
+    """A cancellation or a reschedule whose backend commits and answers late: one change."""
+    session = "51911100011"
+    async with harness(backend_read_timeout_seconds=1.0, confirm_before_booking=False) as h:
+        made = h.sandbox.backend.handle(
+            "calendar",
+            {
+                "codOpe": "CREAR_EVENTO",
+                "id_empresa": 12,
+                "usuario_id": 7,
+                "titulo": "Cita - Ana Pérez",
+                "fecha_inicio": "2026-12-01 15:00:00",
+                "fecha_fin": "2026-12-01 15:30:00",
+                "cliente_nombre": "Ana Pérez",
+                "cliente_correo": "ana@example.com",
+                "cliente_telefono": session,
+            },
+        )
+        tenant = Tenant(12, ZoneInfo("America/Lima"), 30, usuario_id=7)
+        ref = reference_for(tenant, ConversationKey(12, session), str(made["id_evento"]))
+        h.sandbox.backend.faults.add(op, Fault("commit_then_late", seconds=30))
+        if op == "CANCELAR_EVENTO":
+            h.llm.add(call("cancel_booking", {"reference": ref}), reply("Cancelada."))
+        else:
+            moved_to = {"reference": ref, "date": "2026-12-02", "time": "10:00"}
+            h.llm.add(call("reschedule_booking", moved_to), reply("Cambiada."))
+        delta = MetricsDelta()
+        seconds, status, body = await h.chat("Sí, confirmo", session=session)
+        [event] = [e for e in h.sandbox.backend.events if e.id_evento == made["id_evento"]]
+        state = f"{event.estado} {event.fecha_inicio:%Y-%m-%d %H:%M}"
+        sent = [b for _, b in h.sandbox.backend.calls if b["codOpe"] == op]
+    keys = len({b["idempotency_key"] for b in sent})
+    moved = {k: v for k, v in counters(delta, "citas_backend_calls_total").items() if op in k}
+    moved.update(counters(delta, "citas_appointment_changes_total"))
+    return [
+        Row(
+            label,
+            customer(status, body) + f"; the event: {state}",
+            fmt(moved) + f"; {len(sent)} {op} sent, {keys} idempotency key",
+            f"{seconds:.2f} s",
+        )
+    ]
+
+
+async def cancel_late() -> list[Row]:
+    return await change_fault(
+        "CANCELAR_EVENTO", "CANCELAR_EVENTO commits, answers after 30 s (read timeout 1 s)"
+    )
+
+
+async def reschedule_late() -> list[Row]:
+    return await change_fault(
+        "REPROGRAMAR_EVENTO", "REPROGRAMAR_EVENTO commits, answers after 30 s (read timeout 1 s)"
     )
 
 
@@ -667,6 +726,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     malformed_persistent,
     connection_reset,
     commit_then_late,
+    cancel_late,
+    reschedule_late,
     backend_down,
     backend_hanging,
     stale,

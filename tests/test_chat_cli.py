@@ -131,3 +131,12 @@ async def test_chat_waits_for_the_deadline_of_its_environment(
     settings = Settings.from_env()
     async with _running(settings, frozen_clock(datetime.fromisoformat(NOW)), True) as citas:
         assert citas.http.timeout.total == 600 + LOCAL_CLIENT_MARGIN_SECONDS
+
+
+def test_chat_shows_the_handoff_and_the_pause() -> None:
+    done = _chat("Quiero hablar con una persona, por favor\n¿Hola?\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Te comunico con una persona de nuestro equipo" in out
+    assert "(derivada a una persona: pidió hablar con una persona)" in out
+    assert "(en pausa: una persona atiende esta conversación; no se responde)" in out

@@ -38,8 +38,9 @@ from citas.evaluation import (
 from citas.evaluation.case import select_cases
 from citas.evaluation.cli import main
 from citas.evaluation.customer import KICKOFF, Exchange, SimulatedCustomer
-from citas.evaluation.results import Tokens, TurnRecord
+from citas.evaluation.results import Tokens, ToolCallRecord, TurnRecord
 from citas.evaluation.runner import DEMO_CANNOT_PLAY, NEEDS_CUSTOMER_MODEL
+from citas.evaluation.scoring import unbooked_claims
 from citas.evaluation.text import mentions
 from citas.messages import Message, ToolCallRequest
 from citas.testing import FakeLLM, Step, ToolCall
@@ -200,6 +201,29 @@ def test_a_confirmation_without_a_booking_is_counted_and_fails_the_case() -> Non
     assert run_1.unbooked_claims == 1
     assert run_1.bookings.missing == 1
     assert f"turn 2: claims a booking that was not made: «{lie}»" in run_1.failures
+
+
+def test_a_reschedule_that_happened_is_not_counted_as_a_false_claim() -> None:
+    moved = ToolCallRecord(
+        name="reschedule_booking",
+        arguments={"reference": "C1A2B3", "date": "2026-12-03", "time": "11:00"},
+        result={"ok": True, "reprogramada": True},
+    )
+    truth = "¡Listo! Tu cita quedó confirmada para el jueves 3 de diciembre a las 11:00."
+    turns = [
+        TurnRecord(
+            customer="Pásala al jueves a las 11",
+            reply=truth,
+            status=200,
+            seconds=0.1,
+            model_calls=2,
+            tokens=Tokens(),
+            tool_calls=[moved],
+            bookings=[],
+        )
+    ]
+    assert unbooked_claims(turns) == []
+    assert unbooked_claims([turns[0].model_copy(update={"tool_calls": []})]) == [(1, truth)]
 
 
 async def test_through_the_service_a_lying_model_claims_nothing() -> None:

@@ -217,13 +217,16 @@ def _limited(settings: Settings, **changes: Any) -> Settings:
 
 
 def _turn_routes(client: Client) -> list[str]:
-    """Every POST under /api/: a turn endpoint added later is covered without a new test."""
+    """Every POST under /api/ but the operator's `/api/conversations/...` (resume, a person's
+    message: not customer turns, never rate-limited): a turn endpoint added later is covered
+    without a new test."""
     return sorted(
         route.resource.canonical
         for route in client.app.router.routes()
         if route.method == "POST"
         and route.resource is not None
         and route.resource.canonical.startswith("/api/")
+        and not route.resource.canonical.startswith("/api/conversations/")
     )
 
 

@@ -39,6 +39,7 @@ from citas.agent.prompt import PromptBuilder
 from citas.agent.reply_format import ReplyFormat, format_reply
 from citas.agent.reply_guard import EMPTY_REPLY, NOT_DONE, ReplyGuard, fallback_reply, record
 from citas.agent.tools import ToolRegistry, TurnContext
+from citas.agent.tools.handoff import HANDOFF_REPLY, handoff_label
 from citas.agent.turn import TurnError, TurnRequest, TurnResult
 from citas.clock import Clock
 from citas.conversation import Conversation
@@ -53,7 +54,7 @@ from citas.messages import (
     tool_message,
     user_message,
 )
-from citas.metrics import SWALLOWED_ERRORS
+from citas.metrics import HANDOFFS, PAUSED_MESSAGES, SWALLOWED_ERRORS
 from citas.services.business import BusinessDirectory
 from citas.store.base import SessionStore
 
@@ -114,6 +115,7 @@ class Agent:
         turn_deadline_seconds: float,
         guard: ReplyGuard,
         history_max_tokens: int = 6000,
+        handoff_ttl_seconds: float = 86400.0,
         clock_role: ClockRole = "system",
         reply_format: ReplyFormat = "whatsapp",
         coalesce_seconds: float = 0.0,
@@ -129,6 +131,7 @@ class Agent:
         self.history_max_messages = history_max_messages
         self.history_max_tokens = history_max_tokens
         self.turn_deadline_seconds = turn_deadline_seconds
+        self.handoff_ttl_seconds = handoff_ttl_seconds
         self.guard = guard
         self.clock_role = clock_role
         self.reply_format: ReplyFormat = reply_format
@@ -245,13 +248,17 @@ class Agent:
     async def run_turn(self, request: TurnRequest, emit: EventSink) -> TurnResult:
         tenant, key = request.tenant, request.key
         deadline = time.monotonic() + self.turn_deadline_seconds
+        conversation = await self.store.load(key)
+        if conversation.paused_until is not None:
+            if conversation.is_paused(self.clock().timestamp()):
+                return await self._while_paused(key, conversation, request.message)
+            conversation.resume()  # the handoff expired: the assistant answers again
         try:
             info = await self.directory.get(tenant.id_empresa)
         except BackendError as exc:
             SWALLOWED_ERRORS.labels(where="business_info").inc()
             log.warning("turn_failed", error_code="backend_unavailable", error=str(exc))
             return TurnResult(BACKEND_APOLOGY, error="backend_unavailable")
-        conversation = await self.store.load(key)
         conversation.trim(self.history_max_messages)
         conversation.trim_to_tokens(self.history_max_tokens)
         for message in request.messages:
@@ -296,9 +303,26 @@ class Agent:
                 await self._save(key, conversation, turn)
             emit(AnswerText(reply))
             return TurnResult(reply, context.booking_url, "llm_unavailable")
+        if context.handoff is not None:
+            conversation.pause(context.handoff, self.clock().timestamp() + self.handoff_ttl_seconds)
+            HANDOFFS.labels(reason=handoff_label(context.handoff)).inc()
+            log.info("conversation_handed_off", reason=context.handoff)
         await self._save(key, conversation, turn)
         error: TurnError | None = "backend_unavailable" if context.backend_failed else None
-        return TurnResult(turn.final or EMPTY_REPLY, context.booking_url, error)
+        return TurnResult(
+            turn.final or EMPTY_REPLY, context.booking_url, error, handoff=context.handoff
+        )
+
+    async def _while_paused(
+        self, key: ConversationKey, conversation: Conversation, message: str
+    ) -> TurnResult:
+        """A person has the conversation: the message joins the history, unanswered."""
+        conversation.customer.add(message)
+        conversation.turns.append([user_message(message)])
+        await self.store.save(key, conversation)
+        PAUSED_MESSAGES.inc()
+        log.info("message_while_paused")
+        return TurnResult("", paused=True)
 
     async def _rounds(
         self, system: SystemMessage, conversation: Conversation, turn: _Turn, deadline: float
@@ -334,6 +358,10 @@ class Agent:
                 for call, content in zip(reply.tool_calls, results, strict=True)
             )
             turn.tool_rounds += 1
+            if turn.context.handoff is not None:
+                # A person takes over: the turn ends with the handoff's own short message.
+                self._finish(turn, HANDOFF_REPLY)
+                return
             if turn.context.repeats >= MAX_REPEATED_CALLS:
                 log.warning("tool_calls_repeated", repeats=turn.context.repeats)
                 self._finish(turn, fallback_reply(turn.context))

@@ -36,10 +36,18 @@ class TurnResult:
     error: TurnError | None = None  # the reply is then an apology
     replayed: bool = False  # the first reply to a redelivered message_id
     coalesced: bool = False  # a later message of the same burst gets the reply; this one none
+    handoff: str | None = None  # request_human's reason: a person takes over from here
+    paused: bool = False  # a person has the conversation: nothing is sent (`reply` is "")
 
     def to_dict(self) -> dict[str, Any]:
         """As remembered for redelivery (see `SessionStore.remember_reply`)."""
-        data: dict[str, Any] = {"reply": self.reply, "url": self.url, "error": self.error}
+        data: dict[str, Any] = {
+            "reply": self.reply,
+            "url": self.url,
+            "error": self.error,
+            "handoff": self.handoff,
+            "paused": self.paused,
+        }
         if self.coalesced:
             data["coalesced"] = True
         return data
@@ -47,5 +55,11 @@ class TurnResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any], replayed: bool = False) -> TurnResult:
         return cls(
-            data["reply"], data.get("url"), data.get("error"), replayed, bool(data.get("coalesced"))
+            data["reply"],
+            data.get("url"),
+            data.get("error"),
+            replayed,
+            bool(data.get("coalesced")),
+            data.get("handoff"),
+            bool(data.get("paused", False)),
         )

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
-from citas.api.models import ChatResponse, StatusResponse
+from citas.api.errors import error_response
+from citas.api.models import (
+    ChatResponse,
+    ConversationMessage,
+    ConversationState,
+    Handoff,
+    StatusResponse,
+)
 from citas.api.openapi import openapi_document
 from citas.api.responses import json_response
-from citas.api.turns import admit_turn, finish_turn, start_turn
+from citas.api.turns import (
+    admit_turn,
+    describe_validation_error,
+    finish_turn,
+    is_json,
+    start_turn,
+)
+from citas.domain import ConversationKey
+from citas.errors import BodyTimeout, InvalidRequest, UnsupportedMediaType
+from citas.messages import assistant_message
 from citas.metrics import REGISTRY, refresh_conversations_stored
-from citas.runtime import RUNTIME
+from citas.runtime import RUNTIME, Runtime
+
+log = structlog.get_logger("citas.api")
+MAX_SESSION_ID_CHARS = 128
 
 
 async def chat(request: web.Request) -> web.Response:
@@ -18,6 +42,73 @@ async def chat(request: web.Request) -> web.Response:
     turn = await admit_turn(request, runtime)
     result = await finish_turn(start_turn(runtime, turn))
     return json_response(ChatResponse.body(result))
+
+
+async def resume_conversation(request: web.Request) -> web.Response:
+    """A person hands the conversation back: the assistant answers the next message."""
+    runtime = request.app[RUNTIME]
+    key = _conversation_key(request)
+    async with runtime.store.lock(key):
+        conversation = await runtime.store.load(key)
+        if conversation.paused_until is not None:
+            conversation.resume()
+            await runtime.store.save(key, conversation)
+            log.info("conversation_resumed")
+    return json_response(_state(key, paused=False, reason=None))
+
+
+async def record_message(request: web.Request) -> web.Response:
+    """What a person told the customer while the conversation is paused, kept in its history
+    so the assistant knows it when it resumes."""
+    runtime = request.app[RUNTIME]
+    key = _conversation_key(request)
+    message = await _person_message(request, runtime)
+    async with runtime.store.lock(key):
+        conversation = await runtime.store.load(key)
+        now = runtime.agent.clock().timestamp()
+        if not conversation.is_paused(now):
+            return error_response(
+                409, "not_paused", "The conversation is not handed to a person; resume first."
+            )
+        conversation.turns.append([assistant_message(f"[{message.author}] {message.text}")])
+        await runtime.store.save(key, conversation)
+        return json_response(_state(key, paused=True, reason=conversation.handoff_reason))
+
+
+def _conversation_key(request: web.Request) -> ConversationKey:
+    raw_id, session_id = request.match_info["id_empresa"], request.match_info["session_id"]
+    if not raw_id.isdigit() or not 0 < int(raw_id) < 2**63 or not raw_id.isascii():
+        raise InvalidRequest("id_empresa must be a positive integer.")
+    if not 0 < len(session_id) <= MAX_SESSION_ID_CHARS:
+        raise InvalidRequest(f"session_id must have 1 to {MAX_SESSION_ID_CHARS} characters.")
+    return ConversationKey(int(raw_id), session_id)
+
+
+async def _person_message(request: web.Request, runtime: Runtime) -> ConversationMessage:
+    if not is_json(request.content_type):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.content_type!r}."
+        )
+    try:
+        async with asyncio.timeout(runtime.settings.http_body_timeout_seconds):
+            raw = await request.read()
+    except TimeoutError:
+        raise BodyTimeout(
+            f"The body did not arrive within {runtime.settings.http_body_timeout_seconds:g} s."
+        ) from None
+    try:
+        return ConversationMessage.model_validate(json.loads(raw))
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, ValidationError):
+            raise InvalidRequest(describe_validation_error(exc)) from None
+        raise InvalidRequest("Body is not valid JSON (or nested too deeply).") from None
+
+
+def _state(key: ConversationKey, *, paused: bool, reason: str | None) -> dict[str, object]:
+    handoff = Handoff(reason=reason) if paused and reason else None
+    return ConversationState(
+        id_empresa=key.id_empresa, session_id=key.session_id, paused=paused, handoff=handoff
+    ).model_dump()
 
 
 async def health(_request: web.Request) -> web.Response:

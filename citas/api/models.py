@@ -121,6 +121,7 @@ class ErrorDetail(_Model):
         "unsupported_media_type",
         "request_timeout",
         "unknown_business",
+        "not_paused",
         "rate_limited",
         "unavailable",
         "internal",
@@ -140,10 +141,14 @@ _TURN_ERRORS: dict[TurnError, str] = {
 }
 
 
+class Handoff(_Model):
+    reason: str = Field(description="Why the assistant handed the conversation to a person.")
+
+
 class ChatResponse(_Model):
     reply: str | None = Field(
         description="Text for the customer; null for a message answered by a later one of its "
-        "burst (`coalesced`)."
+        "burst (`coalesced`), and while a person has the conversation (`paused`)."
     )
     url: str | None = Field(None, description="Meeting link of the booking made in this turn.")
     error: ErrorDetail | None = Field(
@@ -154,20 +159,53 @@ class ChatResponse(_Model):
         description="true when a later message of the same burst (`CITAS_COALESCE_MS`) is "
         "answered for this one too: send the customer nothing for this request.",
     )
+    handoff: Handoff | None = Field(
+        None,
+        description="Present when this turn handed the conversation to a person: later "
+        "messages are answered `paused` until it is resumed.",
+    )
+    paused: bool | None = Field(
+        None,
+        description="True (and `reply` null) when a person has the conversation: the message "
+        "was stored, and the gateway sends nothing.",
+    )
 
     @classmethod
     def body(cls, result: TurnResult) -> dict[str, Any]:
         """The JSON body of a turn's answer (`/api/chat`'s 200, the stream's `done`)."""
         if result.coalesced:
             return {"reply": None, "coalesced": True}
-        if result.error is None:
-            return cls(reply=result.reply, url=result.url).model_dump(
-                exclude={"error", "coalesced"}
-            )
-        error = ErrorDetail(code=result.error, message=_TURN_ERRORS[result.error])
-        return cls(reply=result.reply, url=result.url, error=error).model_dump(
-            exclude={"coalesced"}
-        )
+        if result.paused:
+            return {"reply": None, "url": None, "paused": True}
+        body: dict[str, Any] = {"reply": result.reply, "url": result.url}
+        if result.error is not None:
+            error = ErrorDetail(code=result.error, message=_TURN_ERRORS[result.error])
+            body["error"] = error.model_dump()
+        if result.handoff is not None:
+            body["handoff"] = Handoff(reason=result.handoff).model_dump()
+        return body
+
+
+class ConversationMessage(_Model):
+    """A message a person of the business sent the customer while the conversation is paused."""
+
+    text: Annotated[str, Field(min_length=1, max_length=4096, json_schema_extra={"pattern": r"\S"})]
+    author: Annotated[str, Field(min_length=1, max_length=80, json_schema_extra={"pattern": r"\S"})]
+
+    @field_validator("text", "author")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = " ".join(value.split()) if "\n" not in value else value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class ConversationState(_Model):
+    id_empresa: int
+    session_id: str
+    paused: bool = Field(description="Whether a person has the conversation.")
+    handoff: Handoff | None = Field(description="Why it was handed off, while paused.")
 
 
 class StreamDelta(_Model):

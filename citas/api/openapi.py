@@ -11,6 +11,8 @@ from citas import __version__
 from citas.api.models import (
     ChatRequest,
     ChatResponse,
+    ConversationMessage,
+    ConversationState,
     ErrorResponse,
     StatusResponse,
     StreamDelta,
@@ -53,6 +55,55 @@ _STREAM_DESCRIPTION = (
     "without an event, so no proxy closes an idle stream; SSE parsers ignore it."
 )
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+_CONVERSATION = "/api/conversations/{id_empresa}/{session_id}"
+_CONVERSATION_PARAMETERS = [
+    {
+        "name": "id_empresa",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+        "description": "The business (tenant) id, a positive integer.",
+    },
+    {
+        "name": "session_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        "description": "The gateway's session id (the customer's WhatsApp number).",
+    },
+]
+_CONVERSATION_ERRORS = {
+    key: value for key, value in _CHAT_ERRORS.items() if key in {"400", "401", "503"}
+}
+
+
+def _conversation_paths() -> dict[str, Any]:
+    state = {"description": "The conversation's state.", "content": _json("ConversationState")}
+    return {
+        _CONVERSATION + "/resume": {
+            "post": {
+                "summary": "Hand a conversation back to the assistant (end a handoff).",
+                "parameters": _CONVERSATION_PARAMETERS,
+                "responses": {"200": state, **_CONVERSATION_ERRORS},
+            }
+        },
+        _CONVERSATION + "/messages": {
+            "post": {
+                "summary": "Record what a person told the customer while the conversation is "
+                "paused, so the assistant knows it when it resumes.",
+                "parameters": _CONVERSATION_PARAMETERS,
+                "requestBody": {"required": True, "content": _json("ConversationMessage")},
+                "responses": {
+                    "200": state,
+                    **_CONVERSATION_ERRORS,
+                    "408": _CHAT_ERRORS["408"],
+                    "409": _error("`not_paused`: the conversation is not handed to a person."),
+                    "413": _CHAT_ERRORS["413"],
+                    "415": _CHAT_ERRORS["415"],
+                },
+            }
+        },
+    }
 
 
 def _sse_event(name: str, model: str) -> dict[str, Any]:
@@ -82,6 +133,8 @@ def openapi_document(
             for m in (
                 ChatRequest,
                 ChatResponse,
+                ConversationMessage,
+                ConversationState,
                 ErrorResponse,
                 StatusResponse,
                 StreamDelta,
@@ -138,6 +191,7 @@ def openapi_document(
                     },
                 }
             },
+            **_conversation_paths(),
             "/health": {
                 "get": {
                     "summary": "Liveness.",
@@ -199,6 +253,8 @@ def openapi_document(
     if api_auth:
         paths["/api/chat"]["post"]["security"] = _BEARER
         paths["/api/chat/stream"]["post"]["security"] = _BEARER
+        for path in _conversation_paths():
+            paths[path]["post"]["security"] = _BEARER
     if metrics_auth:
         paths["/metrics"]["get"]["security"] = _BEARER
         paths["/metrics"]["get"]["responses"]["401"] = _error("Missing or wrong bearer token.")

@@ -124,7 +124,8 @@ async def _relay(
         outcome = "error"
     else:
         result = task.result()
-        if not sent and not result.coalesced:  # a coalesced message gets no text at all
+        # Coalesced (a later message answers) or paused (a person answers): no text at all.
+        if not sent and not result.coalesced and not result.paused:
             await _delta(events, result.reply, first=True, started=started)
         await events.send("done", ChatResponse.body(result))
         outcome = "done"

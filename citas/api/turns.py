@@ -57,7 +57,7 @@ async def _already_answered(runtime: Runtime, turn: TurnRequest) -> bool:
 async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequest:
     """Validate the gateway's body; a 400 names every bad field, a 415 a body not declared JSON
     (so a browser's cross-origin "simple" POST, text/plain or a form, is never read)."""
-    if not _is_json(request.content_type):
+    if not is_json(request.content_type):
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.content_type!r}."
         )
@@ -94,7 +94,7 @@ async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequ
     return TurnRequest(tenant, body.session_id, body.message, body.message_id)
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     kind = content_type.lower()
     return kind == "application/json" or (
         kind.startswith("application/") and kind.endswith("+json")

@@ -78,6 +78,9 @@ class BusySlot(_Model):
     time: ClockText
     minutes: int = Field(60, ge=5, le=720)
     title: str = "Ocupado"
+    mine: bool = Field(
+        False, description="true: the customer's own booking (its phone is the session id)"
+    )
 
     _day = field_validator("date")(_real_day)
 
@@ -195,6 +198,7 @@ class Case(_Model):
                 fecha_inicio=start,
                 fecha_fin=start + timedelta(minutes=slot.minutes),
                 titulo=slot.title,
+                cliente_telefono=self.session_id if slot.mine else None,
             )
             for slot in self.busy
             for start in [datetime.combine(self.day(slot.date), time.fromisoformat(slot.time))]

@@ -128,14 +128,24 @@ def _show(case: Case, expected: ExpectedBooking) -> str:
 
 def unbooked_claims(turns: Sequence[TurnRecord]) -> list[tuple[int, str]]:
     """(turn number, reply) of each reply claiming a booking before any booking of the
-    conversation was made (one made in that same turn counts as made)."""
+    conversation was made (one made in that same turn counts as made; so does an appointment
+    the turn really moved with `reschedule_booking`: «quedó confirmada para el jueves» is true)."""
     found = []
     booked = False
     for number, turn in enumerate(turns, start=1):
-        booked = booked or bool(turn.bookings)
+        booked = booked or bool(turn.bookings) or _rescheduled(turn)
         if not booked and claims_booking(turn.reply):
             found.append((number, turn.reply))
     return found
+
+
+def _rescheduled(turn: TurnRecord) -> bool:
+    return any(
+        call.name == "reschedule_booking"
+        and isinstance(call.result, dict)
+        and call.result.get("reprogramada") is True
+        for call in turn.tool_calls
+    )
 
 
 def missing_mentions(case: Case, turns: Sequence[TurnRecord]) -> list[str | list[str]]:

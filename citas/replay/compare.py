@@ -22,6 +22,10 @@ RESULT_FIELDS = (
     "reservado",
     "ya_existia",
     "resultados",
+    "citas",
+    "cancelada",
+    "reprogramada",
+    "pendiente_confirmacion",
 )
 """Tool-result fields an expectation keeps: what decides how the conversation goes. `mensaje`
 is left out (it restates them in words); a hand-written expectation may still add it."""
@@ -50,6 +54,8 @@ def compare(expect: Expectation, outcome: TurnOutcome) -> list[Difference]:
         ("reply", expect.reply, outcome.reply),
         ("url", expect.url, outcome.url),
         ("error", expect.error, outcome.error),
+        ("handoff", expect.handoff, outcome.handoff),
+        ("paused", expect.paused, outcome.paused),
     ):
         if expected != actual:
             diffs.append(Difference(where, expected, actual))
@@ -71,6 +77,8 @@ def expectation(outcome: TurnOutcome) -> Expectation:
         reply=outcome.reply,
         url=outcome.url,
         error=outcome.error,
+        handoff=outcome.handoff,
+        paused=outcome.paused,
     )
 
 

@@ -111,6 +111,10 @@ class Expectation(_Model):
     reply: str
     url: str | None = None
     error: str | None = Field(None, exclude_if=_is_none)
+    handoff: str | None = Field(None, exclude_if=_is_none)
+    """request_human's reason, when the turn handed the conversation to a person."""
+    paused: bool = Field(False, exclude_if=lambda value: value is False)
+    """True when a person had the conversation: the message was stored, not answered."""
 
 
 class Turn(_Model):

@@ -63,6 +63,8 @@ _NAME_STOP = _words(
 
 _PRODUCT = re.compile(r"\b(precio|cuanto|cuesta|servicio|producto|venden)")
 _WORD = re.compile(r"[^\W_]+")
+_PERSON = re.compile(r"\b(una persona|un humano|un asesor|una asesora|encargad[ao])\b")
+_MY_BOOKINGS = re.compile(r"\b(cancel\w*|reprogram\w*|mis citas|(cambiar|mover) mi cita)\b")
 _STOPWORDS = _words(
     "a al algo alguna alguno buenas buenos como con cual cuales de del dias el en es esta "
     "estan favor gracias hay hola la las le les lo los me mi mis noches o para por que "
@@ -374,6 +376,13 @@ def _next_action(messages: Sequence[RawMessage], today: date) -> ModelReply:
         return ModelReply(GREETING)
     latest = texts[-1]
     facts = collect_facts(texts, today)
+    folded = _fold(latest)
+    if _PERSON.search(folded):
+        return ModelReply(
+            None, (_call("request_human", {"reason": "pidió hablar con una persona"}),)
+        )
+    if _MY_BOOKINGS.search(folded):
+        return ModelReply(None, (_call("list_my_bookings", {}),))
     if wants_products(latest):
         return ModelReply(None, (_call("search_products", {"query": product_query(latest)}),))
     if facts.bookable:

@@ -41,6 +41,8 @@ FIRST_EVENT_ID = 1000
 MEETING_URL_PREFIX = "https://meet.sandbox.citas.local/"
 SLOT_TAKEN_ERROR = "El horario ya no está disponible"
 UNKNOWN_BUSINESS_ERROR = "Empresa no encontrada"
+UNKNOWN_EVENT_ERROR = "Evento no encontrado"
+ALREADY_CANCELLED_ERROR = "El evento ya está cancelado"
 SUGGESTION_HORIZON_DAYS = 14
 SUGGESTION_STEP = timedelta(minutes=30)
 DAY_KEYS = ("lunes", "martes", "miercoles", "jueves", "viernes", "sabado", "domingo")
@@ -160,6 +162,8 @@ class SeedEvent(_SeedModel):
     fecha_inicio: LocalDateTime
     fecha_fin: LocalDateTime
     titulo: str = "Ocupado"
+    cliente_telefono: str | None = Field(None, exclude_if=lambda value: value is None)
+    """The customer's phone: `LISTAR_EVENTOS_CLIENTE` finds the event by it."""
 
 
 class Business(_SeedModel):
@@ -224,6 +228,9 @@ class Event:
     cliente_telefono: str | None
     idempotency_key: str | None
     url: str
+    estado: str = "confirmado"  # or "cancelado": a cancelled event frees its slot
+    change_keys: list[str] = field(default_factory=list)
+    """Idempotency keys of the cancellations and reschedules applied to this event."""
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
         """Half-open intervals: an event ending at 10:00 leaves 10:00 free."""
@@ -332,6 +339,32 @@ class _CreateEventRequest(_SlotRequest):
     idempotency_key: str | None = None
 
 
+class _CustomerEventsRequest(_Request):
+    usuario_id: int | None = None
+    cliente_telefono: str = Field(min_length=6)
+    desde: LocalDateTime | None = None
+
+    @field_validator("desde", mode="before")
+    @classmethod
+    def _date_or_datetime(cls, value: object) -> object:
+        # `desde` may be a day ("2026-12-01") or a moment ("2026-12-01 09:00:00").
+        if isinstance(value, str) and len(value.strip()) == 10:
+            return f"{value.strip()} 00:00:00"
+        return value
+
+
+class _CancelRequest(_Request):
+    usuario_id: int | None = None
+    id_evento: int
+    motivo: str = ""
+    idempotency_key: str = Field(min_length=1)
+
+
+class _RescheduleRequest(_SlotRequest):
+    id_evento: int
+    idempotency_key: str = Field(min_length=1)
+
+
 class _SuggestRequest(_Request):
     usuario_id: int | None = None
     fecha: LocalDate
@@ -391,6 +424,9 @@ class SandboxBackend:
             "CONSULTAR_DISPONIBILIDAD": ("calendar", self._check_availability),
             "SUGERIR_HORARIOS": ("calendar", self._suggest_slots),
             "CREAR_EVENTO": ("calendar", self._create_event),
+            "LISTAR_EVENTOS_CLIENTE": ("calendar", self._customer_events),
+            "CANCELAR_EVENTO": ("calendar", self._cancel_event),
+            "REPROGRAMAR_EVENTO": ("calendar", self._reschedule_event),
             "OBTENER_HORARIO_REUNIONES": ("info", self._opening_hours),
             "OBTENER_CONTEXTO_NEGOCIO": ("info", self._business_context),
             "OBTENER_PREGUNTAS_FRECUENTES": ("info", self._faqs),
@@ -477,6 +513,51 @@ class SandboxBackend:
         )
         return _created(event)
 
+    def _customer_events(self, body: JsonDict) -> JsonDict:
+        req = _parse(_CustomerEventsRequest, body)
+        self._business(req.id_empresa)
+        phone = _digits(req.cliente_telefono)
+        found = [
+            event
+            for event in self.events
+            if event.id_empresa == req.id_empresa
+            and event.usuario_id == req.usuario_id
+            and event.cliente_telefono is not None
+            and _digits(event.cliente_telefono) == phone
+            and (req.desde is None or event.fecha_inicio >= req.desde)
+        ]
+        found.sort(key=lambda event: event.fecha_inicio)
+        return {"success": True, "eventos": [_listed(event) for event in found]}
+
+    def _cancel_event(self, body: JsonDict) -> JsonDict:
+        req = _parse(_CancelRequest, body)
+        self._business(req.id_empresa)
+        event = self._event(req.id_empresa, req.usuario_id, req.id_evento)
+        if event.estado == "cancelado":
+            if req.idempotency_key in event.change_keys:
+                return {"success": True}
+            raise _Rejected(ALREADY_CANCELLED_ERROR)
+        event.estado = "cancelado"
+        event.change_keys.append(req.idempotency_key)
+        return {"success": True}
+
+    def _reschedule_event(self, body: JsonDict) -> JsonDict:
+        req = _parse(_RescheduleRequest, body)
+        self._business(req.id_empresa)
+        event = self._event(req.id_empresa, req.usuario_id, req.id_evento)
+        if req.idempotency_key in event.change_keys:
+            return _created(event)
+        if event.estado == "cancelado":
+            raise _Rejected(ALREADY_CANCELLED_ERROR)
+        # Atomic: the new slot must be free of every other event, or nothing changes.
+        if not self._is_free(
+            req.id_empresa, req.usuario_id, req.fecha_inicio, req.fecha_fin, ignore=event
+        ):
+            raise _Rejected(SLOT_TAKEN_ERROR)
+        event.fecha_inicio, event.fecha_fin = req.fecha_inicio, req.fecha_fin
+        event.change_keys.append(req.idempotency_key)
+        return _created(event)
+
     # ---- information operations
 
     def _opening_hours(self, body: JsonDict) -> JsonDict:
@@ -530,6 +611,7 @@ class SandboxBackend:
                     busy.fecha_inicio,
                     busy.fecha_fin,
                     titulo=busy.titulo,
+                    cliente_telefono=busy.cliente_telefono,
                 )
 
     def _commit(
@@ -566,14 +648,32 @@ class SandboxBackend:
         return event
 
     def _is_free(
-        self, id_empresa: int, usuario_id: int | None, start: datetime, end: datetime
+        self,
+        id_empresa: int,
+        usuario_id: int | None,
+        start: datetime,
+        end: datetime,
+        *,
+        ignore: Event | None = None,
     ) -> bool:
         return not any(
             event.id_empresa == id_empresa
             and event.usuario_id == usuario_id
+            and event.estado != "cancelado"
+            and event is not ignore
             and event.overlaps(start, end)
             for event in self.events
         )
+
+    def _event(self, id_empresa: int, usuario_id: int | None, id_evento: int) -> Event:
+        for event in self.events:
+            if (
+                event.id_evento == id_evento
+                and event.id_empresa == id_empresa
+                and event.usuario_id == usuario_id
+            ):
+                return event
+        raise _Rejected(UNKNOWN_EVENT_ERROR)
 
     def _event_with_key(self, id_empresa: int, key: str | None) -> Event | None:
         # Keys are scoped per business so one tenant can never receive another's event.
@@ -624,6 +724,21 @@ def _fmt(moment: datetime) -> str:
 
 def _created(event: Event) -> JsonDict:
     return {"success": True, "id_evento": event.id_evento, "url": event.url}
+
+
+def _listed(event: Event) -> JsonDict:
+    return {
+        "id_evento": event.id_evento,
+        "fecha_inicio": _fmt(event.fecha_inicio),
+        "fecha_fin": _fmt(event.fecha_fin),
+        "titulo": event.titulo,
+        "url": event.url,
+        "estado": event.estado,
+    }
+
+
+def _digits(phone: str) -> str:
+    return "".join(ch for ch in phone if ch.isdigit())
 
 
 def _failure(message: str) -> JsonDict:

@@ -31,6 +31,7 @@ from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
 from citas.errors import BackendError, BackendRejected
 from citas.ledger import BookingLedger
 from citas.metrics import BOOKINGS
+from citas.services.appointments import session_phone
 from citas.services.availability import AvailabilityService, DayListing, SlotVerdict
 from citas.singleflight import SingleFlight
 from citas.store.base import SessionStore
@@ -218,7 +219,7 @@ class BookingService:
             )
         try:
             answer = await self._client.call(
-                self._url, OPERATION, _event_body(tenant, request, ikey)
+                self._url, OPERATION, _event_body(tenant, key, request, ikey)
             )
         except BackendRejected as exc:
             # The slot was taken between our check and the event: offer what is still free.
@@ -250,8 +251,13 @@ class BookingService:
         return BookingOutcome(confirmation)
 
 
-def _event_body(tenant: Tenant, request: BookingRequest, ikey: str) -> dict[str, Any]:
+def _event_body(
+    tenant: Tenant, key: ConversationKey, request: BookingRequest, ikey: str
+) -> dict[str, Any]:
     customer = request.customer
+    # Without a phone from the customer, the conversation's own (a WhatsApp session id is
+    # one): list_my_bookings finds the customer's events by it.
+    phone = customer.phone or session_phone(key.session_id) or ""
     title = (
         f"Cita: {request.service} - {customer.name}"
         if request.service
@@ -269,6 +275,6 @@ def _event_body(tenant: Tenant, request: BookingRequest, ikey: str) -> dict[str,
         "fecha_fin": request.slot.local_end,
         "cliente_nombre": customer.name,
         "cliente_correo": customer.email,
-        "cliente_telefono": customer.phone or "",
+        "cliente_telefono": phone,
         "idempotency_key": ikey,
     }

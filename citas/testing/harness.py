@@ -87,7 +87,7 @@ class TurnOutcome:
     """Everything one customer message led to."""
 
     status: int
-    reply: str
+    reply: str  # "" when paused (the API's null)
     url: str | None
     error: str | None
     tool_calls: list[ObservedCall]
@@ -96,6 +96,8 @@ class TurnOutcome:
     backend_calls: list[tuple[str, JsonDict]] = field(default_factory=list)
     started: float = 0.0
     seconds: float = 0.0
+    handoff: str | None = None  # request_human's reason, when this turn handed off
+    paused: bool = False  # a person has the conversation: stored, not answered
 
 
 class TurnRecorder:
@@ -249,9 +251,12 @@ class LocalCitas:
         seconds = time.perf_counter() - started
         models, calls = observed_turn(self._recorder.take(key) if key is not None else [])
         error = answer.get("error")
+        handoff = answer.get("handoff")
         return TurnOutcome(
             status=response.status,
-            reply=str(answer.get("reply", "")),
+            reply=str(answer.get("reply") or ""),
+            handoff=handoff.get("reason") if isinstance(handoff, dict) else None,
+            paused=answer.get("paused") is True,
             url=answer.get("url"),
             error=error.get("code") if isinstance(error, dict) else None,
             tool_calls=calls,

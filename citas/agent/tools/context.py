@@ -9,6 +9,7 @@ from citas.agent.tools.result import ToolResult
 from citas.customer_words import CustomerWords, fold
 from citas.domain import ConversationKey, Offering, Tenant
 from citas.ledger import BookingLedger
+from citas.services.appointments import AppointmentService
 from citas.services.booking import BookingService
 from citas.services.products import ProductCatalog
 
@@ -17,6 +18,7 @@ from citas.services.products import ProductCatalog
 class ToolServices:
     booking: BookingService
     catalog: ProductCatalog
+    appointments: AppointmentService
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +73,5 @@ class TurnContext:
         if found is None or found.duration_minutes is None:
             return self.tenant
         return replace(self.tenant, duration_minutes=found.duration_minutes)
+
+    handoff: str | None = None  # request_human's reason: the turn ends, a person takes over

@@ -19,7 +19,7 @@ import structlog
 from pydantic import ValidationError
 
 from citas.agent.events import EventSink, ToolCallFinished, ToolCallStarted
-from citas.agent.tools import availability, booking, products
+from citas.agent.tools import appointments, availability, booking, handoff, products
 from citas.agent.tools.arguments import (
     EMAIL_DESCRIPTION,
     OPTIONAL_EMAIL_DESCRIPTION,
@@ -122,6 +122,30 @@ TOOLS = (
         products.DESCRIPTION,
         products.SearchProductsArgs,
         products.search_products,
+    ),
+    Tool(
+        "list_my_bookings",
+        appointments.LIST_DESCRIPTION,
+        appointments.ListMyBookingsArgs,
+        appointments.list_my_bookings,
+    ),
+    Tool(
+        "cancel_booking",
+        appointments.CANCEL_DESCRIPTION,
+        appointments.CancelBookingArgs,
+        appointments.cancel_booking,
+    ),
+    Tool(
+        "reschedule_booking",
+        appointments.RESCHEDULE_DESCRIPTION,
+        appointments.RescheduleBookingArgs,
+        appointments.reschedule_booking,
+    ),
+    Tool(
+        "request_human",
+        handoff.DESCRIPTION,
+        handoff.RequestHumanArgs,
+        handoff.request_human,
     ),
 )
 

@@ -1,0 +1,121 @@
+"""Handing a conversation to a person: `request_human` ends the turn with `handoff`, later
+messages are stored unanswered (`paused`) until resumed or `CITAS_HANDOFF_TTL_SECONDS` passes,
+a person's messages are recorded for the assistant, and all of it holds across instances."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from citas.agent.tools.handoff import HANDOFF_REPLY, handoff_label
+from citas.config import Settings
+from citas.testing import ModelScript, call, reply
+from citas.testing.harness import LocalCitas
+from tests.conftest import chat_body
+from tests.helpers import sample
+from tests.test_booking import MakeClient
+
+SESSION = "51987654321"
+CONVERSATION = f"/api/conversations/12/{SESSION}"
+
+
+async def send(client: LocalCitas, message: str) -> dict[str, Any]:
+    response = await client.post("/api/chat", json=chat_body(message, session_id=SESSION))
+    assert response.status == 200
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def hand_off(client: LocalCitas, llm: ModelScript) -> dict[str, Any]:
+    llm.add(call("request_human", {"reason": "pidió hablar con una persona"}))
+    return await send(client, "Quiero hablar con una persona, por favor")
+
+
+async def test_handoff_pauses_until_resumed_and_keeps_what_was_said(
+    client: LocalCitas, llm: ModelScript
+) -> None:
+    before = sample("citas_handoffs_total", reason="customer_asked")
+    body = await hand_off(client, llm)
+    assert body == {
+        "reply": HANDOFF_REPLY,
+        "url": None,
+        "handoff": {"reason": "pidió hablar con una persona"},
+    }
+    assert sample("citas_handoffs_total", reason="customer_asked") == before + 1
+    asked = len(llm.requests)
+
+    paused = await send(client, "¿Hola? ¿Alguien?")
+    assert paused == {"reply": None, "url": None, "paused": True}
+    assert len(llm.requests) == asked, "no model call while a person has the conversation"
+
+    person = {"text": "Hola, soy Carla de la clínica: tu cita queda el martes.", "author": "Carla"}
+    recorded = await client.post(f"{CONVERSATION}/messages", json=person)
+    assert recorded.status == 200
+    assert (await recorded.json())["paused"] is True
+
+    resumed = await client.post(f"{CONVERSATION}/resume")
+    assert resumed.status == 200
+    assert (await resumed.json()) == {
+        "id_empresa": 12,
+        "session_id": SESSION,
+        "paused": False,
+        "handoff": None,
+    }
+    llm.add(reply("¡Con gusto!"))
+    assert (await send(client, "Gracias"))["reply"] == "¡Con gusto!"
+    contents = [m.get("content") or "" for m in llm.requests[-1]["messages"]]
+    assert "¿Hola? ¿Alguien?" in contents
+    assert any("Carla de la clínica" in text for text in contents)
+
+
+async def test_recording_a_message_needs_a_paused_conversation(client: LocalCitas) -> None:
+    response = await client.post(
+        f"{CONVERSATION}/messages", json={"text": "Hola", "author": "Carla"}
+    )
+    assert response.status == 409
+    assert (await response.json())["error"]["code"] == "not_paused"
+    bad = await client.post(f"{CONVERSATION}/messages", json={"text": " ", "author": "Carla"})
+    assert bad.status == 400
+    assert (await client.post("/api/conversations/0/x/resume")).status == 400
+
+
+async def test_the_handoff_expires_after_its_ttl(
+    make_client: MakeClient, llm: ModelScript, settings: Settings, now: datetime
+) -> None:
+    moment = [now]
+    client = await make_client(
+        settings.with_updates(handoff_ttl_seconds=600), clock=lambda: moment[0]
+    )
+    await hand_off(client, llm)
+    assert (await send(client, "¿Sigue ahí?"))["paused"] is True
+    moment[0] = now + timedelta(seconds=601)
+    llm.add(reply("Aquí estoy."))
+    assert (await send(client, "¿Hola?"))["reply"] == "Aquí estoy."
+
+
+async def test_the_stream_of_a_paused_conversation_sends_no_text(
+    client: LocalCitas, llm: ModelScript
+) -> None:
+    await hand_off(client, llm)
+    response = await client.post("/api/chat/stream", json=chat_body("¿Hola?", session_id=SESSION))
+    text = await response.text()
+    assert "event: delta" not in text
+    assert '"paused": true' in text or '"paused":true' in text
+
+
+async def test_a_handoff_holds_across_instances(
+    make_client: MakeClient, redis_settings: Settings, llm: ModelScript
+) -> None:
+    a, b = await make_client(redis_settings), await make_client(redis_settings)
+    await hand_off(a, llm)
+    assert (await send(b, "¿Hola?"))["paused"] is True
+    assert (await b.post(f"{CONVERSATION}/resume")).status == 200
+    llm.add(reply("Hola de nuevo."))
+    assert (await send(a, "¿Hola?"))["reply"] == "Hola de nuevo."
+
+
+def test_handoff_reasons_become_a_few_labels() -> None:
+    assert handoff_label("El cliente pidió hablar con una persona") == "customer_asked"
+    assert handoff_label("Reclamo por mala atención") == "complaint"
+    assert handoff_label("Emergencia: dolor fuerte") == "emergency"
+    assert handoff_label("xyz") == "other"
