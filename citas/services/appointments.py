@@ -47,8 +47,10 @@ _WHATSAPP_SUFFIX = re.compile(r"@(?:c\.us|s\.whatsapp\.net)$")
 
 def session_phone(session_id: str) -> str | None:
     """The phone number a session id is (WhatsApp's `51987654321`, `+51 987 654 321`,
-    `51987654321@c.us`), digits only; None when it is not one."""
+    `51987654321@c.us`, `whatsapp:+51987654321`), digits only; None when it is not one. The one
+    form citas sends as `cliente_telefono`, both when booking and when looking bookings up."""
     text = _WHATSAPP_SUFFIX.sub("", session_id.strip())
+    text = re.sub(r"^whatsapp:", "", text, flags=re.IGNORECASE)
     text = re.sub(r"[\s().-]", "", text)
     if not _PHONE.fullmatch(text):
         return None

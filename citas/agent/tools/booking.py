@@ -3,8 +3,6 @@ customer confirmed it; and say what happened."""
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -74,7 +72,8 @@ async def create_booking(
         customer=Customer(
             args.customer_name,
             args.customer_email or "",
-            args.customer_phone or whatsapp_number(ctx.key.session_id),
+            # Without one, the booking service puts the session's WhatsApp number.
+            args.customer_phone,
         ),
         service=args.service,
         notes=args.notes,
@@ -172,14 +171,3 @@ def _booked_result(
         customer_text=text,
         instruction=BOOKED,
     )
-
-
-_WHATSAPP_ID = re.compile(r"^(?:whatsapp:)?\+?(\d{8,15})(?:@[\w.]+)?$", re.IGNORECASE)
-
-
-def whatsapp_number(session_id: str) -> str | None:
-    """The customer's phone when the session id is their WhatsApp number (`51987654321`,
-    `+51987654321`, `whatsapp:+51987654321`, `51987654321@s.whatsapp.net`), as `+51987654321`;
-    None for any other id."""
-    found = _WHATSAPP_ID.match(session_id.strip())
-    return f"+{found.group(1)}" if found else None
