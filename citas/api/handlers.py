@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,11 +21,11 @@ from citas.api.turns import (
     admit_turn,
     describe_validation_error,
     finish_turn,
-    is_json,
+    read_json_body,
     start_turn,
 )
 from citas.domain import ConversationKey
-from citas.errors import BodyTimeout, InvalidRequest, UnsupportedMediaType
+from citas.errors import InvalidRequest
 from citas.messages import assistant_message
 from citas.metrics import REGISTRY, refresh_conversations_stored
 from citas.runtime import RUNTIME, Runtime
@@ -85,23 +82,13 @@ def _conversation_key(request: web.Request) -> ConversationKey:
 
 
 async def _person_message(request: web.Request, runtime: Runtime) -> ConversationMessage:
-    if not is_json(request.content_type):
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {request.content_type!r}."
-        )
+    data = await read_json_body(request, runtime)
     try:
-        async with asyncio.timeout(runtime.settings.http_body_timeout_seconds):
-            raw = await request.read()
-    except TimeoutError:
-        raise BodyTimeout(
-            f"The body did not arrive within {runtime.settings.http_body_timeout_seconds:g} s."
-        ) from None
-    try:
-        return ConversationMessage.model_validate(json.loads(raw))
-    except (ValueError, RecursionError) as exc:
-        if isinstance(exc, ValidationError):
-            raise InvalidRequest(describe_validation_error(exc)) from None
-        raise InvalidRequest("Body is not valid JSON (or nested too deeply).") from None
+        return ConversationMessage.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None
+    except RecursionError:
+        raise InvalidRequest("Body is nested too deeply.") from None
 
 
 def _state(key: ConversationKey, *, paused: bool, reason: str | None) -> dict[str, object]:

@@ -54,9 +54,10 @@ async def _already_answered(runtime: Runtime, turn: TurnRequest) -> bool:
     return await runtime.store.recall_reply(turn.key, turn.message_id) is not None
 
 
-async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequest:
-    """Validate the gateway's body; a 400 names every bad field, a 415 a body not declared JSON
-    (so a browser's cross-origin "simple" POST, text/plain or a form, is never read)."""
+async def read_json_body(request: web.Request, runtime: Runtime) -> Any:
+    """The request's JSON body: a 415 for a body not declared JSON (so a browser's cross-origin
+    "simple" POST, text/plain or a form, is never read), a 408 for one that trickles in, a 400
+    for one that is not JSON or is nested too deeply for the decoder."""
     if not is_json(request.content_type):
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.content_type!r}."
@@ -70,9 +71,15 @@ async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequ
             f"The body did not arrive within {runtime.settings.http_body_timeout_seconds:g} s."
         ) from None
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, RecursionError):  # deep nesting fits in the size limit
         raise InvalidRequest("Body is not valid JSON (or nested too deeply).") from None
+
+
+async def parse_turn_request(request: web.Request, runtime: Runtime) -> TurnRequest:
+    """Validate the gateway's body; a 400 names every bad field, a 415 a body not declared JSON
+    (so a browser's cross-origin "simple" POST, text/plain or a form, is never read)."""
+    data = await read_json_body(request, runtime)
     try:
         body = ChatRequest.model_validate(
             data, context={"max_message_chars": runtime.settings.max_message_chars}
