@@ -388,3 +388,31 @@ async def test_a_proposed_slot_taken_by_this_very_booking_is_confirmed_not_calle
     assert tool_results(llm.requests[-1])[-1]["reservado"] is True
     assert sandbox.backend.events == [event]
     assert second["url"] == event.url
+
+
+# --------------------------------------------------------------------------- the customer's day
+
+
+@pytest.mark.parametrize("tool", ["check_availability", "create_booking"])
+async def test_a_day_other_than_the_one_the_customer_named_is_refused(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, tool: str
+) -> None:
+    # Seen with a real small model: «mañana» passed as today's date.
+    today = {**BOOKING, "date": "2026-11-30"}
+    llm.add(call(tool, today), call(tool, BOOKING), reply("¿Confirmas?"))
+    await body_of(chat, f"Quiero una cita mañana a las 3 de la tarde. {GIVES_DATA}")
+    wrong, right = tool_results(llm.requests[-1])
+    assert wrong["error"] == "date_mismatch" and "2026-12-01" in wrong["instruccion"]
+    assert right["ok"] is True
+    assert not any(
+        body["fecha_inicio"].startswith("2026-11-30")
+        for body in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")
+    )
+
+
+async def test_a_message_naming_no_single_day_leaves_the_model_s_date_alone(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    llm.add(call("check_availability", SLOT), reply("Libre."))
+    await body_of(chat, "Mañana no puedo, ¿y el martes?")  # two days: not the guard's to judge
+    assert tool_results(llm.requests[-1])[-1]["ok"] is True

@@ -273,6 +273,7 @@ class Agent:
             today=now.date(),
             turn_id=uuid.uuid4().hex,
             offerings=info.services,
+            said=tuple(request.messages),
         )
         turn = _Turn(
             messages=[user_message(message) for message in request.messages],

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments, LocalDate, LocalTime
 from citas.agent.tools.context import ToolServices, TurnContext
-from citas.agent.tools.result import ToolResult
-from citas.datetext import describe_day, describe_slot
+from citas.agent.tools.result import ToolResult, failure
+from citas.datetext import UnclearWhen, describe_day, describe_slot, resolve_date
 from citas.domain import Slot
 from citas.services.availability import DayListing, SlotVerdict
 
@@ -48,6 +49,9 @@ class CheckAvailabilityArgs(Arguments):
 async def check_availability(
     services: ToolServices, ctx: TurnContext, args: CheckAvailabilityArgs
 ) -> ToolResult:
+    conflict = customer_date_conflict(ctx, args.date)
+    if conflict is not None:
+        return conflict
     tenant = ctx.tenant_for(args.service)
     if args.time is None:
         result = listing_result(await services.booking.list_day(tenant, ctx.ledger, args.date))
@@ -76,6 +80,26 @@ def _offer_back(contact: dict[str, str]) -> str:
         "pregúntale si reservas con esos mismos datos en vez de pedírselos de nuevo; si dice que "
         "sí, llama a create_booking con ellos."
     )
+
+
+def customer_date_conflict(ctx: TurnContext, day: date) -> ToolResult | None:
+    """A refusal when the customer's message of this turn names one single day and the model
+    asks about another: a model that reads «mañana» as today books the wrong day, the worst
+    mistake there is. Nothing is said when the message names no day, or several."""
+    for text in reversed(ctx.said):
+        try:
+            named = resolve_date(text, ctx.today)
+        except UnclearWhen:
+            continue
+        if named == day:
+            return None
+        right = f"{describe_day(named)} ({named.isoformat()})"
+        return failure(
+            "date_mismatch",
+            f"El cliente pidió el {right}, no el {describe_day(day)} ({day.isoformat()}). "
+            "Vuelve a llamar con la fecha que pidió el cliente.",
+        )
+    return None
 
 
 def slot_facts(slot: Slot) -> dict[str, str]:

@@ -14,7 +14,12 @@ from citas.agent.tools.arguments import (
     PersonName,
     Phone,
 )
-from citas.agent.tools.availability import SERVICE_FIELD, slot_facts, verdict_result
+from citas.agent.tools.availability import (
+    SERVICE_FIELD,
+    customer_date_conflict,
+    slot_facts,
+    verdict_result,
+)
 from citas.agent.tools.context import Booked, ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
 from citas.datetext import describe_day, describe_slot
@@ -63,9 +68,9 @@ class CreateBookingArgs(Arguments):
 async def create_booking(
     services: ToolServices, ctx: TurnContext, args: CreateBookingArgs
 ) -> ToolResult:
-    not_given = _not_given_by_customer(ctx, args)
-    if not_given is not None:
-        return not_given
+    refusal = customer_date_conflict(ctx, args.date) or _not_given_by_customer(ctx, args)
+    if refusal is not None:
+        return refusal
     tenant = ctx.tenant_for(args.service)
     request = BookingRequest(
         slot=Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes),

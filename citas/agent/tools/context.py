@@ -74,4 +74,5 @@ class TurnContext:
             return self.tenant
         return replace(self.tenant, duration_minutes=found.duration_minutes)
 
+    said: tuple[str, ...] = ()  # the customer's message(s) of this turn, as written
     handoff: str | None = None  # request_human's reason: the turn ends, a person takes over
