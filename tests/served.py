@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.helpers import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Variables that would point the child at another backend, model, store or source tree.
 _FOREIGN = ("REDIS_URL", "PYTHONPATH", "PYTHONHOME")
@@ -102,3 +109,51 @@ def _wait_for_health(port: int, process: subprocess.Popen[bytes], log: Path) -> 
             pass
         time.sleep(0.05)
     raise AssertionError(f"/health did not answer within 30 s; stderr:\n{log.read_text()}")
+
+
+@dataclass
+class Server:
+    """A `citas serve` child on asyncio: its process, its JSON log lines so far, its URL."""
+
+    process: asyncio.subprocess.Process
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.logs if e.get("event") == name]
+
+
+async def _collect(server: Server, stream: asyncio.StreamReader) -> None:
+    async for line in stream:
+        with suppress(ValueError):
+            server.logs.append(json.loads(line))
+
+
+@asynccontextmanager
+async def serve_process(env: dict[str, str], *args: str) -> AsyncIterator[Server]:
+    """`python -m citas serve ARGS --port 0` with only `env` of the CITAS_/OPENAI_ variables
+    (no REDIS_URL unless `env` has it); killed when the block ends."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CITAS_", "OPENAI_"))}
+    clean.pop("REDIS_URL", None)
+    clean.update(env)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "citas", "serve", *args, "--port", "0"),
+        cwd=ROOT,
+        env=clean,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    server = Server(process)
+    reader = asyncio.create_task(_collect(server, process.stderr))
+    try:
+        await wait_until(lambda: server.events("citas_listening") or reader.done(), timeout=30)
+        [listening] = server.events("citas_listening")
+        server.url = f"http://127.0.0.1:{listening['port']}"
+        yield server
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        await reader

@@ -4,11 +4,9 @@ gateway's retry, on a fresh process, gets the booking made (one event), within t
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from datetime import date, timedelta
 from typing import Any
 
@@ -20,7 +18,7 @@ from citas.sandbox import Fault, RunningSandbox, SandboxBackend, SandboxSeed, st
 from citas.testing import FakeLLM, ModelScript, call, reply
 from tests.conftest import chat_body
 from tests.helpers import wait_until
-from tests.test_shutdown import ROOT, Server, _collect
+from tests.served import serve_process
 
 CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
 
@@ -39,34 +37,6 @@ async def live_sandbox() -> AsyncIterator[RunningSandbox]:
     running = await start_sandbox(SandboxBackend(SandboxSeed.load(), clock=system_clock))
     yield running
     await running.close()
-
-
-@asynccontextmanager
-async def serving(env: dict[str, str]) -> AsyncIterator[Server]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CITAS_", "OPENAI_"))}
-    clean.pop("REDIS_URL", None)
-    clean.update(env)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "citas", "serve", "--port", "0"),
-        cwd=ROOT,
-        env=clean,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    server = Server(process)
-    reader = asyncio.create_task(_collect(server, process.stderr))
-    try:
-        await wait_until(lambda: server.events("citas_listening") or reader.done(), timeout=30)
-        [listening] = server.events("citas_listening")
-        server.url = f"http://127.0.0.1:{listening['port']}"
-        yield server
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-        await reader
 
 
 @pytest.mark.wire
@@ -94,7 +64,7 @@ async def test_a_booking_committed_before_sigkill_is_confirmed_by_a_fresh_proces
         "message_id": "wamid.k",
     }
     async with aiohttp.ClientSession() as http:
-        async with serving(env) as first:
+        async with serve_process(env) as first:
             llm.add(call("check_availability", slot), reply("Libre."))
             checked = await http.post(
                 f"{first.url}/api/chat", json=chat_body("¿El martes a las 3?")
@@ -110,7 +80,7 @@ async def test_a_booking_committed_before_sigkill_is_confirmed_by_a_fresh_proces
                 await booking
         [event] = live_sandbox.backend.events
 
-        async with serving(env) as second:
+        async with serve_process(env) as second:
             llm.add(call("create_booking", {**slot, **CUSTOMER}), reply("¡Listo!"))
             start = time.perf_counter()
             retry = await http.post(f"{second.url}/api/chat", json=body)

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -21,55 +15,17 @@ from citas.testing import FakeLLM, ModelScript, reply
 from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body
 from tests.helpers import wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Server:
-    process: asyncio.subprocess.Process
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    url: str = ""
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.logs if e.get("event") == name]
-
-
-async def _collect(server: Server, stream: asyncio.StreamReader) -> None:
-    async for line in stream:
-        with suppress(ValueError):
-            server.logs.append(json.loads(line))
+from tests.served import Server, serve_process
 
 
 @asynccontextmanager
 async def citas_process(llm: FakeLLM, **env: str) -> AsyncIterator[Server]:
     """`python -m citas serve --sandbox` on a free port, its LLM being `llm`."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CITAS_", "OPENAI_"))}
-    clean.update(
-        OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="test-key", CITAS_LLM_MAX_RETRIES="0", **env
-    )
-    clean.pop("REDIS_URL", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "citas", "serve", "--sandbox", "--port", "0"),
-        cwd=ROOT,
-        env=clean,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    server = Server(process)
-    reader = asyncio.create_task(_collect(server, process.stderr))
-    try:
-        await wait_until(lambda: server.events("citas_listening") or reader.done(), timeout=30)
-        [listening] = server.events("citas_listening")
-        server.url = f"http://127.0.0.1:{listening['port']}"
+    endpoint = {"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test-key"}
+    async with serve_process(
+        {**endpoint, "CITAS_LLM_MAX_RETRIES": "0", **env}, "--sandbox"
+    ) as server:
         yield server
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-        await reader
 
 
 @pytest.mark.wire
