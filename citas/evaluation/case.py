@@ -21,7 +21,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -29,7 +28,7 @@ from pydantic import (
 from citas.api.models import BusinessConfig, RequestContext
 from citas.config import Settings
 from citas.errors import CitasError
-from citas.replay.format import GatewayContext, SettingsByVariable, describe_validation_error
+from citas.replay.format import GatewayContext, SettingsByVariable, load_model_file
 from citas.sandbox import SandboxSeed
 from citas.sandbox.state import Business, SeedEvent
 
@@ -210,14 +209,7 @@ class Case(_Model):
 
 def load_case(path: Path) -> Case:
     """Read and validate a case; any problem is a `CaseError` naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CaseError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return Case.model_validate_json(text)
-    except ValidationError as exc:
-        raise CaseError(f"{path}: {describe_validation_error(exc)}") from None
+    return load_model_file(path, Case, CaseError)
 
 
 def select_cases(folder: Path, patterns: Sequence[str] = ()) -> list[Path]:

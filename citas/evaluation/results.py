@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from citas.errors import CitasError
-from citas.replay.format import describe_validation_error
+from citas.replay.format import load_model_file
 
 REPORT_FORMAT: Literal["citas-eval-report/1"] = "citas-eval-report/1"
 
@@ -171,12 +171,4 @@ class Report(_Model):
 
 
 def load_report(path: Path) -> Report:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return Report.model_validate_json(text)
-    except ValidationError as exc:
-        reason = describe_validation_error(exc)
-        raise ReportError(f"{path}: not an evaluation report: {reason}") from None
+    return load_model_file(path, Report, ReportError, "not an evaluation report: ")

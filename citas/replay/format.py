@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -140,16 +140,27 @@ class Recording(_Model):
         return _dumps(self.model_dump(mode="json"), "") + "\n"
 
 
-def load_recording(path: Path) -> Recording:
-    """Read and validate a recording; any problem is a `RecordingError` naming the file."""
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_model_file(
+    path: Path, model: type[ModelT], error: type[CitasError], what: str = ""
+) -> ModelT:
+    """Read and validate a JSON file as `model`; any problem is `error`, naming the file (and
+    `what` the file should have been, when the reason alone would not say)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        return Recording.model_validate_json(text)
+        return model.model_validate_json(text)
     except ValidationError as exc:
-        raise RecordingError(f"{path}: {describe_validation_error(exc)}") from None
+        raise error(f"{path}: {what}{describe_validation_error(exc)}") from None
+
+
+def load_recording(path: Path) -> Recording:
+    """Read and validate a recording; any problem is a `RecordingError` naming the file."""
+    return load_model_file(path, Recording, RecordingError)
 
 
 def save_recording(recording: Recording, path: Path) -> None:
