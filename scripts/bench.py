@@ -3,14 +3,17 @@
 
 citas and the floor each run as their own process behind the same instant fake LLM and sandbox
 backend (both in this process). Every turn is one tool round: the model asks
-`check_availability`, the agent asks the backend, the model answers with text. Figures are
-printed per concurrency level, with citas/floor ratios, then the prompt-prefix stability of a
-10-turn conversation with the default and with a small history budget.
+`check_availability`, the agent asks the backend, the model answers with text. The floor
+(`scripts/bench_floor.py`) does that turn with plain aiohttp and the json module. Figures are
+printed per concurrency level, with citas/floor ratios; then the CPU of a turn at a short and a
+long history; then the prompt-prefix stability of a 10-turn conversation.
 
-    python scripts/bench.py            # the default run (about a minute)
-    python scripts/bench.py --quick    # a few seconds: a smoke run, not a measurement
+    python scripts/bench.py                                  # the default run (a few minutes)
+    python scripts/bench.py --quick                          # a smoke run, not a measurement
+    python scripts/bench.py --redis redis://127.0.0.1:6379/9 # adds citas on the Redis store
+    python scripts/bench.py --redis URL --workers 2          # ...and on 2 worker processes
 
-Linux only: CPU and memory are read from /proc/<pid>.
+Linux only: CPU and memory are read from /proc.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing it
 ID_EMPRESA, USUARIO_ID, DURATION = 12, 7, 30  # the sandbox's clinic, open 09-13 and 15-19
 LIMA = ZoneInfo("America/Lima")
 ASK = re.compile(r"(\d{4}-\d{2}-\d{2}) a las (\d{2}:\d{2})")
+SMALL_TALK = "Gracias, lo pienso"  # the model answers it with text alone: a 2-message turn
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-TARGET = 1.3
+TARGET = 1.5  # citas CPU per turn ≤ 1.5× the raw floor's, at every level
+HISTORY_TARGET = 1.2  # CPU per turn at a 60-message history ≤ 1.2× at a 2-message one
 CITAS_ARGV = [sys.executable, "-m", "citas", "serve"]
 FLOOR = ROOT / "scripts" / "bench_floor.py"  # the floor's own server
 
@@ -67,8 +72,8 @@ class Model:
         self.calls = 0
         self.tool_calls = 0
         self.first_body: dict[str, Any] | None = None
-        # While probing: (first request of a turn?, serialized messages) of every request.
-        self.probe: list[tuple[bool, str]] | None = None
+        # While probing: (first request of a turn?, messages) of every request.
+        self.probe: list[tuple[bool, list[dict[str, Any]]]] | None = None
 
     def __call__(self, body: dict[str, Any]) -> Any:
         from citas.testing import call, reply
@@ -79,7 +84,9 @@ class Model:
         messages = body["messages"]
         opening = messages[-1]["role"] != "tool"
         if self.probe is not None:
-            self.probe.append((opening, json.dumps(messages, ensure_ascii=False)))
+            self.probe.append((opening, messages))
+        if opening and messages[-1]["content"].startswith(SMALL_TALK):
+            return reply("Claro, aquí estoy cuando quieras.")
         if opening:
             self.tool_calls += 1
             asked = ASK.search(messages[-1]["content"])
@@ -105,15 +112,12 @@ class Server:
     log: Path
 
     def cpu_seconds(self) -> float:
-        # Fields after the command name: utime and stime are the 12th and 13th (clock ticks).
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User + system time of the server and its worker processes, if any (a worker that
+        exited takes its share with it)."""
+        return sum(cpu_seconds(pid) for pid in process_tree(self.process.pid))
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return sum(rss_mib(pid) for pid in process_tree(self.process.pid))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -137,6 +141,44 @@ def spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path) -> Ser
             stderr=subprocess.STDOUT,
         )
     return Server(name, process, f"http://127.0.0.1:{port}", log)
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: state is [0], ppid [1], utime [11], stime [12]."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = stat_fields(pid)
+    except FileNotFoundError:  # it exited between the listing and the reading
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mib(pid: int) -> float:
+    with contextlib.suppress(FileNotFoundError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its descendants (a supervisor's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(FileNotFoundError, IndexError):
+                children.setdefault(int(stat_fields(int(entry.name))[1]), []).append(
+                    int(entry.name)
+                )
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
 
 
 async def start_server(name: str, argv: list[str], env: dict[str, str], workdir: Path) -> Server:
@@ -194,11 +236,11 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (i < total % parts) for i in range(parts)]
 
 
-def request_body(session_id: str, turn: int, day: date) -> bytes:
+def request_body(session_id: str, turn: int, day: date, message: str | None = None) -> bytes:
     at = f"{9 + turn % 4:02d}:00"
     return json.dumps(
         {
-            "message": f"Hola, ¿tienen libre el {day.isoformat()} a las {at}?",
+            "message": message or f"Hola, ¿tienen libre el {day.isoformat()} a las {at}?",
             "session_id": session_id,
             "message_id": f"{session_id}-{turn}",
             "context": {
@@ -218,6 +260,8 @@ class Load:
     concurrency: int
     conversations: int
     turns: int
+    first_turn: int = 0  # turn numbers go on from here (message ids stay unique)
+    message: str | None = None  # what the customer says (default: asks for a slot)
 
 
 async def drive(
@@ -235,8 +279,8 @@ async def drive(
         for number in todo:  # one iterator shared by all workers
             if on_conversation is not None:
                 on_conversation()
-            for turn in range(load.turns):
-                data = request_body(f"{load.tag}-{number}", turn, day)
+            for turn in range(load.first_turn, load.first_turn + load.turns):
+                data = request_body(f"{load.tag}-{number}", turn, day, load.message)
                 start = time.perf_counter()
                 async with http.post(server.url + "/api/chat", data=data, headers=headers) as r:
                     answer = await r.json()
@@ -258,9 +302,17 @@ class Bench:
     started: dict[str, int] = field(default_factory=dict)  # conversations started per server
 
     async def measure(
-        self, server: Server, concurrency: int, conversations: int, turns: int, into: Run
+        self,
+        server: Server,
+        concurrency: int,
+        conversations: int,
+        turns: int,
+        into: Run,
+        *,
+        load: Load | None = None,
     ) -> Run:
-        """Run the load on `server` and add what it took to `into`."""
+        """Run the load on `server` (by default new conversations that ask for a slot) and add
+        what it took to `into`."""
         self.runs += 1
         model, backend = self.model, self.sandbox.backend
         backend.calls.clear()
@@ -272,7 +324,7 @@ class Bench:
         full = self.started.get(server.name, 0) >= self.max_sessions
         into.rss_full_before_last_round = server.rss_mib() if full else None
         cpu0, own0, wall0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
-        load = Load(f"{server.name}-{self.runs}", concurrency, conversations, turns)
+        load = load or Load(f"{server.name}-{self.runs}", concurrency, conversations, turns)
         latencies, errors = await drive(self.http, server, load, on_conversation)
         into.wall += time.perf_counter() - wall0
         into.cpu += server.cpu_seconds() - cpu0
@@ -294,15 +346,24 @@ class Bench:
 @dataclass(frozen=True)
 class PrefixTurn:
     share: float  # of the turn's first request, identical to the previous turn's last request
-    appended: bool  # the previous request is a prefix of this one: nothing was trimmed
+    appended: bool  # the previous request's history is all in this one: nothing was trimmed
     share_of_first: float  # the same against the previous turn's first request
 
 
 async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixTurn]:
     """Turns 2..`turns` of one conversation: how much of each turn's first request (serialized
     messages) is identical to the start of the previous turn's last request — the longest
-    prefix a provider's prompt cache can have seen."""
+    prefix a provider's prompt cache can have seen. The clock note (a system message after the
+    history, sent each turn and not kept) ends the part that can be the same."""
     from citas.testing.script import common_prefix_len
+
+    def text(messages: list[dict[str, Any]]) -> str:
+        return json.dumps(messages, ensure_ascii=False)
+
+    def kept(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The prompt and the history: what comes before the clock note."""
+        notes = [n for n, m in enumerate(messages) if n and m["role"] == "system"]
+        return messages[: notes[0]] if notes else messages
 
     bench.model.probe = []
     try:
@@ -311,15 +372,16 @@ async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixT
     finally:
         bench.model.probe = None
     found = []
-    turn_first = ""
+    turn_first = text(requests[0][1])
     for (_, previous), (opening, current) in itertools.pairwise(requests):
         if opening:
-            same = common_prefix_len(previous, current)
-            # `previous` minus its closing "]" is all in `current` when history only grew.
-            appended = same >= len(previous) - 1
-            of_first = common_prefix_len(turn_first or requests[0][1], current) / len(current)
-            found.append(PrefixTurn(same / len(current), appended, of_first))
-            turn_first = current
+            now = text(current)
+            same = common_prefix_len(text(previous), now)
+            history = kept(previous)
+            appended = current[: len(history)] == history
+            of_first = common_prefix_len(turn_first, now) / len(now)
+            found.append(PrefixTurn(same / len(now), appended, of_first))
+            turn_first = now
     return found
 
 
@@ -389,16 +451,17 @@ def print_level(concurrency: int, runs: dict[str, Run]) -> None:
 
 
 def print_targets(levels: dict[int, dict[str, Run]]) -> None:
-    def cpu_per_turn(name: str) -> float:
-        runs = [level[name] for level in levels.values()]
-        return sum(r.cpu for r in runs) / sum(r.turns for r in runs)
-
-    cpu_c, cpu_f = cpu_per_turn("citas"), cpu_per_turn("floor")
-    print("\ntargets")
-    print(
-        f"  CPU per turn (all levels): citas {1000 * cpu_c:.2f} ms, floor {1000 * cpu_f:.2f} ms"
-        f" = {ratio(cpu_c, cpu_f)} (≤ {TARGET}×: {verdict(cpu_c <= TARGET * cpu_f)})"
-    )
+    print(f"\ntargets (CPU per turn ≤ {TARGET}× the floor's at every level)")
+    systems = [name for name in next(iter(levels.values())) if name.startswith("citas")]
+    for name in systems:
+        cells = []
+        for level, runs in levels.items():
+            mine, floor = (
+                runs[name].per_turn(runs[name].cpu),
+                runs["floor"].per_turn(runs["floor"].cpu),
+            )
+            cells.append(f"C={level} {ratio(mine, floor)} {verdict(mine <= TARGET * floor)}")
+        print(f"  CPU per turn, {name}/floor: {'; '.join(cells)}")
     if 20 in levels:
         p50c, p50f = (levels[20][name].latency_ms(0.5) for name in ("citas", "floor"))
         print(
@@ -412,6 +475,14 @@ def print_targets(levels: dict[int, dict[str, Run]]) -> None:
         f"  backend calls per turn: {backend / turns:.2f} for {tools / turns:.2f} tool calls"
         f" (≤ tool calls, business info cached: {verdict(backend <= tools)})"
     )
+    for name in systems:
+        if "-w" in name:  # compare a worker pool with the single process on the same store
+            single = name.rsplit("-w", 1)[0]
+            cells = [
+                f"C={level} {ratio(runs[name].throughput, runs[single].throughput)}"
+                for level, runs in levels.items()
+            ]
+            print(f"  turns/s, {name}/{single}: {'; '.join(cells)}")
     last = citas[-1]
     if last.rss_full_before_last_round is None:
         print("  citas memory once the store is full: not reached (more conversations needed)")
@@ -459,31 +530,84 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-sessions", type=int, default=120, help="CITAS_MAX_SESSIONS (120)")
     parser.add_argument("--small-budget", type=int, default=20, help="small history budget (20)")
     parser.add_argument(
+        "--floor-sdk",
+        action="store_true",
+        help="also run a floor calling the model through the OpenAI SDK's streamed post",
+    )
+    parser.add_argument(
         "--floor-create",
         action="store_true",
         help="also run a floor calling the SDK's chat.completions.create",
+    )
+    parser.add_argument(
+        "--redis", metavar="URL", help="also run citas on the Redis store at URL (a test db)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also run citas --workers N (needs --redis)"
+    )
+    parser.add_argument(
+        "--history-conversations",
+        type=int,
+        help="conversations per history length in the history phase (200; quick: 4)",
     )
     parser.add_argument("--profile", metavar="FILE", help="run citas under pyinstrument")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     return parser.parse_args(argv)
 
 
+def citas_systems(
+    env: dict[str, str], args: argparse.Namespace
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The citas processes to measure: name → (command, environment)."""
+    systems = {"citas": (args.citas_argv, env)}
+    if args.redis:
+        # Its own key prefix, and keys that expire soon: the bench leaves nothing for long.
+        redis_env = {
+            **env,
+            "REDIS_URL": args.redis,
+            "CITAS_REDIS_PREFIX": f"citas-bench-{os.getpid()}",
+            "CITAS_SESSION_TTL_SECONDS": "600",
+        }
+        systems["citas-redis"] = (args.citas_argv, redis_env)
+        if args.workers > 1:
+            argv = [*args.citas_argv, "--workers", str(args.workers)]
+            systems[f"citas-redis-w{args.workers}"] = (argv, redis_env)
+    return systems
+
+
+def floor_command(
+    name: str,
+    client: str,
+    first_body: dict[str, Any],
+    urls: tuple[str, str],
+    *,
+    workdir: Path,
+    keep: int,
+) -> list[str]:
+    """A floor server's command line. It is sent citas's own system prompt and tool schemas,
+    so that both put the same bytes on the wire."""
+    prompt_file = workdir / f"{name}.json"
+    prompt = {
+        "system": first_body["messages"][0]["content"],
+        "tools": first_body["tools"],
+        "client": client,
+    }
+    prompt_file.write_text(json.dumps(prompt))
+    return [sys.executable, str(FLOOR), *urls, str(prompt_file), str(keep)]
+
+
 async def start_floors(
     runner: Bench, first_body: dict[str, Any], urls: tuple[str, str], args: argparse.Namespace
 ) -> dict[str, Server]:
-    """The floor (and with --floor-create its `create` twin), sent citas's own system prompt
-    and tool schemas so both put the same bytes on the wire."""
-    floors = {"floor": "post", **({"floor-create": "create"} if args.floor_create else {})}
+    """The raw floor, and with --floor-sdk / --floor-create the SDK's."""
+    floors = {"floor": "raw"}
+    floors |= {"floor-sdk": "sdk"} if args.floor_sdk else {}
+    floors |= {"floor-create": "create"} if args.floor_create else {}
     servers = {}
-    for name, sdk_call in floors.items():
-        prompt_file = args.workdir / f"{name}.json"
-        prompt = {
-            "system": first_body["messages"][0]["content"],
-            "tools": first_body["tools"],
-            "sdk_call": sdk_call,
-        }
-        prompt_file.write_text(json.dumps(prompt))
-        argv = [sys.executable, str(FLOOR), *urls, str(prompt_file), str(args.max_sessions)]
+    for name, client in floors.items():
+        argv = floor_command(
+            name, client, first_body, urls, workdir=args.workdir, keep=args.max_sessions
+        )
         servers[name] = await start_server(name, argv, {}, args.workdir)
         await runner.measure(servers[name], 2, 2, 2, Run())  # warm-up
     return servers
@@ -504,6 +628,42 @@ async def run_levels(
                 await runner.measure(server, level, part, args.turns, results[level][name])
         print_level(level, results[level])
     return results
+
+
+HISTORY_LENGTHS = (2, 60)  # messages of history before the measured turn
+
+
+async def run_history(
+    runner: Bench, systems: dict[str, tuple[list[str], dict[str, str]]], args: argparse.Namespace
+) -> None:
+    """CPU of one tool turn at a short and at a long history, per system: each conversation is
+    first brought to that length with small-talk turns (two messages each, not measured)."""
+    count = args.history_conversations or (4 if args.quick else 200)
+    print(
+        f"\nhistory: CPU of a turn after {' and '.join(map(str, HISTORY_LENGTHS))} messages"
+        f" of history ({count} conversations each, concurrency 20)"
+    )
+    for name, (argv, env) in systems.items():
+        server = await start_server(f"{name}-history", argv, env, args.workdir)
+        try:
+            cpu = {}
+            for length in HISTORY_LENGTHS:
+                tag, small_talk = f"{name}-h{length}", length // 2
+                warm = Load(tag, 20, count, small_talk, message=SMALL_TALK)
+                await drive(runner.http, server, warm)
+                load = Load(tag, 20, count, 1, first_turn=small_talk)
+                run = await runner.measure(server, 20, count, 1, Run(), load=load)
+                cpu[length] = run.per_turn(run.cpu)
+                if run.errors:
+                    print(f"  {name}: {run.errors} failed turns after {length} messages")
+        finally:
+            server.stop()
+        short, long = (cpu[length] for length in HISTORY_LENGTHS)
+        target = f" (≤ {HISTORY_TARGET}×: {verdict(long <= HISTORY_TARGET * short)})"
+        print(
+            f"  {name:<13} {1000 * short:.2f} → {1000 * long:.2f} ms/turn:"
+            f" {ratio(long, short)}{target if name == 'citas' else ''}"
+        )
 
 
 async def run_prefix(
@@ -552,15 +712,34 @@ async def bench(args: argparse.Namespace) -> None:
             "CITAS_MAX_SESSIONS": str(args.max_sessions),
         }
         runner = Bench(model, sandbox, http, args.max_sessions)
+        systems = citas_systems(env, args)
         try:
-            servers["citas"] = await start_server("citas", args.citas_argv, env, args.workdir)
-            # Warm-up (not reported): connections open, business info cached.
-            await runner.measure(servers["citas"], 2, 2, 2, Run())
+            for name, (argv, system_env) in systems.items():
+                servers[name] = await start_server(name, argv, system_env, args.workdir)
+                # Warm-up (not reported): connections open, business info cached.
+                await runner.measure(servers[name], 2, 2, 2, Run())
             assert model.first_body is not None
             urls = (llm.base_url, sandbox.calendar_url)
             servers |= await start_floors(runner, model.first_body, urls, args)
             print_targets(await run_levels(runner, servers, args))
             await run_prefix(runner, servers["citas"], env, args)
+            if args.profile:  # the history phase's own citas would overwrite the profile
+                return
+            for server in servers.values():
+                server.stop()  # the history phase starts its own, with room for its sessions
+            keep = 4 * (args.history_conversations or 200)
+            floor_argv = floor_command(
+                "floor", "raw", model.first_body, urls, workdir=args.workdir, keep=keep
+            )
+            # Room for every conversation, and for its small talk within the per-conversation
+            # rate limit (still on: a burst of 30 by default).
+            roomy = {"CITAS_MAX_SESSIONS": str(keep), "CITAS_RATE_LIMIT_CONVERSATION_BURST": "100"}
+            history = {
+                name: (argv, {**system_env, **roomy})
+                for name, (argv, system_env) in systems.items()
+                if "-w" not in name
+            } | {"floor": (floor_argv, {})}
+            await run_history(runner, history, args)
         finally:
             for server in servers.values():
                 server.stop()

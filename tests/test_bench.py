@@ -24,16 +24,22 @@ def test_quick_bench_prints_every_figure() -> None:
         assert heading in out
     assert "RSS MiB" in out and "citas/floor" in out
     assert "concurrency 1:" in out and "concurrency 2:" in out
-    assert "CPU per turn (all levels)" in out and "p50 at concurrency" not in out  # no level 20
+    assert re.search(r"CPU per turn, citas/floor: C=1 [\d.]+× \w+; C=2 [\d.]+× \w+", out)
+    assert "p50 at concurrency" not in out  # no level 20
     assert "failed turns" not in out
     # Counts are exact, not timings: one tool round is two model calls and one backend call,
     # and the business info was cached by the warm-up.
-    rows = re.findall(r"^  (citas|floor) +\d.*$", out, re.MULTILINE)
+    levels = out.split("\ntargets")[0]
+    rows = re.findall(r"^  (citas|floor) +\d.*$", levels, re.MULTILINE)
     assert rows == ["citas", "floor"] * 2
-    for line in re.findall(r"^  (?:citas|floor) +\d.*$", out, re.MULTILINE):
+    for line in re.findall(r"^  (?:citas|floor) +\d.*$", levels, re.MULTILINE):
         cells = line.split()
         assert cells[5:7] == ["2.00", "1.00"], line
     assert "backend calls per turn: 1.00 for 1.00 tool calls" in out
     prefix = re.findall(r"history budget (\d+): turns 2\.\.4: (\d+) (\d+) (\d+) %", out)
     assert [budget for budget, *_ in prefix] == ["60", "20"]
     assert all(0 < int(share) <= 100 for _, *shares in prefix for share in shares)
+    # The history phase: a turn's CPU at a short and a long history, for citas and the floor.
+    history = re.findall(r"^  (citas|floor) +[\d.]+ → [\d.]+ ms/turn: ", out, re.MULTILINE)
+    assert history == ["citas", "floor"]
+    assert "failed turns after" not in out
