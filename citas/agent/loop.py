@@ -263,7 +263,7 @@ class Agent:
         conversation.trim_to_tokens(self.history_max_tokens)
         for message in request.messages:
             conversation.customer.add(message)
-        system = system_message(self.prompts.system_prompt(tenant, info))
+        system = self.prompts.system_message(tenant, info)
         now = self.clock().astimezone(tenant.zone)
         context = TurnContext(
             tenant,

@@ -15,6 +15,7 @@ from cachetools import LRUCache
 
 from citas.datetext import calendar_lines
 from citas.domain import WEEKDAY_NAMES, BusinessInfo, Tenant
+from citas.messages import SystemMessage, system_message
 from citas.money import format_amount
 
 CALENDAR_DAYS = 14  # the clock note's calendar: weekday → date, so no model counts weekdays
@@ -35,15 +36,21 @@ class PromptBuilder:
         self._clock = self._env.get_template("clock.j2")
         # Keyed by the BusinessInfo object itself: the cache hands out the same object while
         # fresh, so identity means "unchanged data" and hashing it is never needed.
-        self._rendered: LRUCache[tuple[int, str, int, str, str, bool], tuple[BusinessInfo, str]] = (
-            LRUCache(maxsize=cache_size)
-        )
+        # The message, not only its text: the same object on every turn lets the request
+        # encoder reuse its bytes (`citas.agent.request_body`).
+        self._rendered: LRUCache[
+            tuple[int, str, int, str, str, bool], tuple[BusinessInfo, SystemMessage]
+        ] = LRUCache(maxsize=cache_size)
         # (zone, minute) → clock text: a turn would otherwise render a template for a line
         # that changes once a minute. The zone is part of the key because aware datetimes
         # compare (and hash) as instants: 10:00 in Lima equals 12:00 in Santiago.
         self._clocks: LRUCache[tuple[str, datetime], str] = LRUCache(maxsize=256)
 
     def system_prompt(self, tenant: Tenant, info: BusinessInfo) -> str:
+        return self.system_message(tenant, info)["content"]
+
+    def system_message(self, tenant: Tenant, info: BusinessInfo) -> SystemMessage:
+        """The system prompt as a message: the same object while the business is unchanged."""
         key = (
             tenant.id_empresa,
             tenant.personalidad or "",
@@ -67,8 +74,9 @@ class PromptBuilder:
             precio=partial(format_amount, code=tenant.currency),
             correo_obligatorio=tenant.email_required,
         ).strip()
-        self._rendered[key] = (info, text)
-        return text
+        message = system_message(text)
+        self._rendered[key] = (info, message)
+        return message
 
     def clock_message(self, now: datetime) -> str:
         """`now` must already be in the business's zone; the message is to the minute (the
