@@ -26,7 +26,6 @@ from tests.conftest import chat_body
 MakeClient = Callable[..., Awaitable[LocalCitas]]
 SLOT = {"date": "2026-12-01", "time": "15:00"}
 MAX_TRIPS_PER_TURN = 4
-TODAY = pytest.mark.xfail(strict=True, reason="8 round trips per turn today (13 coalescing)")
 
 
 def _script_names() -> dict[str, str]:
@@ -128,7 +127,6 @@ def _report(kind: str, trips: list[str]) -> str:
     return text
 
 
-@TODAY
 async def test_a_turn_with_a_tool_round_takes_at_most_four_round_trips(
     make_client: MakeClient, redis_settings: Settings, llm: ModelScript, trips: RoundTrips
 ) -> None:
@@ -146,10 +144,11 @@ async def test_a_turn_with_a_tool_round_takes_at_most_four_round_trips(
         again = await _chat(client, "¿El martes a las 3pm?", "wamid.1")
     assert again == body
     report = _report("duplicate", duplicate)
-    assert len(duplicate) == 1, report  # the saved reply, read before any token or lock
+    # The reply read before the rate limit (a redelivery takes no token), then read again as the
+    # turn would hold the conversation: found, it takes neither the lock nor a place in line.
+    assert len(duplicate) <= 2, report
 
 
-@TODAY
 async def test_a_paused_conversation_turn_takes_at_most_four_round_trips(
     make_client: MakeClient, redis_settings: Settings, llm: ModelScript, trips: RoundTrips
 ) -> None:
@@ -163,7 +162,6 @@ async def test_a_paused_conversation_turn_takes_at_most_four_round_trips(
     assert len(paused) <= MAX_TRIPS_PER_TURN, report
 
 
-@TODAY
 async def test_a_coalescing_turn_counts_its_round_trips(
     make_client: MakeClient, redis_settings: Settings, llm: ModelScript, trips: RoundTrips
 ) -> None:
@@ -174,5 +172,6 @@ async def test_a_coalescing_turn_counts_its_round_trips(
         body = await _chat(client, "quiero una cita", "wamid.1")
     assert body["reply"] == "Anotado."
     report = _report("coalescing", coalescing)
-    # The burst is shared through Redis, so joining it and clearing it cost trips of their own.
-    assert len(coalescing) <= 6, report
+    # The burst is shared through Redis: joining it is a round trip of its own, before the
+    # window; the turn's own two then read it and clear what they answered.
+    assert len(coalescing) <= 5, report
