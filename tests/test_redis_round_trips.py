@@ -175,3 +175,19 @@ async def test_a_coalescing_turn_counts_its_round_trips(
     # The burst is shared through Redis: joining it is a round trip of its own, before the
     # window; the turn's own two then read it and clear what they answered.
     assert len(coalescing) <= 5, report
+
+
+async def test_a_booking_turn_adds_only_its_intent_record(
+    make_client: MakeClient, redis_settings: Settings, llm: ModelScript, trips: RoundTrips
+) -> None:
+    client = await make_client(redis_settings)
+    llm.add(call("check_availability", SLOT), reply("Libre."))
+    await _chat(client, "¿El martes a las 3pm?", "wamid.0")
+    customer = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
+    llm.add(call("create_booking", {**SLOT, **customer}), reply("¡Listo!"))
+    with trips.counting() as booking:
+        body = await _chat(client, "Ana Pérez, ana.perez@example.com", "wamid.1")
+    assert body["url"]
+    report = _report("booking", booking)
+    # The intent is read and written before CREAR_EVENTO goes out (booking idempotency).
+    assert len(booking) <= MAX_TRIPS_PER_TURN + 2, report
