@@ -88,3 +88,25 @@ def test_without_redis_url_the_app_keeps_sessions_in_process(
     client: LocalCitas,
 ) -> None:
     assert isinstance(client.app[RUNTIME].store, MemorySessionStore)
+
+
+async def test_a_turn_reads_while_held_and_ends_in_one_write() -> None:
+    """The same `turn` contract as the Redis store (tests/test_store_redis.py)."""
+    store = MemorySessionStore(max_sessions=10, ttl_seconds=60, lock_wait_seconds=1)
+    key = ConversationKey(12, "s")
+    await store.save(key, _conversation(1))
+    first = await store.join_burst(key, "wamid.1", {"id": "a", "message_id": "wamid.1"})
+    again = await store.join_burst(key, "wamid.1", {"id": "b", "message_id": "wamid.1"})
+    assert (first.joined, again.joined, again.entry["id"]) == (True, False, "a")
+    async with store.turn(key, "wamid.1", burst=True) as held:
+        assert store.locks_held == 1
+        assert held.conversation == _conversation(1) and held.earlier_reply is None
+        assert [e["id"] for e in held.burst] == ["a"]
+        held.conversation.turns.append([{"role": "user", "content": "more"}])
+        await held.finish(conversation=held.conversation, reply={"reply": "ok"}, answered=1)
+    assert store.locks_held == 0
+    assert len((await store.load(key)).turns) == len(_conversation(1).turns) + 1
+    async with store.turn(key, "wamid.1", burst=True) as replayed:
+        assert replayed.earlier_reply == {"reply": "ok"} and replayed.burst == []
+    answered = await store.join_burst(key, "wamid.1", {"id": "c", "message_id": "wamid.1"})
+    assert answered.earlier_reply == {"reply": "ok"} and not answered.joined

@@ -15,6 +15,7 @@ from citas.conversation import SCHEMA_VERSION, Conversation
 from citas.domain import ConversationKey
 from citas.errors import ConfigError, Overloaded, StoreUnavailable
 from citas.store.redis import RedisSessionStore, connect
+from tests.helpers import sample
 from tests.redis_support import RedisServer, make_store, wait_queued
 
 KEY = ConversationKey(12, "51987654321")
@@ -284,3 +285,90 @@ async def test_a_lock_won_unheard_while_redis_hung_is_released_when_it_resumes(
         own_redis.resume()
         await observer.aclose()
         await store.close()
+
+
+# --- a turn: one script to hold and read, one to write and let go ----------------------------
+
+
+async def test_a_turn_reads_with_the_lock_and_ends_in_one_write(
+    store: RedisSessionStore, other: RedisSessionStore, redis_client: Redis
+) -> None:
+    keys = store.keys(KEY)
+    await store.save(KEY, Conversation([_turn(1)]))
+    await redis_client.expire(keys.conv, 10)
+    await other.join_burst(KEY, "wamid.1", {"id": "b1", "message_id": "wamid.1"})
+    async with store.turn(KEY, "wamid.2", burst=True) as held:
+        assert await redis_client.get(keys.lock)  # held
+        assert held.conversation == Conversation([_turn(1)]) and held.earlier_reply is None
+        assert held.burst == [{"id": "b1", "message_id": "wamid.1"}]
+        assert await redis_client.ttl(keys.conv) > 3500  # reading refreshed it, as GETEX
+        held.conversation.turns.append(_turn(2))
+        await held.finish(conversation=held.conversation, reply={"reply": "ok"}, answered=1)
+        assert not await redis_client.exists(keys.lock)  # let go by the same write
+    assert (await other.load(KEY)).turns == [_turn(1), _turn(2)]
+    assert await other.recall_reply(KEY, "wamid.2") == {"reply": "ok"}
+    assert 3500 < await redis_client.ttl(keys.reply("wamid.2")) <= 3600
+    assert 3500 < await redis_client.ttl(keys.conv) <= 3600
+    assert await redis_client.llen(keys.burst) == 0
+
+
+async def test_a_turn_left_without_finishing_writes_nothing_and_lets_go(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.turn(KEY, "wamid.1") as held:
+            held.conversation.turns.append(_turn(1))
+            raise RuntimeError("the model failed")
+    assert await store.load(KEY) == Conversation()
+    assert await store.recall_reply(KEY, "wamid.1") is None
+    assert not await redis_client.exists(store.keys(KEY).lock)
+
+
+async def test_an_answered_message_gets_its_reply_without_waiting_for_the_lock(
+    store: RedisSessionStore, other: RedisSessionStore, redis_client: Redis
+) -> None:
+    async with store.turn(KEY, "wamid.1") as held:
+        await held.finish(conversation=held.conversation, reply={"reply": "first"})
+    async with other.lock(KEY), asyncio.timeout(1):  # another turn holds the conversation
+        async with store.turn(KEY, "wamid.1") as again:
+            assert again.earlier_reply == {"reply": "first"}
+        assert await redis_client.zcard(store.keys(KEY).queue) == 0  # it left no place in line
+
+
+async def test_a_concurrent_duplicate_waits_for_the_first_and_gets_its_reply(
+    store: RedisSessionStore, other: RedisSessionStore
+) -> None:
+    async with store.turn(KEY, "wamid.1") as first:
+        duplicate = asyncio.create_task(_earlier(other, "wamid.1"))
+        await asyncio.sleep(0.1)
+        assert not duplicate.done()  # the first turn is still running
+        await first.finish(conversation=first.conversation, reply={"reply": "once"})
+    assert await duplicate == {"reply": "once"}
+
+
+async def _earlier(store: RedisSessionStore, message_id: str) -> dict[str, object] | None:
+    async with store.turn(KEY, message_id) as held:
+        return held.earlier_reply
+
+
+async def test_finishing_after_the_lock_was_lost_still_saves_and_says_so(
+    store: RedisSessionStore, redis_client: Redis
+) -> None:
+    lost = sample("citas_handled_errors_total", where="store_lock_lost")
+    async with store.turn(KEY, "wamid.1") as held:
+        await redis_client.delete(store.keys(KEY).lock)  # expired while the turn ran
+        held.conversation.turns.append(_turn(1))
+        await held.finish(conversation=held.conversation, reply={"reply": "ok"})
+    assert (await store.load(KEY)).turns == [_turn(1)]
+    assert sample("citas_handled_errors_total", where="store_lock_lost") == lost + 1
+
+
+async def test_a_redelivered_message_joins_its_burst_once(store: RedisSessionStore) -> None:
+    first = await store.join_burst(KEY, "wamid.1", {"id": "a", "message_id": "wamid.1"})
+    again = await store.join_burst(KEY, "wamid.1", {"id": "b", "message_id": "wamid.1"})
+    assert (first.joined, again.joined, again.entry["id"]) == (True, False, "a")
+    async with store.turn(KEY, "wamid.1", burst=True) as held:
+        assert [e["id"] for e in held.burst] == ["a"]
+        await held.finish(reply={"reply": "ok"}, answered=1)
+    answered = await store.join_burst(KEY, "wamid.1", {"id": "c", "message_id": "wamid.1"})
+    assert answered.earlier_reply == {"reply": "ok"} and not answered.joined

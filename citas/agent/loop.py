@@ -1,7 +1,9 @@
 """The agent's turn: an explicit tool-calling loop, short enough to read in one sitting.
 
-handle():   lock the conversation → answer a redelivered message from memory → run_turn → save
-run_turn(): load history → build messages → call the model → run its tool calls concurrently →
+handle():   hold the conversation, reading its history and any reply already given to the message
+            (a redelivery is answered with that) → run_turn → one write that saves the history,
+            remembers the reply and lets the conversation go (`SessionStore.turn`)
+run_turn(): take the history → build messages → call the model → run its tool calls concurrently →
             feed the results back → repeat until it answers with text (or the round limit) →
             check the answer against what the turn did (`reply_guard`), which may ask the model
             once more or replace the answer.
@@ -21,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -56,7 +58,7 @@ from citas.messages import (
 )
 from citas.metrics import HANDOFFS, PAUSED_MESSAGES, SWALLOWED_ERRORS
 from citas.services.business import BusinessDirectory
-from citas.store.base import SessionStore
+from citas.store.base import HeldTurn, SessionStore
 
 log = structlog.get_logger("citas.agent")
 
@@ -92,6 +94,15 @@ class _Turn:
 
     def kept_messages(self) -> list[Message]:
         return [m for m in self.messages if id(m) not in self.scratch]
+
+
+@dataclass
+class _Ending:
+    """What a turn leaves for the one write that ends it (`HeldTurn.finish`)."""
+
+    save: bool = False
+    booked: bool = False
+    """A booking was made: the customer must hear of it even if that write fails."""
 
 
 @asynccontextmanager
@@ -155,21 +166,28 @@ class Agent:
         key = request.key
         if self.coalesce_seconds > 0:
             return await self._coalesced(request, listener, admit)
-        async with self.store.lock(key), _entered(admit):
-            if request.message_id:
-                earlier = await self.store.recall_reply(key, request.message_id)
-                if earlier is not None:
-                    log.info("message_redelivered", message_id=request.message_id)
-                    return TurnResult.from_dict(earlier, replayed=True)
-            return await self._answer_turn(request, listener)
+        async with self.store.turn(key, request.message_id) as held, _entered(admit):
+            if held.earlier_reply is not None:
+                return _replayed(request.message_id, held.earlier_reply)
+            return await self._answer_turn(request, listener, held)
 
-    async def _answer_turn(self, request: TurnRequest, listener: RunListener | None) -> TurnResult:
-        """Run the turn (the conversation is held) and remember its reply for its message id."""
+    async def _answer_turn(
+        self,
+        request: TurnRequest,
+        listener: RunListener | None,
+        held: HeldTurn,
+        answered: int = 0,
+    ) -> TurnResult:
+        """Run the turn (the conversation is held), then save it, remember its reply for its
+        message id and drop the `answered` burst messages, in the write that ends the turn."""
         listeners = self.listeners if listener is None else [*self.listeners, listener]
-        result = await self._timed_turn(request, TurnEvents(request, listeners))
-        if request.message_id and result.error is None:
-            # Failed turns are not remembered: a redelivery should get a real try.
-            await self._remember(request.key, request.message_id, result)
+        ending = _Ending()
+        result = await self._timed_turn(request, TurnEvents(request, listeners), held, ending)
+        # Failed turns are not remembered: a redelivery should get a real try.
+        remember = request.message_id and result.error is None
+        await self._end_turn(
+            request.key, held, ending, result.to_dict() if remember else None, answered
+        )
         return result
 
     async def _coalesced(
@@ -183,33 +201,24 @@ class Agent:
         arrival order; the others are answered `coalesced` (no reply). Through the store, so
         several instances share a burst; a redelivered message id joins it once."""
         key, message_id = request.key, request.message_id
-        if message_id:
-            earlier = await self.store.recall_reply(key, message_id)
-            if earlier is not None:
-                log.info("message_redelivered", message_id=message_id)
-                return TurnResult.from_dict(earlier, replayed=True)
-        waiting = await self.store.burst(key)
         # A redelivery of a message still in the burst (its first request waits, or its turn
         # failed before answering) takes that place instead of joining twice.
-        entry = next((e for e in waiting if message_id and e.get("message_id") == message_id), None)
-        joined = entry is None
-        if entry is None:
-            entry = {"id": uuid.uuid4().hex, "message": request.message, "message_id": message_id}
-            await self.store.add_to_burst(key, entry)
+        entry = {"id": uuid.uuid4().hex, "message": request.message, "message_id": message_id}
+        place = await self.store.join_burst(key, message_id, entry)
+        if place.earlier_reply is not None:
+            return _replayed(message_id, place.earlier_reply)
+        entry, joined = place.entry, place.joined
         await asyncio.sleep(self.coalesce_seconds)
-        async with self.store.lock(key), _entered(admit):
-            if message_id:
-                earlier = await self.store.recall_reply(key, message_id)
-                if earlier is not None:
-                    log.info("message_redelivered", message_id=message_id)
-                    return TurnResult.from_dict(earlier, replayed=True)
-            burst = await self.store.burst(key)
+        async with self.store.turn(key, message_id, burst=True) as held, _entered(admit):
+            if held.earlier_reply is not None:
+                return _replayed(message_id, held.earlier_reply)
+            burst = held.burst
             ids = [e.get("id") for e in burst]
             if not ids or ids[-1] != entry["id"]:
                 # A later message answers this one (or already has): nothing to send for it.
                 result = TurnResult("", coalesced=True)
-                if message_id and joined:
-                    await self._remember(key, message_id, result)
+                remember = message_id and joined
+                await self._end_turn(key, held, _Ending(), result.to_dict() if remember else None)
                 log.info("message_coalesced", message_id=message_id)
                 return result
             earlier_messages = tuple(str(e.get("message") or "") for e in burst[:-1])
@@ -218,40 +227,62 @@ class Agent:
             whole = TurnRequest(
                 request.tenant, request.session_id, request.message, message_id, earlier_messages
             )
-            result = await self._answer_turn(whole, listener)
-            # Only once answered: a turn that raised (a 503) leaves the burst for the retry.
-            try:
-                await self.store.take_burst(key, len(burst))
-            except StoreUnavailable:
-                SWALLOWED_ERRORS.labels(where="take_burst").inc()
-                log.error("burst_not_cleared", messages=len(burst))
-            return result
+            # Dropped with the turn's write: a turn that raised (a 503) leaves them for the retry.
+            return await self._answer_turn(whole, listener, held, answered=len(burst))
 
-    async def _remember(self, key: ConversationKey, message_id: str, result: TurnResult) -> None:
+    async def _end_turn(
+        self,
+        key: ConversationKey,
+        held: HeldTurn,
+        ending: _Ending,
+        reply: dict[str, Any] | None,
+        answered: int = 0,
+    ) -> None:
+        """The one write that ends a held turn; when the store fails it, the turn fails only
+        if nothing is lost by a retry."""
         try:
-            await self.store.remember_reply(key, message_id, result.to_dict())
+            await held.finish(
+                conversation=held.conversation if ending.save else None,
+                reply=reply,
+                answered=answered,
+            )
         except StoreUnavailable:
-            # The turn ran and was saved: answering beats a 503 whose retry would run it again.
-            SWALLOWED_ERRORS.labels(where="remember_reply").inc()
-            log.error("reply_not_remembered", message_id=message_id)
+            if ending.save and not ending.booked:
+                raise  # nothing happened outside citas: a 503, and the gateway's retry redoes it
+            if ending.save:
+                # A booking was made: the customer must hear of it even though history is lost
+                # (a retry would find the slot taken, by this very booking).
+                SWALLOWED_ERRORS.labels(where="store_save_after_booking").inc()
+                log.error("turn_not_saved_after_booking", conversation=str(key))
+            else:
+                # Only the reply was to be remembered: answering beats a 503 whose retry would
+                # run the turn again.
+                SWALLOWED_ERRORS.labels(where="remember_reply").inc()
+                log.error("reply_not_remembered")
 
-    async def _timed_turn(self, request: TurnRequest, emit: EventSink) -> TurnResult:
+    async def _timed_turn(
+        self, request: TurnRequest, emit: EventSink, held: HeldTurn, ending: _Ending
+    ) -> TurnResult:
         start = time.perf_counter()
         result: TurnResult | None = None
         try:
-            result = await self.run_turn(request, emit)
+            result = await self.run_turn(request, emit, held, ending)
             return result
         finally:
             outcome = "exception" if result is None else (result.error or "ok")
             emit(TurnFinished(outcome, time.perf_counter() - start, result))
 
-    async def run_turn(self, request: TurnRequest, emit: EventSink) -> TurnResult:
+    async def run_turn(
+        self, request: TurnRequest, emit: EventSink, held: HeldTurn, ending: _Ending
+    ) -> TurnResult:
+        """The turn on the held conversation, which it changes in place; `ending` says what
+        the turn's closing write must save."""
         tenant, key = request.tenant, request.key
         deadline = time.monotonic() + self.turn_deadline_seconds
-        conversation = await self.store.load(key)
+        conversation = held.conversation
         if conversation.paused_until is not None:
             if conversation.is_paused(self.clock().timestamp()):
-                return await self._while_paused(key, conversation, request.message)
+                return self._while_paused(conversation, request.message, ending)
             conversation.resume()  # the handoff expired: the assistant answers again
         try:
             info = await self.directory.get(tenant.id_empresa)
@@ -301,26 +332,26 @@ class Agent:
             if turn.tool_rounds:
                 # Tools may have booked: keep what happened, closed by what the customer got.
                 turn.messages.append(assistant_message(reply))
-                await self._save(key, conversation, turn)
+                self._keep(conversation, turn, ending)
             emit(AnswerText(reply))
             return TurnResult(reply, context.booking_url, "llm_unavailable")
         if context.handoff is not None:
             conversation.pause(context.handoff, self.clock().timestamp() + self.handoff_ttl_seconds)
             HANDOFFS.labels(reason=handoff_label(context.handoff)).inc()
             log.info("conversation_handed_off", reason=context.handoff)
-        await self._save(key, conversation, turn)
+        self._keep(conversation, turn, ending)
         error: TurnError | None = "backend_unavailable" if context.backend_failed else None
         return TurnResult(
             turn.final or EMPTY_REPLY, context.booking_url, error, handoff=context.handoff
         )
 
-    async def _while_paused(
-        self, key: ConversationKey, conversation: Conversation, message: str
+    def _while_paused(
+        self, conversation: Conversation, message: str, ending: _Ending
     ) -> TurnResult:
         """A person has the conversation: the message joins the history, unanswered."""
         conversation.customer.add(message)
         conversation.turns.append([user_message(message)])
-        await self.store.save(key, conversation)
+        ending.save = True
         PAUSED_MESSAGES.inc()
         log.info("message_while_paused")
         return TurnResult("", paused=True)
@@ -435,14 +466,13 @@ class Agent:
                 )
             )
 
-    async def _save(self, key: ConversationKey, conversation: Conversation, turn: _Turn) -> None:
+    def _keep(self, conversation: Conversation, turn: _Turn, ending: _Ending) -> None:
+        """The turn joins the history, to be saved by the write that ends it."""
         conversation.turns.append(turn.kept_messages())
-        try:
-            await self.store.save(key, conversation)
-        except StoreUnavailable:
-            if conversation.ledger.booking_keys() <= turn.bookings_before:
-                raise  # nothing happened outside citas: a 503, and the gateway's retry redoes it
-            # A booking was made: the customer must hear of it even though history is lost
-            # (a retry would find the slot taken, by this very booking).
-            SWALLOWED_ERRORS.labels(where="store_save_after_booking").inc()
-            log.error("turn_not_saved_after_booking", conversation=str(key))
+        ending.save = True
+        ending.booked = not conversation.ledger.booking_keys() <= turn.bookings_before
+
+
+def _replayed(message_id: str | None, earlier: dict[str, Any]) -> TurnResult:
+    log.info("message_redelivered", message_id=message_id)
+    return TurnResult.from_dict(earlier, replayed=True)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
@@ -13,6 +14,7 @@ from cachetools import TTLCache
 from citas.conversation import Conversation
 from citas.domain import ConversationKey
 from citas.errors import Overloaded
+from citas.store.base import BurstPlace
 
 
 class KeyedLocks:
@@ -51,6 +53,32 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+@dataclass
+class _MemoryTurn:
+    """`HeldTurn` of the in-process store: plain reads and writes while the lock is held."""
+
+    store: MemorySessionStore
+    key: ConversationKey
+    message_id: str | None
+    conversation: Conversation
+    earlier_reply: dict[str, Any] | None
+    burst: list[dict[str, Any]]
+
+    async def finish(
+        self,
+        *,
+        conversation: Conversation | None = None,
+        reply: dict[str, Any] | None = None,
+        answered: int = 0,
+    ) -> None:
+        if conversation is not None:
+            await self.store.save(self.key, conversation)
+        if reply is not None and self.message_id:
+            await self.store.remember_reply(self.key, self.message_id, reply)
+        if answered:
+            self.store._take_burst(self.key, answered)
 
 
 class MemorySessionStore:
@@ -99,6 +127,16 @@ class MemorySessionStore:
     def lock(self, key: ConversationKey) -> Any:
         return self._locks.hold(key)
 
+    @asynccontextmanager
+    async def turn(
+        self, key: ConversationKey, message_id: str | None, *, burst: bool = False
+    ) -> AsyncIterator[_MemoryTurn]:
+        async with self._locks.hold(key):
+            earlier = await self.recall_reply(key, message_id) if message_id else None
+            conversation = await self.load(key)
+            waiting = self._burst(key) if burst else []
+            yield _MemoryTurn(self, key, message_id, conversation, earlier, waiting)
+
     async def recall_reply(self, key: ConversationKey, message_id: str) -> dict[str, Any] | None:
         return self._replies.get((key, message_id))
 
@@ -115,13 +153,23 @@ class MemorySessionStore:
     async def recall_intent(self, key: ConversationKey, intent_key: str) -> dict[str, Any] | None:
         return self._intents.get((key, intent_key))
 
-    async def add_to_burst(self, key: ConversationKey, entry: dict[str, Any]) -> None:
+    async def join_burst(
+        self, key: ConversationKey, message_id: str | None, entry: dict[str, Any]
+    ) -> BurstPlace:
+        if message_id:
+            earlier = await self.recall_reply(key, message_id)
+            if earlier is not None:
+                return BurstPlace({}, earlier_reply=earlier)
+            for waiting in self._burst(key):
+                if waiting.get("message_id") == message_id:
+                    return BurstPlace(waiting)
         self._bursts[key] = [*self._bursts.get(key, []), dict(entry)]
+        return BurstPlace(dict(entry), joined=True)
 
-    async def burst(self, key: ConversationKey) -> list[dict[str, Any]]:
+    def _burst(self, key: ConversationKey) -> list[dict[str, Any]]:
         return [dict(entry) for entry in self._bursts.get(key, [])]
 
-    async def take_burst(self, key: ConversationKey, count: int) -> None:
+    def _take_burst(self, key: ConversationKey, count: int) -> None:
         left = self._bursts.get(key, [])[count:]
         if left:
             self._bursts[key] = left

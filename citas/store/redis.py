@@ -12,12 +12,17 @@ key of one conversation lives on one slot, so the lock scripts may touch them to
     P:vN:{E:S}:queue      zset    waiting tokens, scored by ticket number (arrival order)
     P:vN:{E:S}:ticket     string  the conversation's ticket counter (INCR)
     P:vN:{E:S}:alive      zset    waiting tokens, scored by heartbeat expiry (server ms)
+    P:vN:{E:S}:burst      list    messages waiting to be answered as one turn (coalescing)
 
 `conv`, `reply:*` and `intent:*` expire after `CITAS_SESSION_TTL_SECONDS` without use; the
 lock after its TTL unless renewed by its live holder; the queue keys a minute after the last
 waiter.
 Changing the conversation schema changes `vN`, so old and new instances never read each
 other's JSON.
+
+A turn (`turn`) costs two round trips: `_ACQUIRE` holds the conversation and reads what the
+turn needs (the reply already given to its message, the conversation, the burst), `_FINISH`
+writes what it did and releases the lock.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Coroutine
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -41,6 +46,7 @@ from citas.conversation import SCHEMA_VERSION, Conversation
 from citas.domain import ConversationKey
 from citas.errors import Overloaded, StoreUnavailable
 from citas.metrics import STORE_ERRORS, SWALLOWED_ERRORS
+from citas.store.base import BurstPlace
 
 log = structlog.get_logger("citas.store")
 
@@ -52,35 +58,62 @@ _HEARTBEAT_MS = 5_000  # a waiter that stops polling this long loses its place i
 _QUEUE_IDLE_MS = 60_000
 _POLL_FIRST, _POLL_MAX = 0.005, 0.05
 _RELEASE_AGAIN_SECONDS = 1.0
+# What `_ACQUIRE` reads once the lock is won, and what it answers.
+_READ_NOTHING, _READ_CONVERSATION, _READ_CONVERSATION_AND_BURST = "0", "1", "2"
+_WAITING, _HELD, _ANSWERED = 0, 1, 2
+_IN_BURST = 0  # `_JOIN_BURST`: a redelivery found its message waiting in the burst already
 
 # Take the conversation when it is free and this token is first in line (SET NX PX); else
 # join the line (once: a retried call keeps its ticket) and refresh this waiter's heartbeat.
 # Waiters at the head whose heartbeat lapsed (crashed, gave up without cleaning) are dropped,
 # so a dead waiter cannot block the line; a dead holder's lock simply expires.
-# KEYS: lock, queue, ticket, alive. ARGV: token, lock_ttl_ms, heartbeat_ms, idle_ms.
+# In the same round trip, what a turn reads first: a message answered already (its reply is
+# written with the release, so its turn has ended) leaves the line with that reply and takes
+# no lock; a turn that wins the lock gets the conversation (its TTL refreshed, as GETEX) and,
+# for a coalescing turn, the burst.
+# KEYS: lock, queue, ticket, alive, conv, reply, burst.
+# ARGV: token, lock_ttl_ms, heartbeat_ms, idle_ms, message_id ('' none), session_ttl_s,
+#       reads ('0' nothing: a plain lock, '1' the conversation, '2' it and the burst).
+# Returns {0} still waiting, {1, conv or nil, burst} held, {2, reply} answered already.
 _ACQUIRE = """
 local token = ARGV[1]
-if redis.call('GET', KEYS[1]) == token then return 1 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if not redis.call('ZSCORE', KEYS[2], token) then
-  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), token)
+if ARGV[5] ~= '' then
+  local earlier = redis.call('GET', KEYS[6])
+  if earlier then
+    redis.call('ZREM', KEYS[2], token)
+    redis.call('ZREM', KEYS[4], token)
+    if redis.call('GET', KEYS[1]) == token then redis.call('DEL', KEYS[1]) end
+    return {2, earlier}
+  end
 end
-redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), token)
-local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-while head ~= token do
-  if tonumber(redis.call('ZSCORE', KEYS[4], head) or '0') > now then break end
-  redis.call('ZREM', KEYS[2], head)
-  redis.call('ZREM', KEYS[4], head)
-  head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-end
-for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
-if head == token and redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
+if redis.call('GET', KEYS[1]) ~= token then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not redis.call('ZSCORE', KEYS[2], token) then
+    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), token)
+  end
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), token)
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  while head ~= token do
+    if tonumber(redis.call('ZSCORE', KEYS[4], head) or '0') > now then break end
+    redis.call('ZREM', KEYS[2], head)
+    redis.call('ZREM', KEYS[4], head)
+    head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  end
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+  if head ~= token or not redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
+    return {0}
+  end
   redis.call('ZREM', KEYS[2], token)
   redis.call('ZREM', KEYS[4], token)
-  return 1
 end
-return 0
+local conv, burst = false, {}
+if ARGV[7] ~= '0' then
+  conv = redis.call('GET', KEYS[5])
+  if conv then redis.call('EXPIRE', KEYS[5], ARGV[6]) end
+end
+if ARGV[7] == '2' then burst = redis.call('LRANGE', KEYS[7], 0, -1) end
+return {1, conv, burst}
 """
 
 # Leave the line and, only if this token holds the lock, free it (compare-and-delete).
@@ -93,6 +126,38 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+"""
+
+# End a turn in one round trip: its writes, then the release above. Saving and remembering do
+# not depend on still holding the lock (as when they were separate commands); the result says
+# whether the lock was still this token's.
+# KEYS: lock, queue, alive, conv, reply, burst.
+# ARGV: token, session_ttl_s, conversation ('' none), reply ('' none), burst entries answered.
+_FINISH = (
+    """
+if ARGV[3] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[2]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[2]) end
+if ARGV[5] ~= '0' then redis.call('LTRIM', KEYS[6], ARGV[5], -1) end
+"""
+    + _RELEASE
+)
+
+# A message joins its conversation's burst, in one round trip with the checks that keep it
+# there once: answered already ({2, reply}), or a redelivery of a message still waiting (that
+# entry, {0, entry}); else it is appended ({1}). KEYS: reply, burst. ARGV: message_id ('' none),
+# entry JSON, session_ttl_s.
+_JOIN_BURST = """
+if ARGV[1] ~= '' then
+  local earlier = redis.call('GET', KEYS[1])
+  if earlier then return {2, earlier} end
+  for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    local ok, entry = pcall(cjson.decode, item)
+    if ok and type(entry) == 'table' and entry.message_id == ARGV[1] then return {0, item} end
+  end
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {1}
 """
 
 # Extend the lock only while this token still holds it. KEYS: lock. ARGV: token, ttl_ms.
@@ -136,6 +201,53 @@ class _Keys:
     @property
     def burst(self) -> str:
         return self.conv.removesuffix(":conv") + ":burst"
+
+
+@dataclass(slots=True)
+class _Holding:
+    """One `_hold` of a conversation: its lock token and what the acquiring script read."""
+
+    token: str
+    found: list[Any]
+    stop_renewing: asyncio.Event = field(default_factory=asyncio.Event)
+    released: bool | None = False
+    """True once `_FINISH` let the lock go (or nothing was held); None when a release was sent
+    but Redis failed, so it may or may not have run."""
+
+
+@dataclass(slots=True)
+class _RedisTurn:
+    """`HeldTurn` on Redis: read by the acquiring script, ended by `_FINISH` (one round trip
+    each way)."""
+
+    store: RedisSessionStore
+    keys: _Keys
+    message_id: str | None
+    holding: _Holding
+    conversation: Conversation
+    earlier_reply: dict[str, Any] | None
+    burst: list[dict[str, Any]]
+
+    async def finish(
+        self,
+        *,
+        conversation: Conversation | None = None,
+        reply: dict[str, Any] | None = None,
+        answered: int = 0,
+    ) -> None:
+        store = self.store
+        await store._finish_turn(
+            self.keys,
+            self.holding,
+            message_id=self.message_id or "",
+            conversation="" if conversation is None else store._conversation_payload(conversation),
+            reply="" if reply is None or not self.message_id else _json(reply),
+            answered=answered,
+        )
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 POOL_HEADROOM = 50
@@ -188,6 +300,8 @@ class RedisSessionStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
+        self._finish = client.register_script(_FINISH)
+        self._join_burst = client.register_script(_JOIN_BURST)
         # Renewers finishing and releases retried after Redis failed: none outlives a lock TTL.
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -198,6 +312,9 @@ class RedisSessionStore:
     async def load(self, key: ConversationKey) -> Conversation:
         # GETEX refreshes the time to live in the same command that reads.
         raw = await self._run("load", self._redis.getex(self.keys(key).conv, ex=self._ttl))
+        return self._conversation(key, raw)
+
+    def _conversation(self, key: ConversationKey, raw: str | bytes | None) -> Conversation:
         if raw is None:
             return Conversation()
         try:
@@ -213,20 +330,53 @@ class RedisSessionStore:
             return Conversation()
 
     async def save(self, key: ConversationKey, conversation: Conversation) -> None:
+        payload = self._conversation_payload(conversation)
+        # One SET with EX: the whole turn and its time to live land together or not at all.
+        await self._run("save", self._redis.set(self.keys(key).conv, payload, ex=self._ttl))
+
+    def _conversation_payload(self, conversation: Conversation) -> str:
         if conversation.message_count() > self._max_messages:
             # A backstop: the agent trims before every turn, so only an oversized single turn
             # gets here, and trimming keeps that turn whole.
             conversation = conversation.copy()
             conversation.trim(self._max_messages)
-        payload = json.dumps(conversation.to_dict(), ensure_ascii=False, separators=(",", ":"))
-        # One SET with EX: the whole turn and its time to live land together or not at all.
-        await self._run("save", self._redis.set(self.keys(key).conv, payload, ex=self._ttl))
+        return json.dumps(conversation.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
     def lock(self, key: ConversationKey) -> Any:
-        return self._hold(self.keys(key))
+        return self._lock(self.keys(key))
+
+    @asynccontextmanager
+    async def _lock(self, keys: _Keys) -> AsyncIterator[None]:
+        async with self._hold(keys, "", _READ_NOTHING):
+            yield
+
+    @asynccontextmanager
+    async def turn(
+        self, key: ConversationKey, message_id: str | None, *, burst: bool = False
+    ) -> AsyncIterator[_RedisTurn]:
+        keys = self.keys(key)
+        reads = _READ_CONVERSATION_AND_BURST if burst else _READ_CONVERSATION
+        async with AsyncExitStack() as stack:
+            holding = await stack.enter_async_context(self._hold(keys, message_id or "", reads))
+            earlier = None
+            if holding.found[0] == _ANSWERED:
+                earlier = self._reply(key, holding.found[1])
+                if earlier is None:
+                    # An unreadable reply counts as none (as in `recall_reply`): the message is
+                    # answered again, holding the conversation like any other turn.
+                    holding = await stack.enter_async_context(self._hold(keys, "", reads))
+            if earlier is not None:
+                conversation, waiting = Conversation(), []
+            else:
+                conversation = self._conversation(key, holding.found[1])
+                waiting = self._burst(holding.found[2])
+            yield _RedisTurn(self, keys, message_id, holding, conversation, earlier, waiting)
 
     async def recall_reply(self, key: ConversationKey, message_id: str) -> dict[str, Any] | None:
         raw = await self._run("recall_reply", self._redis.get(self.keys(key).reply(message_id)))
+        return self._reply(key, raw)
+
+    def _reply(self, key: ConversationKey, raw: str | bytes | None) -> dict[str, Any] | None:
         if raw is None:
             return None
         try:
@@ -264,16 +414,28 @@ class RedisSessionStore:
         # Unreadable still means a booking may have gone out: the key alone is what counts.
         return intent if isinstance(intent, dict) else {}
 
-    async def add_to_burst(self, key: ConversationKey, entry: dict[str, Any]) -> None:
-        name = self.keys(key).burst
-        payload = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.rpush(name, payload)
-        pipe.expire(name, self._ttl)
-        await self._run("add_to_burst", pipe.execute())
+    async def join_burst(
+        self, key: ConversationKey, message_id: str | None, entry: dict[str, Any]
+    ) -> BurstPlace:
+        keys = self.keys(key)
+        call = self._join_burst(
+            keys=[keys.reply(message_id or ""), keys.burst],
+            args=[message_id or "", _json(entry), self._ttl],
+        )
+        found = await self._run("join_burst", call)
+        if found[0] == _ANSWERED:
+            earlier = self._reply(key, found[1])
+            if earlier is None:
+                # An unreadable reply counts as none (as in `recall_reply`): the message joins.
+                return await self.join_burst(key, None, entry)
+            return BurstPlace({}, earlier_reply=earlier)
+        if found[0] == _IN_BURST:
+            [waiting] = self._burst([found[1]])
+            return BurstPlace(waiting)
+        return BurstPlace(entry, joined=True)
 
-    async def burst(self, key: ConversationKey) -> list[dict[str, Any]]:
-        raw = await self._run("burst", self._redis.lrange(self.keys(key).burst, 0, -1))
+    @staticmethod
+    def _burst(raw: list[str] | list[bytes | str]) -> list[dict[str, Any]]:
         entries = []
         for item in raw:
             try:
@@ -283,9 +445,6 @@ class RedisSessionStore:
             # An unreadable entry still holds its place, so counts stay right.
             entries.append(entry if isinstance(entry, dict) else {})
         return entries
-
-    async def take_burst(self, key: ConversationKey, count: int) -> None:
-        await self._run("take_burst", self._redis.ltrim(self.keys(key).burst, count, -1))
 
     async def ping(self) -> bool:
         try:
@@ -305,10 +464,12 @@ class RedisSessionStore:
     # --- the cross-instance lock ------------------------------------------------------------
 
     @asynccontextmanager
-    async def _hold(self, keys: _Keys) -> AsyncIterator[None]:
+    async def _hold(self, keys: _Keys, message_id: str, reads: str) -> AsyncIterator[_Holding]:
+        """Hold the conversation (see `_ACQUIRE` for `message_id` and `reads`), renewing the
+        lock while the block runs and releasing it after, unless `_finish_turn` did."""
         token = secrets.token_hex(16)
         try:
-            await self._wait_turn(keys, token)
+            found = await self._wait_turn(keys, token, message_id, reads)
         except StoreUnavailable:
             # Leave the line, and free the lock in case the last attempt won it unheard, in
             # the background: the 503 need not wait on a Redis that just failed. Retried until
@@ -319,43 +480,76 @@ class RedisSessionStore:
         except BaseException:  # timed out or cancelled: Redis answers, clean up now
             await self._free(keys, token)
             raise
-        done = asyncio.Event()
+        holding = _Holding(token, found)
+        if found[0] == _ANSWERED:  # the script took no lock: nothing to renew or release
+            holding.released = True
+            yield holding
+            return
         # An event, not cancel(), stops it: redis-py may swallow a cancellation (_wait_turn).
-        self._spawn(self._keep_renewing(keys, token, done))
+        self._spawn(self._keep_renewing(keys, token, holding.stop_renewing))
         redis_failed = False
         try:
-            yield
+            yield holding
         except StoreUnavailable:
             redis_failed = True
             raise
         finally:
-            done.set()
-            if redis_failed:
+            holding.stop_renewing.set()
+            if holding.released is None or (redis_failed and not holding.released):
                 self._spawn(self._retry_free(keys, token, first_pause=0.0))
-            else:
+            elif not holding.released:
                 freed = await self._free(keys, token)
                 if freed is None:
                     self._spawn(self._retry_free(keys, token))
                 elif not freed:
-                    SWALLOWED_ERRORS.labels(where="store_lock_lost").inc()
-                    log.warning("conversation_lock_lost", lock=keys.lock)
+                    self._lock_lost(keys)
 
-    async def _wait_turn(self, keys: _Keys, token: str) -> None:
+    async def _finish_turn(
+        self,
+        keys: _Keys,
+        holding: _Holding,
+        *,
+        message_id: str,
+        conversation: str,
+        reply: str,
+        answered: int,
+    ) -> None:
+        """`HeldTurn.finish`: the turn's writes and the release, one script, one round trip."""
+        holding.stop_renewing.set()  # a renewal racing the release would report a lost lock
+        call = self._finish(
+            keys=[keys.lock, keys.queue, keys.alive, keys.conv, keys.reply(message_id), keys.burst],
+            args=[holding.token, self._ttl, conversation, reply, answered],
+        )
+        holding.released = None  # from here until Redis answers, the release may have run
+        owned = await self._run("finish_turn", call)
+        holding.released = True
+        if not owned:
+            self._lock_lost(keys)
+
+    def _lock_lost(self, keys: _Keys) -> None:
+        SWALLOWED_ERRORS.labels(where="store_lock_lost").inc()
+        log.warning("conversation_lock_lost", lock=keys.lock)
+
+    async def _wait_turn(self, keys: _Keys, token: str, message_id: str, reads: str) -> list[Any]:
+        """Poll `_ACQUIRE` until it holds the conversation or finds the message answered."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._lock_wait
         pause = _POLL_FIRST
-        args = (token, self._lock_ttl_ms, _HEARTBEAT_MS, _QUEUE_IDLE_MS)
+        names = [keys.lock, keys.queue, keys.ticket, keys.alive]
+        names += [keys.conv, keys.reply(message_id), keys.burst]
+        args = (token, self._lock_ttl_ms, _HEARTBEAT_MS, _QUEUE_IDLE_MS, message_id, self._ttl)
         while True:
-            call = self._acquire(keys=[keys.lock, keys.queue, keys.ticket, keys.alive], args=args)
-            won = await self._run("lock", call)
+            found: list[Any] = await self._run(
+                "lock", self._acquire(keys=names, args=(*args, reads))
+            )
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # On Python < 3.12, asyncio.wait_for inside redis-py drops a cancellation that
                 # lands as the reply arrives (cpython gh-86296); honour it, or this request
                 # would keep waiting and then run a turn nobody is waiting for.
                 raise asyncio.CancelledError
-            if won:
-                return
+            if found[0] != _WAITING:
+                return found
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Overloaded(_BUSY, reason="conversation_busy")
@@ -417,8 +611,7 @@ class RedisSessionStore:
                 SWALLOWED_ERRORS.labels(where="store_renew").inc()
                 continue
             if not held:
-                SWALLOWED_ERRORS.labels(where="store_lock_lost").inc()
-                log.warning("conversation_lock_lost", lock=keys.lock)
+                self._lock_lost(keys)
                 return
 
     async def _run(self, operation: str, call: Awaitable[T]) -> T:
