@@ -15,7 +15,7 @@ import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -172,10 +172,12 @@ class ChatHTTPClient:
         SSE `data:` line, up to `[DONE]`. `read_timeout` is the longest silence waited through:
         for the answer's headers and first byte, and between two reads of the body."""
         response = await self._send(body, read_timeout)
+        chunks = _chunks(response)
         try:
-            yield _chunks(response)
+            yield chunks
         finally:
-            response.release()
+            await chunks.aclose()  # now, not when the garbage collector finds it
+            response.release()  # an answer not read to its end closes its connection
 
     async def _send(self, body: bytes, read_timeout: float | None) -> aiohttp.ClientResponse:
         session = self._session if self._session is not None else self._open()
@@ -286,7 +288,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 # --------------------------------------------------------------------------- the stream
 
 
-async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[object]:
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncGenerator[object, None]:
     """The JSON of each SSE event's data, up to `[DONE]` (the body is still read to its end, so
     the connection can be reused)."""
     decoder = SSEDecoder()
