@@ -161,12 +161,14 @@ async def _build_runtime(
 
 
 def _endpoint_model(stack: AsyncExitStack, settings: Settings) -> ChatModel:
-    """The model at `OPENAI_BASE_URL` (the SDK's default endpoint without it)."""
+    """The model at `OPENAI_BASE_URL` (OpenAI's API without it)."""
     client = create_client(
         settings.openai_api_key,
         settings.openai_base_url,
         settings.llm_timeout_seconds,
         settings.llm_max_retries,
+        # A turn makes one model call at a time: no turn ever waits for a connection.
+        max_connections=settings.max_concurrent_turns,
     )
     stack.push_async_callback(client.close)
     return OpenAIChatModel(

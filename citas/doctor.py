@@ -24,9 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
-import openai
 import redis.exceptions
 
+from citas.agent.chat_http import APIStatusError
 from citas.agent.model import ModelReply, TextSink, ToolSchema
 from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.backend import BackendClient, BackendPolicy
@@ -400,18 +400,16 @@ async def ask_model(
         return await model.complete(messages, tools, timeout=timeout, on_text=on_text)
     except LLMUnavailable as exc:
         cause = exc.__cause__
-        if isinstance(cause, openai.APIStatusError):
-            raise ModelRefused(cause.status_code, _api_reason(cause)) from exc
+        if isinstance(cause, APIStatusError):
+            raise ModelRefused(cause.status, _api_reason(cause)) from exc
         raise
     finally:
         await client.close()
 
 
-def _api_reason(error: openai.APIStatusError) -> str:
+def _api_reason(error: APIStatusError) -> str:
     """The error body's message, last line only: llama.cpp puts the template's reason there."""
-    body = error.body
-    message = body.get("message") if isinstance(body, dict) else None
-    text = message if isinstance(message, str) and message.strip() else error.message
+    text = error.message if error.message.strip() else f"HTTP {error.status}"
     return text.strip().splitlines()[-1].strip()
 
 

@@ -66,7 +66,7 @@ class Row:
 @dataclass
 class Harness:
     citas: LocalCitas
-    llm: ModelScript  # what the fake model answers, over HTTP through the SDK
+    llm: ModelScript  # what the fake model answers, over HTTP through the service's client
     server: FakeLLM  # how it streams (chunk_delay, stall_next)
     session: int = 0
 
@@ -443,7 +443,7 @@ async def llm_429() -> list[Row]:
         Row(
             "LLM 429 with `Retry-After: 1`",
             customer(status, body),
-            "SDK log `Retrying request in 1.000000 seconds`; "
+            "`llm_retry` log (`wait_seconds=1.0`); "
             + fmt(counters(delta, "citas_llm_calls_total")),
             f"{seconds:.2f} s (2 LLM requests)",
         )
@@ -459,7 +459,7 @@ async def llm_500() -> list[Row]:
         sent = len(h.llm.requests) - 1
     return [
         Row(
-            "LLM 500 on every attempt (SDK max_retries 2)",
+            "LLM 500 on every attempt (max_retries 2)",
             customer(status, body),
             "`turn_failed` warning; " + fmt(counters(delta, "citas_llm_calls_total")),
             f"{seconds:.2f} s ({sent} LLM requests)",
@@ -476,7 +476,7 @@ async def llm_timeout() -> list[Row]:
         sent = len(h.llm.requests) - 1
     return [
         Row(
-            "LLM never answers (`CITAS_LLM_TIMEOUT_SECONDS` 1 s, SDK max_retries 2)",
+            "LLM never answers (`CITAS_LLM_TIMEOUT_SECONDS` 1 s, max_retries 2)",
             customer(status, body),
             fmt(counters(delta, "citas_llm_calls_total")),
             f"{seconds:.2f} s ({sent} LLM requests)",

@@ -2,7 +2,7 @@
 citas served by the harness with a frozen clock.
 
 The model is in-process (`ScriptedModel`) unless a test is marked `wire`: then the same script is
-served by an OpenAI-compatible server on 127.0.0.1 (`FakeLLM`) and reached through the SDK, as in
+served by an OpenAI-compatible server on 127.0.0.1 (`FakeLLM`) and reached over HTTP, as in
 production. Either way the fake refuses what the real API refuses, and a test whose citas sent
 such a request fails.
 """
@@ -54,7 +54,7 @@ MakeClient = Callable[..., Awaitable[LocalCitas]]
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "wire: the fake model is reached over HTTP through the SDK (FakeLLM)"
+        "markers", "wire: the fake model is reached over HTTP by the LLM client (FakeLLM)"
     )
 
 

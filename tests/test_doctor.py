@@ -18,7 +18,7 @@ from citas.doctor import Options, run_async
 from citas.sandbox import RunningSandbox
 from citas.testing import FakeLLM, ModelScript, Step, ToolCall, call, reply
 
-pytestmark = pytest.mark.wire  # the doctor asks the endpoint through the SDK
+pytestmark = pytest.mark.wire  # the doctor asks the endpoint through the LLM client
 
 ROWS = [
     "configuration",

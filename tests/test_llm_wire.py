@@ -1,4 +1,5 @@
-"""The Chat Completions request citas sends through the SDK's low-level `post`."""
+"""The Chat Completions request citas sends (checked against the SDK's own types) and its time
+limits."""
 
 from __future__ import annotations
 

@@ -331,7 +331,7 @@ def leaked(output: list[dict[str, Any]], conv: Conversation) -> list[str]:
     return found
 
 
-@pytest.mark.wire  # the key travels to the model endpoint through the SDK, which logs too
+@pytest.mark.wire  # the key travels to the model endpoint over HTTP, whose client logs too
 @given(conv=conversations(), name=NAMES)
 @hypothesis_settings(
     max_examples=20,

@@ -161,7 +161,7 @@ async def test_a_step_without_call_ids_gets_fresh_ones_each_time() -> None:
 async def _over_the_wire(
     steps: Sequence[Step], on_text: TextSink | None = None
 ) -> list[ModelReply]:
-    """Each step asked for once through the HTTP model (SDK, FakeLLM)."""
+    """Each step asked for once through the HTTP model (FakeLLM)."""
     async with FakeLLM(steps) as server:
         client = create_client("k", server.base_url, timeout=5, max_retries=0)
         try:

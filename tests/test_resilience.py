@@ -4,11 +4,11 @@ overload. Each test asserts what the customer gets and what the metrics show."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from citas.admission import MAX_QUEUED_PER_CONVERSATION
 from citas.agent.loop import BACKEND_APOLOGY, LLM_APOLOGY
@@ -228,27 +228,26 @@ async def test_backend_down_opens_the_breakers_then_answers_without_calling_it(
 # --------------------------------------------------------------------------- LLM
 
 
-@pytest.mark.wire  # the SDK's own retries and timeouts
-async def test_llm_429_with_retry_after_is_retried_once_by_the_sdk(
-    make_client: MakeClient,
-    settings: Settings,
-    llm: ModelScript,
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.wire  # the LLM client's own retries and timeouts
+async def test_llm_429_with_retry_after_is_retried_once_by_the_client(
+    make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(llm_max_retries=1))
     llm.fail_next(429, retry_after=0.25)
     llm.add(reply("Hola."))
     delta = MetricsDelta()
-    with caplog.at_level(logging.INFO, logger="openai"):
+    with structlog.testing.capture_logs() as logs:
         assert await send(client, "Hola") == (200, {"reply": "Hola.", "url": None})
     assert len(llm.requests) == 2
-    waits = [r.getMessage() for r in caplog.records if "Retrying request in" in r.getMessage()]
-    assert waits == ["Retrying request in 0.250000 seconds (retry 1 of 1)"]
+    waits = [
+        (e["retry"], e["max_retries"], e["wait_seconds"]) for e in logs if e["event"] == "llm_retry"
+    ]
+    assert waits == [(1, 1, 0.25)]
     assert delta.of("citas_llm_calls_total", outcome="ok") == 1
 
 
-@pytest.mark.wire  # the SDK's own retries and timeouts
-async def test_llm_429_beyond_the_sdk_retries_is_an_apology(
+@pytest.mark.wire  # the LLM client's own retries and timeouts
+async def test_llm_429_beyond_the_client_retries_is_an_apology(
     make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(llm_max_retries=1))
@@ -261,7 +260,7 @@ async def test_llm_429_beyond_the_sdk_retries_is_an_apology(
     assert delta.of("citas_llm_calls_total", outcome="rate_limited") == 1
 
 
-@pytest.mark.wire  # the SDK's own retries and timeouts
+@pytest.mark.wire  # the LLM client's own retries and timeouts
 async def test_llm_timeout_is_an_apology_with_llm_unavailable(
     make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
@@ -276,14 +275,14 @@ async def test_llm_timeout_is_an_apology_with_llm_unavailable(
     assert delta.of("citas_handled_errors_total", where="llm") == 1
 
 
-@pytest.mark.wire  # the SDK's own retries and timeouts
+@pytest.mark.wire  # the LLM client's own retries and timeouts
 async def test_the_turn_deadline_wins_over_a_long_retry_after(
     make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:
     client = await make_client(settings.with_updates(llm_max_retries=2, turn_deadline_seconds=1))
     llm.add(reply("Hola."))
     await send(client, "Hola", session_id="51900000001")  # business info cached: not timed
-    llm.fail_next(429, retry_after=60)  # the SDK would honour it and wait a minute
+    llm.fail_next(429, retry_after=60)  # the client would honour it and wait a minute
     delta = MetricsDelta()
     status, body = await send(client, "Hola")
     assert status == 200 and body["error"]["code"] == "llm_unavailable"

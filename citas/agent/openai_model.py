@@ -1,19 +1,26 @@
-"""`OpenAIChatModel`: the Chat Completions wire. The streamed call through the SDK, its chunks put
-back together, and its errors → `LLMUnavailable`."""
+"""`OpenAIChatModel`: the Chat Completions wire. The streamed call through `ChatHTTPClient`
+(aiohttp), its chunks put back together, and its errors → `LLMUnavailable`."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
 import structlog
-from openai import AsyncOpenAI, AsyncStream
 
+from citas.agent.chat_http import (
+    MAX_CONNECTIONS,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ChatHTTPClient,
+    ChatHTTPError,
+    MalformedStream,
+    encode_request,
+)
 from citas.agent.model import CUT_SHORT, ModelReply, TextSink, ToolSchema, Usage
 from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import Message, ToolCallRequest
@@ -21,13 +28,26 @@ from citas.metrics import SWALLOWED_ERRORS
 
 log = structlog.get_logger("citas.llm")
 
+# The name the stream's tests know a chunk of the wrong shape by.
+_MalformedStream = MalformedStream
+
 
 def create_client(
-    api_key: str | None, base_url: str | None, timeout: float, max_retries: int
-) -> AsyncOpenAI:
-    """The one retry layer for the LLM is the SDK's own (it honours `Retry-After`)."""
-    return AsyncOpenAI(
-        api_key=api_key or "unused", base_url=base_url, timeout=timeout, max_retries=max_retries
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float,
+    max_retries: int,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+) -> ChatHTTPClient:
+    """The one retry layer for the LLM (it honours `Retry-After`: see `ChatHTTPClient`).
+    `timeout` bounds connecting; each call's own limits bound the rest."""
+    return ChatHTTPClient(
+        api_key,
+        base_url,
+        max_retries=max_retries,
+        connect_timeout=timeout,
+        max_connections=max_connections,
     )
 
 
@@ -35,19 +55,19 @@ class OpenAIChatModel:
     """Calls the model with the tools, streamed, and returns its text or tool calls.
 
     Time limits, all of the call's own:
-    - `call_timeout` (`CITAS_LLM_TIMEOUT_SECONDS`) bounds the whole call: the request, the SDK's
-      retries and their `Retry-After` waits, and every chunk of the stream. Past it the call
-      fails with outcome `timeout`. `complete(timeout=...)` (the turn's remaining time) bounds it
-      too; when that is the shorter and runs out, the outcome is `deadline`.
+    - `call_timeout` (`CITAS_LLM_TIMEOUT_SECONDS`) bounds the whole call: the request, the
+      client's retries and their `Retry-After` waits, and every chunk of the stream. Past it the
+      call fails with outcome `timeout`. `complete(timeout=...)` (the turn's remaining time)
+      bounds it too; when that is the shorter and runs out, the outcome is `deadline`.
     - `read_timeout` (`CITAS_LLM_READ_TIMEOUT_SECONDS`; unset: the whole call's limit) is the
       longest silence the HTTP client waits through: for the answer's first byte (a local
       model reading a long prompt is silent until then) and between two chunks. A stream that
-      stalls longer fails with outcome `timeout` (the SDK's `APITimeoutError`, also mid-stream).
+      stalls longer fails with outcome `timeout` (`APITimeoutError`, also mid-stream).
     """
 
     def __init__(
         self,
-        client: AsyncOpenAI,
+        client: ChatHTTPClient,
         name: str,
         call_timeout: float | None = None,
         *,
@@ -76,15 +96,22 @@ class OpenAIChatModel:
         limit = min(timeout, own_limit)
         # Which bound ran out names the failure: the call's own limit, or the turn's deadline.
         expired = "timeout" if own_limit <= timeout else "deadline"
-        # The HTTP client's limits: httpx's `read` is per read (a stream whose chunks keep
-        # coming never trips it), hence the limit on the whole call around it.
-        http_timeout = openai.Timeout(limit, read=min(self.read_timeout or limit, limit))
+        # The HTTP client's read limit bounds each silence (a stream whose chunks keep coming
+        # never trips it), hence the limit on the whole call around it. One at or past the
+        # whole call's is left to that.
+        read_timeout = self.read_timeout if (self.read_timeout or math.inf) < limit else None
+        body = encode_request(
+            self.name,
+            messages,
+            tools,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+        )
         reply = _StreamedReply()
         try:
-            # One limit for the whole call, every chunk included: the SDK's own timeout only
-            # bounds each read, and it would honour a Retry-After of up to two minutes.
+            # One limit for the whole call, every chunk and every retry's wait included.
             async with asyncio.timeout(limit):
-                async with await self._stream(messages, tools, http_timeout) as stream:
+                async with self.client.stream(body, read_timeout=read_timeout) as stream:
                     async for chunk in stream:
                         # Text is held until the finish_reason: a model may write "Voy a revisar
                         # la agenda..." and then call a tool, and nothing on the wire says which
@@ -97,11 +124,15 @@ class OpenAIChatModel:
                 raise LLMUnavailable(
                     "incomplete: the stream ended without a finish_reason", "incomplete"
                 )
-        except (openai.APIError, TimeoutError, _MalformedStream, json.JSONDecodeError) as exc:
-            if isinstance(exc, openai.BadRequestError) and is_context_length_error(exc.body):
+        except (ChatHTTPError, TimeoutError) as exc:
+            if (
+                isinstance(exc, APIStatusError)
+                and exc.status == 400
+                and is_context_length_error(exc.body)
+            ):
                 raise ContextTooLong(f"context_length: {exc!r}") from exc
             if reply.finish_reason is None:
-                # A bare TimeoutError is the limit around the call (the SDK raises
+                # A bare TimeoutError is the limit around the call (the client raises
                 # APITimeoutError for its own).
                 outcome = expired if type(exc) is TimeoutError else _outcome(exc)
                 raise LLMUnavailable(f"{outcome}: {exc!r}", outcome) from exc
@@ -110,40 +141,6 @@ class OpenAIChatModel:
             SWALLOWED_ERRORS.labels(where="llm_stream_tail").inc()
             log.warning("llm_stream_tail_lost", error=repr(exc))
         return reply.result()
-
-    async def _stream(
-        self, messages: Sequence[Message], tools: Sequence[ToolSchema], timeout: openai.Timeout
-    ) -> AsyncStream[object]:
-        # The SDK's generic `post` keeps its auth, retries, timeouts, SSE parsing and error types,
-        # but leaves the body and the chunks as the wire's JSON: `chat.completions.create` would
-        # re-walk every message of the history through its TypedDicts on each call and build a
-        # pydantic object per chunk (about 60 µs of CPU each, one chunk per token).
-        body: dict[str, Any] = {
-            "model": self.name,
-            "messages": list(messages),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if tools:  # the API refuses an empty `tools` array
-            body["tools"] = list(tools)
-        # Only when set, so an endpoint's own defaults hold otherwise. `max_tokens`, not OpenAI's
-        # newer `max_completion_tokens`: the local servers (llama.cpp, vLLM, Ollama) read it.
-        if self.max_tokens is not None:
-            body["max_tokens"] = self.max_tokens
-        if self.temperature is not None:
-            body["temperature"] = self.temperature
-        return await self.client.post(
-            "/chat/completions",
-            cast_to=object,
-            body=body,
-            options={"timeout": timeout},
-            stream=True,
-            stream_cls=AsyncStream[object],
-        )
-
-
-class _MalformedStream(Exception):
-    """A chunk that is not the shape of a `chat.completion.chunk`."""
 
 
 @dataclass
@@ -176,7 +173,7 @@ class _StreamedReply:
     def add(self, chunk: object) -> bool:
         """Take one chunk; True when it is the one that ends the reply (its finish_reason)."""
         if not isinstance(chunk, dict):
-            raise _MalformedStream(f"chunk is not an object: {chunk!r:.200}")
+            raise MalformedStream(f"chunk is not an object: {chunk!r:.200}")
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
         if isinstance(chunk.get("timings"), dict):
@@ -190,7 +187,7 @@ class _StreamedReply:
             for fragment in _objects(delta.get("tool_calls")):
                 index = fragment.get("index", 0)
                 if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 128:
-                    raise _MalformedStream(f"tool call index is not a small integer: {index!r:.50}")
+                    raise MalformedStream(f"tool call index is not a small integer: {index!r:.50}")
                 call = self.calls.setdefault(index, _PartialCall())
                 call.id = call.id or str(fragment.get("id") or "")
                 function = _object(fragment.get("function"))
@@ -215,7 +212,7 @@ def _object(value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _MalformedStream(f"expected an object: {value!r:.200}")
+        raise MalformedStream(f"expected an object: {value!r:.200}")
     return value
 
 
@@ -223,7 +220,7 @@ def _objects(value: object) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise _MalformedStream(f"expected a list of objects: {value!r:.200}")
+        raise MalformedStream(f"expected a list of objects: {value!r:.200}")
     return value
 
 
@@ -257,16 +254,16 @@ def is_context_length_error(body: object) -> bool:
 
 
 def _outcome(exc: Exception) -> str:
-    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+    """The metrics label of a failed call (see `LLMUnavailable`)."""
+    if isinstance(exc, APITimeoutError | TimeoutError):
         return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, APIConnectionError):
         return "connection_error"
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limited"
-    if isinstance(exc, openai.APIStatusError):
-        return f"http_{exc.status_code}"
-    if isinstance(exc, _MalformedStream | json.JSONDecodeError):
+    if isinstance(exc, APIStatusError):
+        return "rate_limited" if exc.status == 429 else f"http_{exc.status}"
+    if isinstance(exc, MalformedStream):
         return "malformed"
+    # StreamError: the endpoint's own error inside the stream, as the SDK reported it.
     return "error"
 
 

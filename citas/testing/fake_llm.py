@@ -1,7 +1,8 @@
 """A fake OpenAI-compatible Chat Completions server for wire-level tests, replay and benchmarks.
 
-The OpenAI SDK talks HTTP through httpx2, so the LLM is faked as a real server on 127.0.0.1:
-the SDK's own serialization, retries and streaming parser are exercised as in production. What
+citas talks to the model over HTTP (`citas/agent/chat_http.py`), so the LLM is faked as a real
+server on 127.0.0.1: the client's serialization, retries and stream parsing are exercised as in
+production (and the OpenAI SDK, in tests/test_fake_llm.py, proves it answers like the API). What
 it answers comes from a `ModelScript` (`citas/testing/script.py`), which refuses what the real
 API refuses; tests of the loop and the tools use the same script in-process (`ScriptedModel`).
 """
@@ -200,7 +201,7 @@ class FakeLLM:
 
     @property
     def base_url(self) -> str:
-        """The `/v1` URL to give the SDK; only after start()."""
+        """The `/v1` URL to give a client (`OPENAI_BASE_URL`); only after start()."""
         if self._base_url is None:
             raise RuntimeError("FakeLLM is not started")
         return self._base_url
