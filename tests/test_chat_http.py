@@ -221,7 +221,8 @@ async def test_no_key_sends_no_authorization(serve: Callable[..., Awaitable[Serv
 def test_encode_request_is_compact_utf8_json_in_one_function() -> None:
     tools = [{"type": "function", "function": {"name": "t", "parameters": {}}}]
     body = encode_request("m", [user_message("¿Mañana?")], tools, max_tokens=5, temperature=0)
-    assert body.startswith(b'{"model":"m","messages":[{"role":"user","content":"\xc2\xbfMa')
+    assert b'"messages":[{"role":"user","content":"\xc2\xbfMa\xc3\xb1ana?"}]' in body
+    assert body.startswith(b'{"model":"m",') and b", " not in body and b'": ' not in body
     assert json.loads(body)["tools"] == tools
     assert (json.loads(body)["max_tokens"], json.loads(body)["temperature"]) == (5, 0)
     assert "tools" not in json.loads(encode_request("m", [user_message("a")], []))

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from citas.agent import request_body
+from citas.agent.openai_model import OpenAIChatModel, create_client
 from citas.agent.request_body import RequestEncoder
 from citas.agent.tools import TOOLS
 from citas.messages import (
@@ -18,6 +19,7 @@ from citas.messages import (
     user_message,
 )
 from citas.messages import ToolCallRequest as Call
+from citas.testing import FakeLLM, reply
 
 FIELDS = {"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True}}
 SCHEMAS = [tool.schema for tool in TOOLS]
@@ -89,3 +91,25 @@ def test_the_cache_is_bounded_and_evicted_messages_are_serialized_again() -> Non
 def test_max_entries_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         RequestEncoder(max_entries=0)
+
+
+async def test_the_model_sends_a_growing_conversation_right_serializing_each_message_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dumped: list[Any] = []
+    real = request_body._dumps
+    monkeypatch.setattr(request_body, "_dumps", lambda value: dumped.append(value) or real(value))
+    history = conversation(2)
+    async with FakeLLM([reply("Sí."), reply("Listo.")]) as server:
+        client = create_client("k", server.base_url, timeout=5, max_retries=0)
+        try:
+            model = OpenAIChatModel(client, "gpt-4o-mini")
+            await model.complete(history, SCHEMAS, timeout=5)
+            dumped.clear()
+            more = [*history, assistant_message("Sí."), user_message("Gracias")]
+            await model.complete(more, SCHEMAS, timeout=5)
+        finally:
+            await client.close()
+    # What the endpoint got is the conversation itself; only the new messages were serialized.
+    assert [r["messages"] for r in server.script.requests] == [history, more]
+    assert [value for value in dumped if isinstance(value, dict) and "role" in value] == more[-2:]

@@ -22,6 +22,10 @@ from typing import Any
 import aiohttp
 import structlog
 
+from citas.agent.model import ToolSchema
+from citas.agent.request_body import RequestEncoder
+from citas.messages import Message
+
 log = structlog.get_logger("citas.llm")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -91,28 +95,30 @@ def _error_message(body: object) -> str:
 
 def encode_request(
     model: str,
-    messages: Sequence[Mapping[str, Any]],
-    tools: Sequence[Mapping[str, Any]],
+    messages: Sequence[Message],
+    tools: Sequence[ToolSchema],
     *,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    encoder: RequestEncoder | None = None,
 ) -> bytes:
-    """The streamed Chat Completions request, as the bytes posted."""
-    body: dict[str, Any] = {
+    """The streamed Chat Completions request, as the bytes posted. With `encoder` (a
+    long-lived one), messages and tools it has seen before are not serialized again."""
+    fields: dict[str, Any] = {
         "model": model,
-        "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    if tools:  # the API refuses an empty `tools` array
-        body["tools"] = tools
     # Only when set, so an endpoint's own defaults hold otherwise. `max_tokens`, not OpenAI's
     # newer `max_completion_tokens`: the local servers (llama.cpp, vLLM, Ollama) read it.
     if max_tokens is not None:
-        body["max_tokens"] = max_tokens
+        fields["max_tokens"] = max_tokens
     if temperature is not None:
-        body["temperature"] = temperature
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        fields["temperature"] = temperature
+    # `body` leaves out an empty `tools` array, which the API refuses.
+    if encoder is None:  # not `or`: an encoder with nothing in it yet is falsy (`__len__`)
+        encoder = RequestEncoder(max_entries=len(messages) + 1)
+    return encoder.body(fields, messages, tools)
 
 
 # --------------------------------------------------------------------------- the client

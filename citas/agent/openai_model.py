@@ -22,6 +22,7 @@ from citas.agent.chat_http import (
     encode_request,
 )
 from citas.agent.model import CUT_SHORT, ModelReply, TextSink, ToolSchema, Usage
+from citas.agent.request_body import RequestEncoder
 from citas.errors import ContextTooLong, LLMUnavailable
 from citas.messages import Message, ToolCallRequest
 from citas.metrics import SWALLOWED_ERRORS
@@ -81,6 +82,8 @@ class OpenAIChatModel:
         self.read_timeout = read_timeout
         self.max_tokens = max_tokens
         self.temperature = temperature
+        # One per model: the history's messages are serialized once, not on every call.
+        self.encoder = RequestEncoder()
 
     async def complete(
         self,
@@ -106,6 +109,7 @@ class OpenAIChatModel:
             tools,
             max_tokens=self.max_tokens,
             temperature=self.temperature,
+            encoder=self.encoder,
         )
         reply = _StreamedReply()
         try:
