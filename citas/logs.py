@@ -52,6 +52,9 @@ MASK = "***"
 # ProcessorFormatter's own bookkeeping (the stdlib record), removed before rendering.
 _META_KEYS = frozenset({"_record", "_from_structlog"})
 _MIN_SECRET_CHARS = 6
+_SHORT_TEXT_CHARS = 64
+_SHORT_TEXTS_KEPT = 4096
+_PLAIN_TYPES = frozenset({int, float, bool})
 
 
 def initials(name: str) -> str:
@@ -108,15 +111,37 @@ class Redactor:
         self._secrets = sorted(
             {s for s in secret_values if s and len(s) >= _MIN_SECRET_CHARS}, key=len, reverse=True
         )
+        # Most strings of a line come back on every line of the request (request id, masked
+        # conversation, its reference, the model, outcomes) and most hold a digit, so they
+        # would go through every pattern each time: short ones are masked once and remembered.
+        self._short_texts: dict[str, str] = {}
 
     def __call__(
         self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         return {k: (v if k in _META_KEYS else self._field(k, v)) for k, v in event_dict.items()}
 
+    def _field(self, key: Any, value: Any) -> Any:
+        # Numbers and None first: half of a line's fields, and nothing to mask in them.
+        if value is None or type(value) in _PLAIN_TYPES:
+            return MASK if is_secret_key(key) else value
+        if is_secret_key(key):
+            return MASK
+        if key in _NAME_KEYS and isinstance(value, str):
+            return initials(value)
+        return self.redact(value)
+
     def redact(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self._text(value)
+            if len(value) > _SHORT_TEXT_CHARS:
+                return self._text(value)
+            masked = self._short_texts.get(value)
+            if masked is None:
+                masked = self._text(value)
+                if len(self._short_texts) >= _SHORT_TEXTS_KEPT:
+                    self._short_texts.clear()  # cheaper than an LRU, and rare: a cold restart
+                self._short_texts[value] = masked
+            return masked
         if value is None or isinstance(value, bool | int | float):
             return value
         if isinstance(value, Mapping):
@@ -127,13 +152,6 @@ class Redactor:
             return self._text(value.decode("utf-8", "replace"))
         # Exceptions, dates, models…: their text is what a renderer would print, so mask that.
         return self._text(str(value))
-
-    def _field(self, key: Any, value: Any) -> Any:
-        if is_secret_key(key):
-            return MASK
-        if key in _NAME_KEYS and isinstance(value, str):
-            return initials(value)
-        return self.redact(value)
 
     def _text(self, text: str) -> str:
         for secret in self._secrets:

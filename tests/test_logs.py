@@ -140,6 +140,18 @@ def test_redactor_scrubs_configured_secrets_and_credentials_in_text() -> None:
     assert event["headers"]["Authorization"] == "***"
 
 
+def test_remembered_short_texts_are_masked_every_time_and_per_redactor() -> None:
+    # Short strings are masked once and remembered: a repeat must come out the same, masked,
+    # and a secret known to one redactor must not leak through another's memory.
+    plain, secret = Redactor(), Redactor([API_TOKEN])
+    for _ in range(3):
+        line = plain(None, "info", {"event": "x", "session": "51987654321", "n": 7, "t": True})
+        assert line == {"event": "x", "session": "***21", "n": 7, "t": True}
+        assert secret(None, "info", {"detail": API_TOKEN})["detail"] == "***"
+    assert plain(None, "info", {"detail": API_TOKEN})["detail"] == API_TOKEN  # not configured
+    assert plain(None, "info", {"api_key": 12345})["api_key"] == "***"  # secret keys, any value
+
+
 def test_conversation_fields_mask_a_phone_session_and_group_lines() -> None:
     fields = conversation_fields(12, "51987654321")
     assert fields["conversation"] == "***21"
