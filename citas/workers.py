@@ -259,7 +259,15 @@ class Supervisor:
         ours, theirs = socket.socketpair()
         # Blocked across the fork, so the child resets its handlers before any can run.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of memory or processes: try again later
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            ours.close()
+            theirs.close()
+            pause = self._schedule_restart(index, lived=0.0)
+            log.error("worker_fork_failed", worker=index, error=str(exc), restart_in_s=pause)
+            return
         if pid == 0:
             ours.close()
             self._become_worker(index, theirs, mask)
@@ -270,6 +278,18 @@ class Supervisor:
         self._children[pid] = child
         self._selector.register(ours, selectors.EVENT_READ, child)
         log.info("worker_started", worker=index, pid=pid)
+
+    def _schedule_restart(self, index: int, *, lived: float) -> float:
+        """Start worker `index` again after a pause (doubling while it keeps dying soon)."""
+        last = self._pauses.get(index)
+        pause = (
+            RESTART_PAUSE_SECONDS
+            if last is None or lived >= STABLE_SECONDS
+            else min(2 * last, MAX_RESTART_PAUSE_SECONDS)
+        )
+        self._pauses[index] = pause
+        self._restarts[index] = time.monotonic() + pause
+        return pause
 
     def _become_worker(
         self, index: int, channel: socket.socket, mask: set[int | signal.Signals]
@@ -348,15 +368,7 @@ class Supervisor:
             log.error("worker_failed_to_start", **fields)
             self._stop("worker_failed_to_start")
         else:
-            lived = time.monotonic() - child.started
-            last = self._pauses.get(child.index)
-            pause = (
-                RESTART_PAUSE_SECONDS
-                if last is None or lived >= STABLE_SECONDS
-                else min(2 * last, MAX_RESTART_PAUSE_SECONDS)
-            )
-            self._pauses[child.index] = pause
-            self._restarts[child.index] = time.monotonic() + pause
+            pause = self._schedule_restart(child.index, lived=time.monotonic() - child.started)
             log.error("worker_died", **fields, restart_in_s=pause)
 
 

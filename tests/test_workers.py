@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -63,6 +64,16 @@ def test_more_than_one_worker_refuses_the_in_process_sandbox(redis_url: str) -> 
         "citas: --workers 2: the --sandbox calendar lives in one process, so workers would book "
         "the same slot twice; use --workers 1 with --sandbox"
     ]
+
+
+def test_a_port_in_use_is_one_line_and_exit_status_1_before_any_worker(redis_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _serve({**BACKEND, "REDIS_URL": redis_url}, "--workers", "2", "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr == f"citas: cannot listen on 127.0.0.1:{port}: address already in use\n"
 
 
 def test_workers_must_be_a_positive_count_or_auto() -> None:
@@ -279,3 +290,11 @@ def test_a_worker_that_cannot_start_stops_the_supervisor() -> None:
     assert supervisor.run() == 1
     assert supervisor.failure == "worker 2 could not start (exit status 3)"
     assert not started, "not every worker listened"
+
+
+def test_restart_pauses_double_while_a_worker_keeps_dying_soon() -> None:
+    supervisor = workers.Supervisor([], 1, lambda worker: 0, stop_seconds=1)
+    soon = [supervisor._schedule_restart(1, lived=0.5) for _ in range(7)]
+    assert soon == [1, 2, 4, 8, 16, 30, 30]
+    assert supervisor._schedule_restart(1, lived=workers.STABLE_SECONDS) == 1
+    assert supervisor._schedule_restart(2, lived=0.5) == 1  # per worker
