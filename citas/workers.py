@@ -181,11 +181,15 @@ class Supervisor:
         self._killed = False
         self._unclean = False
         self._announced = False
-        self._selector = selectors.DefaultSelector()
-        self._wake, self._wake_writer = socket.socketpair()
+        # Made by `run`: the children's channels and the signals' wake-up socket pair.
+        self._selector: selectors.BaseSelector
+        self._wake: socket.socket
+        self._wake_writer: socket.socket
 
     def run(self) -> int:
         """Start the workers, restart those that die, stop them on a signal; the exit status."""
+        self._selector = selectors.DefaultSelector()
+        self._wake, self._wake_writer = socket.socketpair()
         self._wake.setblocking(False)
         self._wake_writer.setblocking(False)
         self._selector.register(self._wake, selectors.EVENT_READ)
