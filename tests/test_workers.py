@@ -272,6 +272,32 @@ async def test_a_killed_worker_is_replaced(
         assert await asyncio.wait_for(server.process.wait(), timeout=30) == 0
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie that no one reaps, as an orphan's can be in a container, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.wire
+async def test_workers_stop_on_their_own_when_the_supervisor_is_killed(
+    llm: ModelScript,
+    fake_llm: FakeLLM,
+    live_sandbox: RunningSandbox,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    async with two_workers(fake_llm, live_sandbox, redis_url, redis_prefix) as server:
+        orphans = pids(server).values()
+        server.process.kill()
+        await server.process.wait()
+        await wait_until(lambda: not any(alive(pid) for pid in orphans), timeout=30)
+    assert len(server.events("supervisor_gone")) == 2
+    assert sorted(e["worker"] for e in server.events("drain_finished")) == [1, 2]
+
+
 def test_a_worker_that_cannot_start_stops_the_supervisor() -> None:
     """In-process: a worker that exits before it serves is not restarted; the supervisor stops
     the others and gives one line."""
