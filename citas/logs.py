@@ -218,7 +218,9 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line (print() writes the newline apart): the workers of
+        # `citas serve --workers N` share the stream, and two writes would interleave.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     # Libraries log through stdlib `logging`: route their lines through the same redaction.
