@@ -1,5 +1,5 @@
-"""Command line: `citas serve [--host H] [--port P] [--sandbox]`, `citas chat [--sandbox]` and
-`citas doctor [--empresa N] [--sandbox] [--timeout S]`."""
+"""Command line: `citas serve [--host H] [--port P] [--sandbox] [--workers N]`,
+`citas chat [--sandbox]` and `citas doctor [--empresa N] [--sandbox] [--timeout S]`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
-from citas import doctor, server
+from citas import doctor, server, workers
 from citas.app import create_app
 from citas.config import Settings, missing_setup
 from citas.errors import ConfigError, ListenError
@@ -26,6 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sandbox",
         action="store_true",
         help="run the bundled sandbox backend in-process (demo businesses)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=workers.worker_count,
+        default=1,
+        metavar="N",
+        help="serve from N processes ('auto': one per CPU); more than one needs REDIS_URL "
+        "(default 1)",
     )
     chat = commands.add_parser("chat", help="talk to the agent in this terminal")
     _chat_arguments(chat)
@@ -46,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"citas: {exc}", file=sys.stderr)
         return 2
-    problem = missing_setup(settings, sandbox=args.sandbox)
+    problem = missing_setup(settings, sandbox=args.sandbox) or workers.refusal(
+        args.workers, redis_url=settings.redis_url, sandbox=args.sandbox
+    )
     if problem:
         print(f"citas: {problem}", file=sys.stderr)
         return 2
@@ -54,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log_format, settings.log_level_number, secret_values=settings.secret_values()
     )
     try:
+        if args.workers > 1:
+            return _supervise(settings, args.workers)
         asyncio.run(_serve(settings, sandbox=args.sandbox))
     except ListenError as exc:
         print(f"citas: {exc}", file=sys.stderr)
@@ -61,9 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _serve(settings: Settings, *, sandbox: bool) -> None:
-    """Serve until a signal; with `sandbox`, in front of the bundled sandbox backend, which
-    outlives the app's drain."""
+async def _serve(
+    settings: Settings, *, sandbox: bool, worker: workers.Worker | None = None
+) -> None:
+    """Serve until a signal (a `worker`: until its supervisor says); with `sandbox`, in front
+    of the bundled sandbox backend, which outlives the app's drain."""
     async with AsyncExitStack() as stack:
         model = None
         if sandbox:
@@ -72,9 +86,60 @@ async def _serve(settings: Settings, *, sandbox: bool) -> None:
             setup = await stack.enter_async_context(sandbox_setup(settings))
             settings, model = setup.settings, setup.model
         app = create_app(settings, model=model)
+        if worker is None:
+            await server.serve(
+                app, settings.host, settings.port, drain_seconds=settings.shutdown_drain_seconds
+            )
+            return
+        stop, hurry = asyncio.Event(), asyncio.Event()
+        worker.follow(stop, hurry)
         await server.serve(
-            app, settings.host, settings.port, drain_seconds=settings.shutdown_drain_seconds
+            app,
+            settings.host,
+            settings.port,
+            drain_seconds=settings.shutdown_drain_seconds,
+            stop=stop,
+            hurry=hurry,
+            handle_signals=False,
+            sockets=worker.sockets,
+            on_listening=worker.ready,
         )
+
+
+def _supervise(settings: Settings, count: int) -> int:
+    """`--workers N`: bind once, then N worker processes (citas/workers.py)."""
+    sockets = server.bind(settings.host, settings.port)
+    port = sockets[0].getsockname()[1]
+
+    def work(worker: workers.Worker) -> int:
+        configure_logging(
+            settings.log_format,
+            settings.log_level_number,
+            secret_values=settings.secret_values(),
+            fields={"worker": worker.index},
+        )
+        asyncio.run(_serve(settings, sandbox=False, worker=worker))
+        return 0
+
+    supervisor = workers.Supervisor(
+        sockets,
+        count,
+        work,
+        # A worker's own bounds (the drain, twice: the app's cleanup drains too; the cut-off
+        # of requests still running), and some time to close its clients.
+        stop_seconds=2 * settings.shutdown_drain_seconds + 2 * server.CUTOFF_SECONDS + 5,
+        listening=lambda: workers.log.info(
+            "citas_listening", host=settings.host, port=port, workers=count
+        ),
+    )
+    try:
+        status = supervisor.run()
+    finally:
+        for sock in sockets:
+            sock.close()
+    if supervisor.failure:
+        print(f"citas: {supervisor.failure}", file=sys.stderr)
+    return status
 
 
 def _chat_arguments(parser: argparse.ArgumentParser) -> None:

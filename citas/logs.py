@@ -191,14 +191,31 @@ def bind_turn(id_empresa: int, session_id: str) -> None:
 _HANDLER_MARK = "_citas_handler"
 
 
+class _FieldAdder:
+    """A processor adding the same fields to every line (a line's own values win)."""
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        self.fields = dict(fields)
+
+    def __call__(
+        self, logger: object, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in self.fields.items():
+            event.setdefault(key, value)
+        return event
+
+
 def configure_logging(
     fmt: Literal["json", "console"] = "json",
     level: int = logging.INFO,
     *,
     stream: TextIO | None = None,
     secret_values: Iterable[str | None] = (),
+    fields: Mapping[str, object] | None = None,
 ) -> None:
-    """Configure structlog and stdlib logging once, at start-up; both write to `stream`."""
+    """Configure structlog and stdlib logging once, at start-up; both write to `stream`.
+
+    `fields` are added to every line (`citas serve --workers N`: which worker wrote it)."""
     out = stream if stream is not None else sys.stderr
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
@@ -207,9 +224,11 @@ def configure_logging(
     )
     redactor = Redactor(secret_values)
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    add_fields = _FieldAdder(fields or {})
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_fields,
             structlog.processors.add_log_level,
             structlog.processors.format_exc_info,
             redactor,
@@ -217,7 +236,9 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line (print() writes the newline apart): the workers of
+        # `citas serve --workers N` share the stream, and two writes would interleave.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     # Libraries log through stdlib `logging`: route their lines through the same redaction.
@@ -226,6 +247,7 @@ def configure_logging(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.contextvars.merge_contextvars,
+                add_fields,
                 structlog.processors.add_log_level,
                 structlog.stdlib.add_logger_name,
                 structlog.processors.format_exc_info,

@@ -5,6 +5,9 @@ new turns get a fast 503 with `Retry-After`, and the turns in flight finish, for
 `drain_seconds`. Then the listener closes, requests still running are cancelled after
 at most twice `CUTOFF_SECONDS` (aiohttp waits once before cancelling them and once after), and
 the app's cleanup closes its clients. A second signal ends the wait.
+
+A worker of `citas serve --workers N` (citas/workers.py) serves the same way on the sockets its
+supervisor bound; its supervisor, not a signal, sets `stop` and `hurry`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
+from collections.abc import Callable, Sequence
 
 import structlog
 from aiohttp import web
@@ -34,9 +39,16 @@ async def serve(
     *,
     drain_seconds: float,
     stop: asyncio.Event | None = None,
+    hurry: asyncio.Event | None = None,
+    handle_signals: bool = True,
+    sockets: Sequence[socket.socket] = (),
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
-    """Run `app` on `host:port` until a signal (or `stop`), then drain and close."""
+    """Run `app` on `host:port` (or on `sockets`, already listening) until `stop` is set, then
+    drain until done or `hurry` is set, and close. With `handle_signals`, SIGTERM/SIGINT set
+    `stop`, and once it is set, `hurry`. `on_listening` is called once requests are served."""
     stop = stop or asyncio.Event()
+    hurry = hurry or asyncio.Event()
     runner = make_runner(
         app,
         app[SETTINGS],
@@ -47,15 +59,22 @@ async def serve(
     limit_accept_error_logs()
     await runner.setup()
     loop = asyncio.get_running_loop()
+    signals = _SIGNALS if handle_signals else ()
     try:
-        await _listen(runner, host, port)
-        for sig in _SIGNALS:
-            loop.add_signal_handler(sig, stop.set)
-        log.info("citas_listening", host=host, port=runner.addresses[0][1])
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        if not sockets:
+            await _listen(runner, host, port)
+        for sig in signals:
+            loop.add_signal_handler(sig, lambda: hurry.set() if stop.is_set() else stop.set())
+        event = "worker_listening" if sockets else "citas_listening"
+        log.info(event, host=host, port=runner.addresses[0][1])
+        if on_listening is not None:
+            on_listening()
         await stop.wait()
-        await _drain(app, drain_seconds, loop)
+        await _drain(app, drain_seconds, hurry)
     finally:
-        for sig in _SIGNALS:
+        for sig in signals:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("citas_stopped")
@@ -69,6 +88,29 @@ async def _listen(runner: web.AppRunner, host: str, port: int) -> None:
         raise ListenError(host, port, _reason(exc)) from exc
 
 
+def bind(host: str, port: int, *, backlog: int = 128) -> list[socket.socket]:
+    """Listening sockets on every address `host` resolves to, as `TCPSite` binds them (for
+    `citas serve --workers N`, whose supervisor binds once for all its workers)."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _name, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(host, port, _reason(exc)) from exc
+    return sockets
+
+
 def _reason(exc: OSError) -> str:
     """The bare cause ("address already in use"); asyncio's text repeats the address."""
     if exc.errno is not None and exc.errno > 0:
@@ -76,20 +118,20 @@ def _reason(exc: OSError) -> str:
     return str(exc.strerror or exc).lower()  # getaddrinfo errors carry negative codes
 
 
-async def _drain(app: web.Application, seconds: float, loop: asyncio.AbstractEventLoop) -> None:
+async def _drain(app: web.Application, seconds: float, hurry: asyncio.Event) -> None:
     admission = app[RUNTIME].admission
     log.info("drain_started", in_flight=admission.in_flight, bound_s=seconds)
     start = time.perf_counter()
     waiting = asyncio.ensure_future(admission.drain(seconds))
-    for sig in _SIGNALS:
-        loop.add_signal_handler(sig, waiting.cancel)
+    hurried = asyncio.ensure_future(hurry.wait())
     try:
-        drained = await waiting
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-        drained = False
+        await asyncio.wait((waiting, hurried), return_when=asyncio.FIRST_COMPLETED)
+        finished = waiting.done()
+    finally:
+        hurried.cancel()
+        waiting.cancel()  # nothing when it finished
+    drained = finished and waiting.result()
+    if not finished:  # hurried: a second signal
         log.warning("drain_interrupted", in_flight=admission.in_flight)
     log.info(
         "drain_finished",

@@ -446,3 +446,32 @@ async def test_failed_llm_call_logs_its_outcome(
     assert llm_line["outcome"] == "http_500" and llm_line["duration_ms"] >= 0
     turn_line = next(line for line in lines if line["event"] == "turn")
     assert turn_line["outcome"] == "llm_unavailable"
+
+
+def test_a_line_is_one_write_with_the_fields_given() -> None:
+    """`citas serve --workers N`: the workers share stderr, and a line written in pieces (as
+    print() writes the newline) could be cut by another worker's line."""
+
+    class Writes(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append(text)
+            return len(text)
+
+    previous = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = Writes()
+    try:
+        configure_logging(stream=stream, fields={"worker": 3})
+        structlog.get_logger("test").info("one_line", detail="x" * 100)
+        logging.getLogger("some.library").warning("a library's line")
+    finally:
+        structlog.configure(**previous)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert len(stream.writes) == 2 and all(w.endswith("\n") for w in stream.writes)
+    assert [json.loads(w)["worker"] for w in stream.writes] == [3, 3]

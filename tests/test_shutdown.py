@@ -88,6 +88,31 @@ async def test_sigterm_stops_waiting_for_a_turn_past_the_drain_bound(
     assert server.events("drain_timeout") and server.events("citas_stopped")
 
 
+@pytest.mark.wire
+async def test_a_second_signal_ends_the_drain_wait(llm: ModelScript, fake_llm: FakeLLM) -> None:
+    llm.responder = lambda body: reply("demasiado tarde")
+    llm.delay_next(60)
+    # The turn continues without its client after the cut-off, and the app's cleanup waits
+    # for it too (up to the bound again): a short bound keeps the test short; the drain ending
+    # at once, `drain_interrupted`, is the second signal's doing.
+    async with (
+        citas_process(fake_llm, CITAS_SHUTDOWN_DRAIN_SECONDS="3") as server,
+        aiohttp.ClientSession() as http,
+    ):
+        in_flight = asyncio.create_task(http.post(f"{server.url}/api/chat", json=chat_body("Hola")))
+        await wait_until(lambda: llm.requests)
+        server.process.send_signal(signal.SIGTERM)
+        await wait_until(lambda: server.events("drain_started"))
+        server.process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(server.process.wait(), timeout=30) == 0
+        with pytest.raises(aiohttp.ClientError):
+            await in_flight
+    [interrupted] = server.events("drain_interrupted")
+    [drained] = server.events("drain_finished")
+    assert interrupted["in_flight"] == 1 and drained["drained"] is False
+    assert server.events("citas_stopped")
+
+
 async def test_ready_and_chat_answer_503_while_draining(
     client: LocalCitas,
 ) -> None:
