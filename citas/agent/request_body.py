@@ -24,9 +24,11 @@ from typing import Any
 from citas.agent.model import ToolSchema
 from citas.messages import Message
 
-# Enough for the history of every turn in flight (admission allows a few hundred at once, about
-# 60 messages each); a message's bytes are about its own size.
-DEFAULT_MAX_ENTRIES = 20_000
+# The histories of about a hundred conversations in flight (60 messages at most each). An entry
+# holds its message alive (about 1 KiB with its bytes) after the store lets go of it, so this
+# also bounds what the cache adds to memory (under 10 MiB); past it, a message evicted is only
+# serialized again.
+DEFAULT_MAX_ENTRIES = 8192
 
 
 def _dumps(value: object) -> bytes:
