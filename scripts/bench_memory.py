@@ -28,6 +28,7 @@ from citas.app import create_app
 from citas.config import Settings
 from citas.logs import configure_logging
 from citas.runtime import RUNTIME
+from citas.sandbox.local import sandbox_setup
 from citas.store.memory import MemorySessionStore
 from citas.testing import FakeLLM, reply
 
@@ -52,7 +53,10 @@ async def run(total: int, checkpoints: list[int], concurrency: int) -> None:
     settings = Settings.from_env(OPENAI_API_KEY="bench", OPENAI_BASE_URL=base_url, CITAS_PORT=0)
     if settings.redis_url:
         sys.exit("bench_memory measures the in-process store: unset REDIS_URL")
-    app = create_app(settings, sandbox=True)
+    # The bundled sandbox backend, as `citas serve --sandbox` runs it (no call log).
+    sandbox = sandbox_setup(settings)
+    setup = await sandbox.__aenter__()
+    app = create_app(setup.settings, model=setup.model)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -99,6 +103,7 @@ async def run(total: int, checkpoints: list[int], concurrency: int) -> None:
     elapsed = time.perf_counter() - started
     print(f"{done} turns in {elapsed:.0f} s; peak RSS {status_kib('VmHWM') / 1024:.1f} MiB")
     await runner.cleanup()
+    await sandbox.__aexit__(None, None, None)
     await llm.close()
 
 
