@@ -347,7 +347,6 @@ class Bench:
 class PrefixTurn:
     share: float  # of the turn's first request, identical to the previous turn's last request
     appended: bool  # the previous request's history is all in this one: nothing was trimmed
-    share_of_first: float  # the same against the previous turn's first request
 
 
 async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixTurn]:
@@ -372,16 +371,13 @@ async def prefix_turns(bench: Bench, server: Server, turns: int) -> list[PrefixT
     finally:
         bench.model.probe = None
     found = []
-    turn_first = text(requests[0][1])
     for (_, previous), (opening, current) in itertools.pairwise(requests):
         if opening:
             now = text(current)
             same = common_prefix_len(text(previous), now)
             history = kept(previous)
             appended = current[: len(history)] == history
-            of_first = common_prefix_len(turn_first, now) / len(now)
-            found.append(PrefixTurn(same / len(now), appended, of_first))
-            turn_first = now
+            found.append(PrefixTurn(same / len(now), appended))
     return found
 
 
@@ -505,14 +501,15 @@ def print_prefix(label: str, turns: list[PrefixTurn]) -> None:
     grown = [t.share for t in later if t.appended]
     trimmed = [n for n, t in enumerate(later, start=3) if not t.appended]
     low = min(grown, default=float("nan"))
+    # The share itself depends on how long this bench's messages are next to the clock note
+    # (which follows the history); what the code guarantees is that the prompt and the history
+    # come back whole, except right after a trim.
     print(
-        f"    from turn 3: mean {100 * statistics.fmean(t.share for t in later):.0f}%;"
-        f" min {100 * low:.0f}% where history only grew (≥ 90%: {verdict(low >= 0.9)});"
+        f"    from turn 3: mean {100 * statistics.fmean(t.share for t in later):.0f}%,"
+        f" min {100 * low:.0f}% where history only grew;"
         f" trimmed before turns: {', '.join(map(str, trimmed)) or '-'}"
         f" (not every turn: {verdict(len(trimmed) < len(later))})"
     )
-    cells = " ".join(f"{100 * t.share_of_first:.0f}" for t in turns)
-    print(f"    against the previous turn's first request instead: {cells} %")
 
 
 # --------------------------------------------------------------------------- main
