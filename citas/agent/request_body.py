@@ -18,6 +18,7 @@ It is bounded (oldest entries go first); an evicted message is serialized again 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,9 +43,10 @@ class RequestEncoder:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        # id(object) → (object, its JSON). A dict keeps insertion order: the first key is the
-        # oldest entry. Plain dict lookups, not an LRU's: they are the whole cost of a hit.
-        self._encoded: dict[int, tuple[object, bytes]] = {}
+        # id(object) → (object, its JSON), oldest first. An OrderedDict, not a dict: a dict
+        # whose oldest keys keep going makes `next(iter(d))` scan their empty slots (4 µs an
+        # eviction at this size, against 0.25). Not an LRU: lookups are the whole cost of a hit.
+        self._encoded: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
 
     def body(
         self, fields: Mapping[str, Any], messages: Sequence[Message], tools: Sequence[ToolSchema]
@@ -69,6 +71,6 @@ class RequestEncoder:
             return entry[1]
         encoded = _dumps(value)
         if len(self._encoded) >= self.max_entries:
-            del self._encoded[next(iter(self._encoded))]
+            self._encoded.popitem(last=False)
         self._encoded[id(value)] = (value, encoded)
         return encoded
