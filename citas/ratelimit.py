@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from citas.config import Settings
 from citas.errors import RateLimited
 from citas.metrics import SWALLOWED_ERRORS
+from citas.store.redis import Lane
 
 log = structlog.get_logger("citas.ratelimit")
 
@@ -157,6 +158,7 @@ class RedisBuckets:
         self._prefix = prefix
         self._owns_client = owns_client
         self._take = client.register_script(_TAKE_SCRIPT)
+        self._lane = Lane(client)
 
     async def take(self, buckets: Sequence[Bucket]) -> Verdict:
         keys = [f"{self._prefix}{b.scope}:{b.key}" for b in buckets]
@@ -167,7 +169,7 @@ class RedisBuckets:
             # Bounded on its own: a hung Redis delays a message by this much at most here
             # (then it is let through), whatever the shared client's socket timeouts.
             async with asyncio.timeout(self._timeout):
-                refusing, wait = await self._take(keys=keys, args=args)
+                refusing, wait = await self._lane.script(self._take, keys=keys, args=args)
         except (RedisError, OSError) as exc:
             SWALLOWED_ERRORS.labels(where="rate_limit").inc()
             log.warning("rate_limit_unavailable", error=f"{type(exc).__name__}: {exc}")
@@ -178,6 +180,7 @@ class RedisBuckets:
         return Verdict(False, float(wait), buckets[index - 1].scope)
 
     async def close(self) -> None:
+        await self._lane.close()
         if self._owns_client:  # a shared client is closed by its owner (the session store)
             await self._redis.aclose()
 
