@@ -158,7 +158,10 @@ class RedisBuckets:
         self._prefix = prefix
         self._owns_client = owns_client
         self._take = client.register_script(_TAKE_SCRIPT)
-        self._lane = Lane(client)
+        # Half the bound per attempt: a late reply closes the lane's connection (Redis hung, or
+        # the connection silently dead) before this bound lets the message through, and the
+        # retry gets the other half.
+        self._lane = Lane(client, timeout=timeout_seconds / 2)
 
     async def take(self, buckets: Sequence[Bucket]) -> Verdict:
         keys = [f"{self._prefix}{b.scope}:{b.key}" for b in buckets]
