@@ -288,6 +288,23 @@ def connect(url: str, timeout_seconds: float, max_connections: int = 100 + POOL_
 _RETRY_PAUSE = 0.02
 
 
+def _pack(args: tuple[EncodableT, ...]) -> list[bytes]:
+    """A command in RESP, as redis-py's `pack_command` writes it for our arguments (text, bytes,
+    numbers) at a fifth of its CPU: it is a tenth of a turn's Redis cost (issue 17)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(arg).encode()
+        else:
+            raise TypeError(f"not a Redis argument: {type(arg).__name__}")
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return [b"".join(parts)]
+
+
 class _Pipe:
     """One connection carrying many commands at once: each caller writes its command and waits
     for its reply; one reader task hands the replies out in the order the commands were written
@@ -406,7 +423,7 @@ class Lane:
         try:
             async with asyncio.timeout(self._timeout):
                 pipe = await self._open()
-                return await pipe.send(pipe.connection.pack_command(*args))
+                return await pipe.send(_pack(args))
         except TimeoutError:
             if pipe is not None:
                 pipe.close()  # late: Redis hung or the connection is dead; the next opens anew
@@ -445,8 +462,10 @@ class RedisSessionStore:
         operation_timeout_seconds: float | None = None,
     ) -> None:
         self._redis = client
-        self._lane = Lane(client)  # every command of the store goes through it
-        self._op_timeout = operation_timeout_seconds
+        # Every command of the store goes through the lane, each attempt bounded by half the
+        # operation's time (two attempts, as `connect`'s client made), else by the socket timeout.
+        attempt = None if operation_timeout_seconds is None else operation_timeout_seconds / 2
+        self._lane = Lane(client, timeout=attempt)
         self._prefix = prefix
         self._ttl = ttl_seconds
         self._lock_wait = lock_wait_seconds
@@ -790,10 +809,7 @@ class RedisSessionStore:
 
     async def _run(self, operation: str, call: Awaitable[T]) -> T:
         try:
-            if self._op_timeout is None:
-                return await call
-            async with asyncio.timeout(self._op_timeout):
-                return await call
+            return await call  # bounded by the lane (its attempts' timeouts)
         except (RedisError, OSError, TimeoutError) as exc:
             STORE_ERRORS.labels(operation=operation).inc()
             log.warning(
