@@ -233,6 +233,7 @@ class _RedisTurn:
     conversation: Conversation
     earlier_reply: dict[str, Any] | None
     burst: list[dict[str, Any]]
+    texts: _TurnTexts = field(default_factory=dict)
 
     async def finish(
         self,
@@ -246,14 +247,58 @@ class _RedisTurn:
             self.keys,
             self.holding,
             message_id=self.message_id or "",
-            conversation="" if conversation is None else store._conversation_payload(conversation),
+            conversation=""
+            if conversation is None
+            else store._conversation_payload(conversation, self.texts),
             reply="" if reply is None or not self.message_id else _json(reply),
             answered=answered,
         )
 
 
-def _json(value: dict[str, Any]) -> str:
+def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_TurnTexts = dict[int, tuple[list[Any], str]]
+"""The JSON text each turn of a loaded conversation was read from, by the turn's `id()` (the
+turn itself kept with it, so the id stays its own)."""
+_TURNS_START = f'{{"v":{SCHEMA_VERSION},"turns":['
+_DECODER = json.JSONDecoder()
+
+
+def _encode_conversation(conversation: Conversation, texts: _TurnTexts) -> str:
+    """`_json(conversation.to_dict())`, the same text, without encoding again the turns it was
+    read with (`_decode_conversation`): saved turns never change (`Conversation.copy`), and
+    re-encoding the whole history was a fifth of the Redis store's CPU per turn (issue 17)."""
+    data = conversation.to_dict()
+    del data["v"]  # SCHEMA_VERSION, in _TURNS_START
+    parts = []
+    for turn in data.pop("turns"):
+        known = texts.get(id(turn))
+        parts.append(known[1] if known is not None and known[0] is turn else _json(turn))
+    rest = _json(data)  # the other fields, in to_dict's order after "v" and "turns"
+    return _TURNS_START + ",".join(parts) + "]" + ("}" if rest == "{}" else "," + rest[1:])
+
+
+def _decode_conversation(raw: str) -> tuple[Any, _TurnTexts]:
+    """`json.loads(raw)`, and the text of each turn when `raw` is as `_encode_conversation`
+    writes it (anything else, a hand-edited value say, is decoded whole, with no texts)."""
+    if not raw.startswith(_TURNS_START):
+        return json.loads(raw), {}
+    try:
+        turns, texts, at = [], {}, len(_TURNS_START)
+        while raw[at] != "]":
+            turn, end = _DECODER.raw_decode(raw, at)
+            turns.append(turn)
+            texts[id(turn)] = (turn, raw[at:end])
+            at = end + 1 if raw[end] == "," else end
+        rest = raw[at + 1 :]  # ',"verified_slots":…}'
+        data = json.loads("{" + rest[1:]) if rest.startswith(",") else None
+    except (ValueError, IndexError):
+        data = None
+    if not isinstance(data, dict) or "turns" in data or "v" in data:
+        return json.loads(raw), {}  # not as written here: read whole, errors and all
+    return {"v": SCHEMA_VERSION, "turns": turns, **data}, texts
 
 
 POOL_HEADROOM = 50
@@ -488,22 +533,25 @@ class RedisSessionStore:
         raw = await self._run(
             "load", self._lane.execute("GETEX", self.keys(key).conv, "EX", self._ttl)
         )
-        return self._conversation(key, raw)
+        return self._conversation(key, raw)[0]
 
-    def _conversation(self, key: ConversationKey, raw: str | bytes | None) -> Conversation:
+    def _conversation(
+        self, key: ConversationKey, raw: str | bytes | None
+    ) -> tuple[Conversation, _TurnTexts]:
+        """The conversation, and the text each of its turns was read from."""
         if raw is None:
-            return Conversation()
+            return Conversation(), {}
         try:
-            data = json.loads(raw)
+            data, texts = _decode_conversation(raw if isinstance(raw, str) else raw.decode())
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            return Conversation.from_dict(data)
-        except ValueError as exc:
+            return Conversation.from_dict(data), texts
+        except ValueError as exc:  # UnicodeDecodeError included
             # Only a hand-edited or corrupted value gets here (the key carries the version):
             # starting afresh beats refusing the customer forever.
             SWALLOWED_ERRORS.labels(where="store_decode").inc()
             log.error("conversation_unreadable", conversation=str(key), error=str(exc))
-            return Conversation()
+            return Conversation(), {}
 
     async def save(self, key: ConversationKey, conversation: Conversation) -> None:
         payload = self._conversation_payload(conversation)
@@ -512,13 +560,15 @@ class RedisSessionStore:
             "save", self._lane.execute("SET", self.keys(key).conv, payload, "EX", self._ttl)
         )
 
-    def _conversation_payload(self, conversation: Conversation) -> str:
+    def _conversation_payload(
+        self, conversation: Conversation, texts: _TurnTexts | None = None
+    ) -> str:
         if conversation.message_count() > self._max_messages:
             # A backstop: the agent trims before every turn, so only an oversized single turn
             # gets here, and trimming keeps that turn whole.
             conversation = conversation.copy()
             conversation.trim(self._max_messages)
-        return json.dumps(conversation.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return _encode_conversation(conversation, texts or {})
 
     def lock(self, key: ConversationKey) -> Any:
         return self._lock(self.keys(key))
@@ -543,12 +593,13 @@ class RedisSessionStore:
                     # An unreadable reply counts as none (as in `recall_reply`): the message is
                     # answered again, holding the conversation like any other turn.
                     holding = await stack.enter_async_context(self._hold(keys, "", reads))
+            texts: _TurnTexts = {}
             if earlier is not None:
                 conversation, waiting = Conversation(), []
             else:
-                conversation = self._conversation(key, holding.found[1])
+                conversation, texts = self._conversation(key, holding.found[1])
                 waiting = self._burst(holding.found[2])
-            yield _RedisTurn(self, keys, message_id, holding, conversation, earlier, waiting)
+            yield _RedisTurn(self, keys, message_id, holding, conversation, earlier, waiting, texts)
 
     async def recall_reply(self, key: ConversationKey, message_id: str) -> dict[str, Any] | None:
         raw = await self._run(
