@@ -8,7 +8,6 @@ instance; without it they live in a bounded in-process cache.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from redis.exceptions import RedisError
 from citas.config import Settings
 from citas.errors import RateLimited
 from citas.metrics import SWALLOWED_ERRORS
+from citas.store.redis import Lane
 
 log = structlog.get_logger("citas.ratelimit")
 
@@ -153,10 +153,13 @@ class RedisBuckets:
         timeout_seconds: float = 0.5,
     ) -> None:
         self._redis = client
-        self._timeout = timeout_seconds
         self._prefix = prefix
         self._owns_client = owns_client
         self._take = client.register_script(_TAKE_SCRIPT)
+        # Bounded on its own: a hung Redis delays a message by about `timeout_seconds` at most
+        # here (then it is let through), whatever the shared client's socket timeouts: half of
+        # it for each of the lane's two attempts (no timer of our own on top: CPU, issue 17).
+        self._lane = Lane(client, timeout=timeout_seconds / 2)
 
     async def take(self, buckets: Sequence[Bucket]) -> Verdict:
         keys = [f"{self._prefix}{b.scope}:{b.key}" for b in buckets]
@@ -164,10 +167,7 @@ class RedisBuckets:
         for bucket in buckets:
             args += [bucket.rate.per_second, bucket.rate.burst]
         try:
-            # Bounded on its own: a hung Redis delays a message by this much at most here
-            # (then it is let through), whatever the shared client's socket timeouts.
-            async with asyncio.timeout(self._timeout):
-                refusing, wait = await self._take(keys=keys, args=args)
+            refusing, wait = await self._lane.script(self._take, keys=keys, args=args)
         except (RedisError, OSError) as exc:
             SWALLOWED_ERRORS.labels(where="rate_limit").inc()
             log.warning("rate_limit_unavailable", error=f"{type(exc).__name__}: {exc}")
@@ -178,6 +178,7 @@ class RedisBuckets:
         return Verdict(False, float(wait), buckets[index - 1].scope)
 
     async def close(self) -> None:
+        await self._lane.close()
         if self._owns_client:  # a shared client is closed by its owner (the session store)
             await self._redis.aclose()
 

@@ -14,7 +14,12 @@ from citas.config import Settings
 from citas.conversation import SCHEMA_VERSION, Conversation
 from citas.domain import ConversationKey
 from citas.errors import ConfigError, Overloaded, StoreUnavailable
-from citas.store.redis import RedisSessionStore, connect
+from citas.store.redis import (
+    RedisSessionStore,
+    _decode_conversation,
+    _encode_conversation,
+    connect,
+)
 from tests.helpers import sample
 from tests.redis_support import RedisServer, make_store, wait_queued
 
@@ -372,3 +377,48 @@ async def test_a_redelivered_message_joins_its_burst_once(store: RedisSessionSto
         await held.finish(reply={"reply": "ok"}, answered=1)
     answered = await store.join_burst(KEY, "wamid.1", {"id": "c", "message_id": "wamid.1"})
     assert answered.earlier_reply == {"reply": "ok"} and not answered.joined
+
+
+# --- the conversation's text: unchanged turns are not encoded again ---------------------------
+
+
+def _history(count: int) -> Conversation:
+    conversation = Conversation()
+    for n in range(count):
+        conversation.turns.append(
+            [
+                {"role": "user", "content": f'¿Hay hueco el día {n}? "comillas" y \\ y \n'},
+                {"role": "assistant", "content": f"Sí, el día {n} 🙂"},
+            ]
+        )
+    conversation.ledger.verified_slots.append({"date": "2026-12-01", "time": "15:00"})
+    return conversation
+
+
+def _plain(conversation: Conversation) -> str:
+    return json.dumps(conversation.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("count", [0, 1, 5])
+def test_the_conversation_text_is_what_json_dumps_wrote(count: int) -> None:
+    conversation = _history(count)
+    text = _encode_conversation(conversation, {})
+    assert text == _plain(conversation)
+    data, texts = _decode_conversation(text)
+    assert data == json.loads(text)
+    assert len(texts) == count
+    # Read back, trimmed and grown by a turn: the same text as encoding it all again.
+    again = Conversation.from_dict(data)
+    if again.turns:
+        again.turns.pop(0)
+    again.turns.append([{"role": "user", "content": "nuevo"}])
+    assert _encode_conversation(again, texts) == _plain(again)
+
+
+def test_a_conversation_written_otherwise_is_still_read_whole() -> None:
+    conversation = _history(2)
+    spaced = json.dumps(conversation.to_dict(), ensure_ascii=False, indent=1)
+    data, texts = _decode_conversation(spaced)
+    assert data == conversation.to_dict() and texts == {}
+    with pytest.raises(ValueError):
+        _decode_conversation(_plain(conversation)[:-5])

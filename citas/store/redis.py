@@ -28,9 +28,10 @@ writes what it did and releases the lock.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -38,9 +39,14 @@ from urllib.parse import quote
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
 
 from citas.conversation import SCHEMA_VERSION, Conversation
 from citas.domain import ConversationKey
@@ -227,6 +233,7 @@ class _RedisTurn:
     conversation: Conversation
     earlier_reply: dict[str, Any] | None
     burst: list[dict[str, Any]]
+    texts: _TurnTexts = field(default_factory=dict)
 
     async def finish(
         self,
@@ -240,14 +247,58 @@ class _RedisTurn:
             self.keys,
             self.holding,
             message_id=self.message_id or "",
-            conversation="" if conversation is None else store._conversation_payload(conversation),
+            conversation=""
+            if conversation is None
+            else store._conversation_payload(conversation, self.texts),
             reply="" if reply is None or not self.message_id else _json(reply),
             answered=answered,
         )
 
 
-def _json(value: dict[str, Any]) -> str:
+def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_TurnTexts = dict[int, tuple[list[Any], str]]
+"""The JSON text each turn of a loaded conversation was read from, by the turn's `id()` (the
+turn itself kept with it, so the id stays its own)."""
+_TURNS_START = f'{{"v":{SCHEMA_VERSION},"turns":['
+_DECODER = json.JSONDecoder()
+
+
+def _encode_conversation(conversation: Conversation, texts: _TurnTexts) -> str:
+    """`_json(conversation.to_dict())`, the same text, without encoding again the turns it was
+    read with (`_decode_conversation`): saved turns never change (`Conversation.copy`), and
+    re-encoding the whole history was a fifth of the Redis store's CPU per turn (issue 17)."""
+    data = conversation.to_dict()
+    del data["v"]  # SCHEMA_VERSION, in _TURNS_START
+    parts = []
+    for turn in data.pop("turns"):
+        known = texts.get(id(turn))
+        parts.append(known[1] if known is not None and known[0] is turn else _json(turn))
+    rest = _json(data)  # the other fields, in to_dict's order after "v" and "turns"
+    return _TURNS_START + ",".join(parts) + "]" + ("}" if rest == "{}" else "," + rest[1:])
+
+
+def _decode_conversation(raw: str) -> tuple[Any, _TurnTexts]:
+    """`json.loads(raw)`, and the text of each turn when `raw` is as `_encode_conversation`
+    writes it (anything else, a hand-edited value say, is decoded whole, with no texts)."""
+    if not raw.startswith(_TURNS_START):
+        return json.loads(raw), {}
+    try:
+        turns, texts, at = [], {}, len(_TURNS_START)
+        while raw[at] != "]":
+            turn, end = _DECODER.raw_decode(raw, at)
+            turns.append(turn)
+            texts[id(turn)] = (turn, raw[at:end])
+            at = end + 1 if raw[end] == "," else end
+        rest = raw[at + 1 :]  # ',"verified_slots":…}'
+        data = json.loads("{" + rest[1:]) if rest.startswith(",") else None
+    except (ValueError, IndexError):
+        data = None
+    if not isinstance(data, dict) or "turns" in data or "v" in data:
+        return json.loads(raw), {}  # not as written here: read whole, errors and all
+    return {"v": SCHEMA_VERSION, "turns": turns, **data}, texts
 
 
 POOL_HEADROOM = 50
@@ -262,7 +313,10 @@ def connect(url: str, timeout_seconds: float, max_connections: int = 100 + POOL_
     The pool is bounded (`max_connections`, sized by the app from the admission bound) and
     blocking: past the bound a command waits up to `timeout_seconds` for a free connection
     instead of failing at once with `MaxConnectionsError`, which made a healthy Redis answer
-    503 above redis-py's default of 100 concurrent turns."""
+    503 above redis-py's default of 100 concurrent turns.
+
+    The store and the rate limits send their commands through a `Lane` each, built from this
+    client's settings (the same bounds and timeouts), not through the client itself."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -274,6 +328,168 @@ def connect(url: str, timeout_seconds: float, max_connections: int = 100 + POOL_
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
     )
     return Redis.from_pool(pool)
+
+
+_RETRY_PAUSE = 0.02
+
+
+def _pack(args: tuple[EncodableT, ...]) -> list[bytes]:
+    """A command in RESP, as redis-py's `pack_command` writes it for our arguments (text, bytes,
+    numbers) at a fifth of its CPU: it is a tenth of a turn's Redis cost (issue 17)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(arg).encode()
+        else:
+            raise TypeError(f"not a Redis argument: {type(arg).__name__}")
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return [b"".join(parts)]
+
+
+class _Pipe:
+    """One connection carrying many commands at once: each caller writes its command and waits
+    for its reply; one reader task hands the replies out in the order the commands were written
+    (Redis answers a connection's commands in order)."""
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.writing = asyncio.Lock()  # a command's place in `waiting` is its place on the wire
+        self.reader = asyncio.create_task(self._read())
+
+    @property
+    def broken(self) -> bool:
+        return self.reader.done()
+
+    async def send(self, packed: list[bytes]) -> Any:
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        async with self.writing:
+            if self.broken:
+                raise RedisConnectionError("Connection closed by server.")
+            self.waiting.append(reply)
+            try:
+                await self.connection.send_packed_command(packed, check_health=False)
+            except BaseException:
+                # redis-py closed the connection (a failed write, or a caller cancelled while
+                # the socket's buffer was full): the commands on it fail, and may be retried.
+                self.close()
+                raise
+        # A caller that gives up (cancelled) cancels only its reply: the reader drops it when it
+        # comes, and the connection stays in step for the others.
+        return await reply
+
+    def close(self) -> None:
+        self.reader.cancel()
+
+    async def _read(self) -> None:
+        error: BaseException = RedisConnectionError("Connection closed.")
+        try:
+            while True:
+                try:
+                    value = await self.connection.read_response(disconnect_on_error=False)
+                except ResponseError as exc:  # an error reply, read whole
+                    self._answer(exc, failed=True)
+                else:
+                    self._answer(value, failed=False)
+        except (RedisError, OSError) as exc:
+            error = exc
+        finally:
+            # Broken, timed out or closed: every command still waiting fails (the caller may
+            # retry on a new connection), and this one is never used again.
+            for reply in self.waiting:
+                if not reply.done():
+                    reply.set_exception(RedisConnectionError(f"Connection lost: {error}"))
+            self.waiting.clear()
+            await self.connection.disconnect(nowait=True)
+
+    def _answer(self, value: Any, *, failed: bool) -> None:
+        if not self.waiting:  # a reply nobody asked for: out of step, drop the connection
+            raise RedisConnectionError("Unexpected reply.")
+        reply = self.waiting.popleft()
+        if reply.done():  # its caller gave up
+            return
+        if failed:
+            reply.set_exception(value)
+        else:
+            reply.set_result(value)
+
+
+class Lane:
+    """Sends the store's (or the rate limits') commands on one connection of its own, pipelined:
+    many commands in flight at once, each answered in order. Much cheaper per command than
+    redis-py's client (issue 17), which takes a pooled connection for each command (a lock, a
+    timeout, a check of the socket), wraps each write in `asyncio.wait_for` (a task per command
+    on Python 3.11), and opens a connection per concurrent command (about 200 at concurrency
+    100, each a HELLO handshake); replies to concurrent commands also arrive in one read.
+
+    The client's guarantees stay: its settings (address, credentials, database, decoding,
+    connect timeout); each attempt bounded by `timeout` (the socket timeout by default); one
+    quick retry on a broken or timed-out connection; a connection that broke, or whose reply is
+    late past `timeout` (Redis hung, or the network dropped it silently), is closed, failing
+    the commands still on it, and the next command opens a new one. A caller that is cancelled
+    only stops waiting: the connection stays in step for the others."""
+
+    def __init__(self, client: Redis, timeout: float | None = None) -> None:
+        pool = client.connection_pool
+        kwargs = pool.connection_kwargs
+        self._timeout: float | None = timeout or kwargs.get("socket_timeout")
+        # Timeouts are this lane's business (see `_attempt`), not the socket's; no health-check
+        # PING: a broken connection is seen by its reader at once.
+        self._settings = {**kwargs, "socket_timeout": None, "health_check_interval": 0}
+        self._make = pool.connection_class
+        self._pipe: _Pipe | None = None
+        self._connecting = asyncio.Lock()
+
+    async def execute(self, *args: EncodableT) -> Any:
+        """One command's reply; a Redis error reply raises its `ResponseError`."""
+        try:
+            return await self._attempt(args)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            # A connection broken since its last use (Redis restarted) fails at once: one more
+            # try, on a new connection, as redis-py's `Retry` did.
+            await asyncio.sleep(_RETRY_PAUSE)
+            return await self._attempt(args)
+
+    async def script(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[EncodableT]
+    ) -> Any:
+        """EVALSHA; a Redis that lost its scripts (restarted, flushed) gets the source once."""
+        try:
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.execute("EVAL", script.script, len(keys), *keys, *args)
+
+    async def _attempt(self, args: tuple[EncodableT, ...]) -> Any:
+        pipe = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                pipe = await self._open()
+                return await pipe.send(_pack(args))
+        except TimeoutError:
+            if pipe is not None:
+                pipe.close()  # late: Redis hung or the connection is dead; the next opens anew
+            raise RedisTimeoutError("Timeout reading from Redis") from None
+
+    async def _open(self) -> _Pipe:
+        pipe = self._pipe
+        if pipe is not None and not pipe.broken:
+            return pipe
+        async with self._connecting:  # one connection opened for all who wait for it
+            if self._pipe is None or self._pipe.broken:
+                connection: AbstractConnection = self._make(**self._settings)
+                await connection.connect_check_health(check_health=False)
+                self._pipe = _Pipe(connection)
+            return self._pipe
+
+    async def close(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
+            await asyncio.wait([self._pipe.reader])
+            self._pipe = None
 
 
 class RedisSessionStore:
@@ -291,7 +507,10 @@ class RedisSessionStore:
         operation_timeout_seconds: float | None = None,
     ) -> None:
         self._redis = client
-        self._op_timeout = operation_timeout_seconds
+        # Every command of the store goes through the lane, each attempt bounded by half the
+        # operation's time (two attempts, as `connect`'s client made), else by the socket timeout.
+        attempt = None if operation_timeout_seconds is None else operation_timeout_seconds / 2
+        self._lane = Lane(client, timeout=attempt)
         self._prefix = prefix
         self._ttl = ttl_seconds
         self._lock_wait = lock_wait_seconds
@@ -311,36 +530,45 @@ class RedisSessionStore:
 
     async def load(self, key: ConversationKey) -> Conversation:
         # GETEX refreshes the time to live in the same command that reads.
-        raw = await self._run("load", self._redis.getex(self.keys(key).conv, ex=self._ttl))
-        return self._conversation(key, raw)
+        raw = await self._run(
+            "load", self._lane.execute("GETEX", self.keys(key).conv, "EX", self._ttl)
+        )
+        return self._conversation(key, raw)[0]
 
-    def _conversation(self, key: ConversationKey, raw: str | bytes | None) -> Conversation:
+    def _conversation(
+        self, key: ConversationKey, raw: str | bytes | None
+    ) -> tuple[Conversation, _TurnTexts]:
+        """The conversation, and the text each of its turns was read from."""
         if raw is None:
-            return Conversation()
+            return Conversation(), {}
         try:
-            data = json.loads(raw)
+            data, texts = _decode_conversation(raw if isinstance(raw, str) else raw.decode())
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            return Conversation.from_dict(data)
-        except ValueError as exc:
+            return Conversation.from_dict(data), texts
+        except ValueError as exc:  # UnicodeDecodeError included
             # Only a hand-edited or corrupted value gets here (the key carries the version):
             # starting afresh beats refusing the customer forever.
             SWALLOWED_ERRORS.labels(where="store_decode").inc()
             log.error("conversation_unreadable", conversation=str(key), error=str(exc))
-            return Conversation()
+            return Conversation(), {}
 
     async def save(self, key: ConversationKey, conversation: Conversation) -> None:
         payload = self._conversation_payload(conversation)
         # One SET with EX: the whole turn and its time to live land together or not at all.
-        await self._run("save", self._redis.set(self.keys(key).conv, payload, ex=self._ttl))
+        await self._run(
+            "save", self._lane.execute("SET", self.keys(key).conv, payload, "EX", self._ttl)
+        )
 
-    def _conversation_payload(self, conversation: Conversation) -> str:
+    def _conversation_payload(
+        self, conversation: Conversation, texts: _TurnTexts | None = None
+    ) -> str:
         if conversation.message_count() > self._max_messages:
             # A backstop: the agent trims before every turn, so only an oversized single turn
             # gets here, and trimming keeps that turn whole.
             conversation = conversation.copy()
             conversation.trim(self._max_messages)
-        return json.dumps(conversation.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return _encode_conversation(conversation, texts or {})
 
     def lock(self, key: ConversationKey) -> Any:
         return self._lock(self.keys(key))
@@ -365,15 +593,18 @@ class RedisSessionStore:
                     # An unreadable reply counts as none (as in `recall_reply`): the message is
                     # answered again, holding the conversation like any other turn.
                     holding = await stack.enter_async_context(self._hold(keys, "", reads))
+            texts: _TurnTexts = {}
             if earlier is not None:
                 conversation, waiting = Conversation(), []
             else:
-                conversation = self._conversation(key, holding.found[1])
+                conversation, texts = self._conversation(key, holding.found[1])
                 waiting = self._burst(holding.found[2])
-            yield _RedisTurn(self, keys, message_id, holding, conversation, earlier, waiting)
+            yield _RedisTurn(self, keys, message_id, holding, conversation, earlier, waiting, texts)
 
     async def recall_reply(self, key: ConversationKey, message_id: str) -> dict[str, Any] | None:
-        raw = await self._run("recall_reply", self._redis.get(self.keys(key).reply(message_id)))
+        raw = await self._run(
+            "recall_reply", self._lane.execute("GET", self.keys(key).reply(message_id))
+        )
         return self._reply(key, raw)
 
     def _reply(self, key: ConversationKey, raw: str | bytes | None) -> dict[str, Any] | None:
@@ -394,17 +625,21 @@ class RedisSessionStore:
     ) -> None:
         payload = json.dumps(reply, ensure_ascii=False, separators=(",", ":"))
         name = self.keys(key).reply(message_id)
-        await self._run("remember_reply", self._redis.set(name, payload, ex=self._ttl))
+        await self._run("remember_reply", self._lane.execute("SET", name, payload, "EX", self._ttl))
 
     async def remember_intent(
         self, key: ConversationKey, intent_key: str, intent: dict[str, Any]
     ) -> None:
         payload = json.dumps(intent, ensure_ascii=False, separators=(",", ":"))
         name = self.keys(key).intent(intent_key)
-        await self._run("remember_intent", self._redis.set(name, payload, ex=self._ttl))
+        await self._run(
+            "remember_intent", self._lane.execute("SET", name, payload, "EX", self._ttl)
+        )
 
     async def recall_intent(self, key: ConversationKey, intent_key: str) -> dict[str, Any] | None:
-        raw = await self._run("recall_intent", self._redis.get(self.keys(key).intent(intent_key)))
+        raw = await self._run(
+            "recall_intent", self._lane.execute("GET", self.keys(key).intent(intent_key))
+        )
         if raw is None:
             return None
         try:
@@ -418,7 +653,8 @@ class RedisSessionStore:
         self, key: ConversationKey, message_id: str | None, entry: dict[str, Any]
     ) -> BurstPlace:
         keys = self.keys(key)
-        call = self._join_burst(
+        call = self._lane.script(
+            self._join_burst,
             keys=[keys.reply(message_id or ""), keys.burst],
             args=[message_id or "", _json(entry), self._ttl],
         )
@@ -448,7 +684,7 @@ class RedisSessionStore:
 
     async def ping(self) -> bool:
         try:
-            await self._run("ping", self._redis.ping())
+            await self._run("ping", self._lane.execute("PING"))
         except StoreUnavailable:
             return False
         return True
@@ -459,6 +695,7 @@ class RedisSessionStore:
             task.cancel()
         if self._background:
             await asyncio.wait(self._background, timeout=1)
+        await self._lane.close()
         await self._redis.aclose()
 
     # --- the cross-instance lock ------------------------------------------------------------
@@ -516,7 +753,8 @@ class RedisSessionStore:
     ) -> None:
         """`HeldTurn.finish`: the turn's writes and the release, one script, one round trip."""
         holding.stop_renewing.set()  # a renewal racing the release would report a lost lock
-        call = self._finish(
+        call = self._lane.script(
+            self._finish,
             keys=[keys.lock, keys.queue, keys.alive, keys.conv, keys.reply(message_id), keys.burst],
             args=[holding.token, self._ttl, conversation, reply, answered],
         )
@@ -540,7 +778,7 @@ class RedisSessionStore:
         args = (token, self._lock_ttl_ms, _HEARTBEAT_MS, _QUEUE_IDLE_MS, message_id, self._ttl)
         while True:
             found: list[Any] = await self._run(
-                "lock", self._acquire(keys=names, args=(*args, reads))
+                "lock", self._lane.script(self._acquire, keys=names, args=(*args, reads))
             )
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -563,7 +801,10 @@ class RedisSessionStore:
         if it did not, None if Redis could not be reached (logged and counted, not raised)."""
         try:
             freed = await self._run(
-                "unlock", self._release(keys=[keys.lock, keys.queue, keys.alive], args=[token])
+                "unlock",
+                self._lane.script(
+                    self._release, keys=[keys.lock, keys.queue, keys.alive], args=[token]
+                ),
             )
         except StoreUnavailable:
             SWALLOWED_ERRORS.labels(where="store_unlock").inc()
@@ -605,7 +846,10 @@ class RedisSessionStore:
                 pass
             try:
                 held = await self._run(
-                    "renew_lock", self._renew(keys=[keys.lock], args=[token, self._lock_ttl_ms])
+                    "renew_lock",
+                    self._lane.script(
+                        self._renew, keys=[keys.lock], args=[token, self._lock_ttl_ms]
+                    ),
                 )
             except StoreUnavailable:
                 SWALLOWED_ERRORS.labels(where="store_renew").inc()
@@ -616,10 +860,7 @@ class RedisSessionStore:
 
     async def _run(self, operation: str, call: Awaitable[T]) -> T:
         try:
-            if self._op_timeout is None:
-                return await call
-            async with asyncio.timeout(self._op_timeout):
-                return await call
+            return await call  # bounded by the lane (its attempts' timeouts)
         except (RedisError, OSError, TimeoutError) as exc:
             STORE_ERRORS.labels(operation=operation).inc()
             log.warning(
