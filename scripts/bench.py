@@ -261,6 +261,7 @@ class Load:
     conversations: int
     turns: int
     first_turn: int = 0  # turn numbers go on from here (message ids stay unique)
+    first_conversation: int = 0  # conversation numbers start here (a slice of earlier ones)
     message: str | None = None  # what the customer says (default: asks for a slot)
 
 
@@ -271,7 +272,9 @@ async def drive(
     latencies: list[float] = []
     errors = 0
     day = slot_day()
-    todo: Iterator[int] = iter(range(load.conversations))
+    todo: Iterator[int] = iter(
+        range(load.first_conversation, load.first_conversation + load.conversations)
+    )
     headers = {"Content-Type": "application/json"}
 
     async def worker() -> None:
@@ -634,7 +637,8 @@ async def run_history(
     runner: Bench, systems: dict[str, tuple[list[str], dict[str, str]]], args: argparse.Namespace
 ) -> None:
     """CPU of one tool turn at a short and at a long history, per system: each conversation is
-    first brought to that length with small-talk turns (two messages each, not measured)."""
+    first brought to that length with small-talk turns (two messages each, not measured); then
+    the lengths are measured in alternating slices, so a drift of the machine weighs on both."""
     count = args.history_conversations or (4 if args.quick else 200)
     print(
         f"\nhistory: CPU of a turn after {' and '.join(map(str, HISTORY_LENGTHS))} messages"
@@ -643,14 +647,19 @@ async def run_history(
     for name, (argv, env) in systems.items():
         server = await start_server(f"{name}-history", argv, env, args.workdir)
         try:
-            cpu = {}
             for length in HISTORY_LENGTHS:
-                tag, small_talk = f"{name}-h{length}", length // 2
-                warm = Load(tag, 20, count, small_talk, message=SMALL_TALK)
+                warm = Load(f"{name}-h{length}", 20, count, length // 2, message=SMALL_TALK)
                 await drive(runner.http, server, warm)
-                load = Load(tag, 20, count, 1, first_turn=small_talk)
-                run = await runner.measure(server, 20, count, 1, Run(), load=load)
-                cpu[length] = run.per_turn(run.cpu)
+            runs = {length: Run() for length in HISTORY_LENGTHS}
+            start = 0
+            for part in split(count, 1 if args.quick else 4):
+                for length, run in runs.items():
+                    tag, small_talk = f"{name}-h{length}", length // 2
+                    load = Load(tag, 20, part, 1, first_turn=small_talk, first_conversation=start)
+                    await runner.measure(server, 20, part, 1, run, load=load)
+                start += part
+            cpu = {length: run.per_turn(run.cpu) for length, run in runs.items()}
+            for length, run in runs.items():
                 if run.errors:
                     print(f"  {name}: {run.errors} failed turns after {length} messages")
         finally:
