@@ -39,6 +39,23 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def serve_refused(
+    env: dict[str, str], *options: str, port: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """`citas serve` run to completion, for tests of a refusal to start: its exit status and
+    output. Port 0 by default: were a refusal missing, the server would start without colliding
+    with anything, and the timeout would fail the test."""
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-m", "citas", "serve", "--port", str(port), *options],
+        cwd=ROOT,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def free_port() -> int:
     """A port nothing listens on now (another process could take it first, but rarely does)."""
     with socket.socket() as sock:

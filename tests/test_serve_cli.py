@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,24 +15,10 @@ from citas.app import create_app
 from citas.config import Settings
 from citas.errors import ListenError
 from citas.runtime import RUNTIME
-from tests.served import citas_serving, clean_env, free_port, log_events, stop
+from tests.served import citas_serving, clean_env, free_port, log_events, serve_refused, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTH = "citas: set CITAS_CALENDAR_API_URL and CITAS_INFO_API_URL, or use --sandbox"
-
-
-def _serve(env: dict[str, str], *options: str, port: int = 0) -> subprocess.CompletedProcess[str]:
-    # Port 0 by default: were a refusal missing, the server would start without colliding with
-    # anything, and the timeout would fail the test.
-    return subprocess.run(
-        [sys.executable, "-W", "default", "-m", "citas", "serve", "--port", str(port), *options],
-        cwd=ROOT,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
@@ -59,7 +44,7 @@ def _serve(env: dict[str, str], *options: str, port: int = 0) -> subprocess.Comp
     ids=["no-backend", "no-info-url", "no-calendar-url", "no-model"],
 )
 def test_serve_refuses_to_start_without_what_it_needs(env: dict[str, str], line: str) -> None:
-    done = _serve(env)
+    done = serve_refused(env)
     assert (done.returncode, done.stderr) == (2, line + "\n")
 
 
@@ -80,7 +65,7 @@ def test_a_port_in_use_is_one_line_and_exit_status_1() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = _serve({}, "--sandbox", port=port)
+        done = serve_refused({}, "--sandbox", port=port)
     *logs, last = done.stderr.splitlines()
     assert done.returncode == 1, done.stderr
     assert last == f"citas: cannot listen on 127.0.0.1:{port}: address already in use"

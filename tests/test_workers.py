@@ -9,8 +9,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -25,7 +23,7 @@ from citas.sandbox import RunningSandbox, SandboxBackend, SandboxSeed, start_san
 from citas.testing import FakeLLM, ModelScript, reply
 from tests.conftest import chat_body
 from tests.helpers import wait_until
-from tests.served import Server, clean_env, serve_process
+from tests.served import Server, serve_process, serve_refused
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = {
@@ -35,21 +33,8 @@ BACKEND = {
 }
 
 
-def _serve(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
-    # Port 0: were a refusal missing, the server would start, and the timeout fail the test.
-    return subprocess.run(
-        [sys.executable, "-m", "citas", "serve", "--port", "0", *options],
-        cwd=ROOT,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def test_more_than_one_worker_needs_redis() -> None:
-    done = _serve(BACKEND, "--workers", "2")
+    done = serve_refused(BACKEND, "--workers", "2")
     assert (done.returncode, done.stderr) == (
         2,
         "citas: --workers 2 needs REDIS_URL: with the in-process store each worker would keep "
@@ -58,7 +43,7 @@ def test_more_than_one_worker_needs_redis() -> None:
 
 
 def test_more_than_one_worker_refuses_the_in_process_sandbox(redis_url: str) -> None:
-    done = _serve({"REDIS_URL": redis_url}, "--workers", "2", "--sandbox")
+    done = serve_refused({"REDIS_URL": redis_url}, "--workers", "2", "--sandbox")
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "citas: --workers 2: the --sandbox calendar lives in one process, so workers would book "
@@ -71,13 +56,13 @@ def test_a_port_in_use_is_one_line_and_exit_status_1_before_any_worker(redis_url
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = _serve({**BACKEND, "REDIS_URL": redis_url}, "--workers", "2", "--port", str(port))
+        done = serve_refused({**BACKEND, "REDIS_URL": redis_url}, "--workers", "2", port=port)
     assert done.returncode == 1
     assert done.stderr == f"citas: cannot listen on 127.0.0.1:{port}: address already in use\n"
 
 
 def test_workers_must_be_a_positive_count_or_auto() -> None:
-    done = _serve(BACKEND, "--workers", "0")
+    done = serve_refused(BACKEND, "--workers", "0")
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].endswith("'0' is not a positive integer or 'auto'")
 
@@ -87,7 +72,7 @@ def test_workers_auto_is_the_cpu_count() -> None:
     assert workers.worker_count("auto") == cpus
     if cpus == 1:
         pytest.skip("one CPU: auto is one worker, which starts (nothing to refuse)")
-    done = _serve(BACKEND, "--workers", "auto")  # the refusal names the count auto chose
+    done = serve_refused(BACKEND, "--workers", "auto")  # the refusal names the count auto chose
     assert done.returncode == 2
     assert done.stderr.startswith(f"citas: --workers {cpus} needs REDIS_URL"), done.stderr
 
