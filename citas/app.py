@@ -36,7 +36,7 @@ from citas.services.business import BusinessDirectory
 from citas.services.products import ProductCatalog
 from citas.store.base import SessionStore
 from citas.store.memory import MemorySessionStore
-from citas.store.redis import POOL_HEADROOM, RedisSessionStore, connect
+from citas.store.redis import RedisSessionStore, connect
 
 log = structlog.get_logger("citas.app")
 
@@ -99,11 +99,7 @@ async def _build_runtime(
     redis_client = (
         None
         if settings.redis_url is None
-        else connect(
-            settings.redis_url,
-            settings.redis_timeout_seconds,
-            max_connections=settings.max_concurrent_turns + POOL_HEADROOM,
-        )
+        else connect(settings.redis_url, settings.redis_timeout_seconds)
     )
     store = _build_store(settings, redis_client)
     stack.push_async_callback(store.close)

@@ -18,7 +18,7 @@ from citas.domain import ConversationKey
 from citas.ratelimit import RedisBuckets
 from citas.runtime import RUNTIME
 from citas.sandbox import Fault, RunningSandbox
-from citas.store.redis import POOL_HEADROOM, RedisSessionStore
+from citas.store.redis import Lane, RedisSessionStore
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import LocalCitas
 from tests.conftest import chat_body, tool_results
@@ -258,17 +258,19 @@ async def test_a_booking_committed_by_an_instance_that_died_is_confirmed_on_the_
     assert keys == {event.idempotency_key}
 
 
-async def test_one_redis_client_sized_from_the_admission_bound_and_a_short_lock(
+async def test_one_redis_client_for_the_store_and_the_rate_limits_and_a_short_lock(
     make_client: MakeClient, redis_settings: Settings
 ) -> None:
     client = await make_client(redis_settings.with_updates(max_concurrent_turns=300))
     runtime = client.app[RUNTIME]
     store = runtime.store
     assert isinstance(store, RedisSessionStore)
-    assert store._redis.connection_pool.max_connections == 300 + POOL_HEADROOM
-    # The rate limits use the same client, under the deployment's prefix.
+    # The rate limits use the same client, under the deployment's prefix; both send on a lane
+    # of their own (one pipelined connection each), so nothing is sized from admission.
     buckets = runtime.rate_limits._store
     assert isinstance(buckets, RedisBuckets) and buckets._redis is store._redis
+    assert isinstance(store._lane, Lane) and isinstance(buckets._lane, Lane)
+    assert store._lane is not buckets._lane
     assert buckets._prefix == f"{redis_settings.redis_prefix}:ratelimit:"
     # A dead holder blocks its conversation 15 s at most; a waiter gives up (503) after 20 s,
     # before a gateway's usual 30 s timeout.

@@ -301,22 +301,13 @@ def _decode_conversation(raw: str) -> tuple[Any, _TurnTexts]:
     return {"v": SCHEMA_VERSION, "turns": turns, **data}, texts
 
 
-POOL_HEADROOM = 50
-"""Connections beyond one per admitted turn: lock renewers, background releases, rate-limit
-checks of requests not yet admitted, readiness probes."""
-
-
-def connect(url: str, timeout_seconds: float, max_connections: int = 100 + POOL_HEADROOM) -> Redis:
-    """A pooled client that fails fast: socket timeouts, one quick retry, then an error; broken
-    connections are dropped and reopened on the next command, so it recovers on its own.
-
-    The pool is bounded (`max_connections`, sized by the app from the admission bound) and
-    blocking: past the bound a command waits up to `timeout_seconds` for a free connection
-    instead of failing at once with `MaxConnectionsError`, which made a healthy Redis answer
-    503 above redis-py's default of 100 concurrent turns.
-
-    The store and the rate limits send their commands through a `Lane` each, built from this
-    client's settings (the same bounds and timeouts), not through the client itself."""
+def connect(url: str, timeout_seconds: float, max_connections: int = 10) -> Redis:
+    """The Redis client of a process. The store and the rate limits do not send their commands
+    through it: each builds a `Lane` (one pipelined connection) from its settings (address,
+    credentials, database, decoding, timeouts). It sends only one-off commands itself
+    (`citas doctor`), and for those it fails fast: socket timeouts, one quick retry, then an
+    error. Its pool is small, bounded and blocking: past `max_connections` a command waits up to
+    `timeout_seconds` for a free connection instead of failing at once."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
