@@ -19,7 +19,8 @@ from citas.messages import (
     user_message,
 )
 from citas.messages import ToolCallRequest as Call
-from citas.testing import FakeLLM, reply
+from citas.testing import FakeLLM, ModelScript, call, reply
+from tests.conftest import ChatFn
 
 FIELDS = {"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True}}
 SCHEMAS = [tool.schema for tool in TOOLS]
@@ -113,3 +114,20 @@ async def test_the_model_sends_a_growing_conversation_right_serializing_each_mes
     # What the endpoint got is the conversation itself; only the new messages were serialized.
     assert [r["messages"] for r in server.script.requests] == [history, more]
     assert [value for value in dumped if isinstance(value, dict) and "role" in value] == more[-2:]
+
+
+@pytest.mark.wire  # through the HTTP model, whose encoder this is
+async def test_a_turn_serializes_its_clock_note_once_across_its_model_calls(
+    chat: ChatFn, llm: ModelScript, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The note is made once per turn: a tool round's second call reuses its bytes.
+    dumped: list[Any] = []
+    real = request_body._dumps
+    monkeypatch.setattr(request_body, "_dumps", lambda value: dumped.append(value) or real(value))
+    llm.add(call("check_availability", {"date": "2026-12-02", "time": "10:00"}), reply("Libre."))
+    await chat("¿Tienen libre mañana a las 10?")
+    assert len(llm.requests) == 2
+    notes = [m for r in llm.requests for m in r["messages"][1:] if m["role"] == "system"]
+    assert len(notes) == 2 and notes[0] == notes[1]  # the note went in both calls...
+    serialized = [v for v in dumped if isinstance(v, dict) and v.get("role") == "system"]
+    assert sum(v["content"] == notes[0]["content"] for v in serialized) == 1  # ...serialized once

@@ -85,7 +85,10 @@ class _Turn:
     context: TurnContext
     emit: EventSink
     bookings_before: frozenset[str]
-    clock: str
+    clock_note: Message
+    """The clock note as sent: a system message, or the customer's first message with the note at
+    its start (`CITAS_CLOCK_ROLE`). Made once per turn, so every call of the turn sends the same
+    object and the request encoder serializes it once."""
     tool_rounds: int = 0
     final: str | None = None
     corrected: bool = False
@@ -306,12 +309,13 @@ class Agent:
             offerings=info.services,
             said=tuple(request.messages),
         )
+        said = [user_message(message) for message in request.messages]
         turn = _Turn(
-            messages=[user_message(message) for message in request.messages],
+            messages=list[Message](said),
             context=context,
             emit=emit,
             bookings_before=conversation.ledger.booking_keys(),
-            clock=self.prompts.clock_message(now),
+            clock_note=self._clock_note(self.prompts.clock_message(now), said[0]),
         )
         try:
             await self._rounds(system, conversation, turn, deadline)
@@ -408,10 +412,13 @@ class Agent:
         """What the model is sent: the stable prefix (prompt, history), then this turn with the
         clock note as a system message or at the start of the customer's message."""
         if self.clock_role == "system":
-            return [system, *history, system_message(turn.clock), *turn.messages]
-        first, *rest = turn.messages
-        noted: UserMessage = user_message(f"{turn.clock}\n\n{first['content']}")
-        return [system, *history, noted, *rest]
+            return [system, *history, turn.clock_note, *turn.messages]
+        return [system, *history, turn.clock_note, *turn.messages[1:]]
+
+    def _clock_note(self, clock: str, first: UserMessage) -> Message:
+        if self.clock_role == "system":
+            return system_message(clock)
+        return user_message(f"{clock}\n\n{first['content']}")
 
     def _answer(self, reply: ModelReply, turn: _Turn) -> bool:
         """Check the model's answer; True once the turn has its final reply, False when the
