@@ -29,6 +29,16 @@ class Conversation:
     def messages(self) -> list[Message]:
         return [message for turn in self.turns for message in turn]
 
+    def last_reply(self) -> str | None:
+        """The text the customer got at the end of the latest answered turn, if any."""
+        for turn in reversed(self.turns):
+            last = turn[-1]
+            if last["role"] == "assistant" and not last.get("tool_calls"):
+                return last["content"]
+            if len(turn) > 1:
+                return None  # a turn that ended otherwise (an interrupted one)
+        return None
+
     def message_count(self) -> int:
         return sum(len(turn) for turn in self.turns)
 

@@ -30,7 +30,9 @@ CONFIRMATION = (
 )
 
 
-def context(*results: ToolResult, booked: bool = False) -> TurnContext:
+def context(
+    *results: ToolResult, booked: bool = False, last_reply: str | None = None
+) -> TurnContext:
     ctx = TurnContext(
         TENANT,
         ConversationKey(12, "51987654321"),
@@ -38,6 +40,7 @@ def context(*results: ToolResult, booked: bool = False) -> TurnContext:
         CustomerWords(),
         today=date(2026, 11, 30),
         turn_id="t1",
+        last_reply=last_reply,
     )
     ctx.results.extend(results)
     if booked:
@@ -142,6 +145,44 @@ def test_repeated_sentences_and_character_runs_are_collapsed() -> None:
     checked = ReplyGuard(1500).check(text, "stop", context(), may_retry=True)
     assert checked.text == "Con gusto te ayudo con tu cita. ¿Qué día prefieres?¡"
     assert {"removed_repeats", "collapsed_runs"} <= set(checked.actions)
+
+
+PREVIOUS = "Con gusto. ¿Para qué día y hora quieres tu cita?"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        PREVIOUS,
+        "con gusto, ¿para que dia y hora quieres tu cita",
+        "*Con gusto.* ¿Para qué día y hora quieres tu cita?",
+    ],
+)
+def test_an_answer_that_repeats_the_last_reply_is_sent_back_once(answer: str) -> None:
+    ctx = context(last_reply=PREVIOUS)
+    checked = ReplyGuard(1500).check(answer, "stop", ctx, may_retry=True)
+    assert checked.correction == CORRECTIONS["repeat"]
+    assert checked.actions == ["retry_repeat"]
+
+
+def test_a_repeat_after_the_retry_is_kept_unless_the_turn_has_something_to_tell() -> None:
+    guard = ReplyGuard(1500)
+    kept = guard.check(PREVIOUS, "stop", context(last_reply=PREVIOUS), may_retry=False)
+    assert (kept.text, kept.correction, kept.actions) == (PREVIOUS, None, ["kept_repeat"])
+    told = "El martes 1 de diciembre a las 15:00 está disponible."
+    ctx = context(ToolResult(True, {"disponible": True}, told), last_reply=PREVIOUS)
+    replaced = guard.check(PREVIOUS, "stop", ctx, may_retry=False)
+    assert (replaced.text, replaced.actions) == (told, ["replaced_repeat"])
+
+
+@pytest.mark.parametrize(
+    "answer", ["Con gusto. ¿Para qué hora quieres tu cita?", "¡Gracias!", "Con gusto."]
+)
+def test_a_different_or_short_answer_is_not_a_repeat(answer: str) -> None:
+    previous = answer if len(answer) < 12 else PREVIOUS
+    ctx = context(last_reply=previous)
+    checked = ReplyGuard(1500).check(answer, "stop", ctx, may_retry=True)
+    assert (checked.correction, checked.actions) == (None, [])
 
 
 def test_an_instruction_for_the_model_never_reaches_the_reply() -> None:

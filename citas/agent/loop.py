@@ -293,6 +293,7 @@ class Agent:
             SWALLOWED_ERRORS.labels(where="business_info").inc()
             log.warning("turn_failed", error_code="backend_unavailable", error=str(exc))
             return TurnResult(BACKEND_APOLOGY, error="backend_unavailable")
+        last_reply = conversation.last_reply()
         conversation.trim(self.history_max_messages)
         conversation.trim_to_tokens(self.history_max_tokens)
         for message in request.messages:
@@ -308,6 +309,7 @@ class Agent:
             turn_id=uuid.uuid4().hex,
             offerings=info.services,
             said=tuple(request.messages),
+            last_reply=last_reply,
         )
         said = [user_message(message) for message in request.messages]
         turn = _Turn(
@@ -424,7 +426,10 @@ class Agent:
         """Check the model's answer; True once the turn has its final reply, False when the
         guard asked the model once more (its correction is then in the request, not history)."""
         checked = self.guard.check(
-            reply.text, reply.finish_reason, turn.context, may_retry=not turn.corrected
+            reply.text,
+            reply.finish_reason,
+            turn.context,
+            may_retry=not turn.corrected,
         )
         record(checked.actions)
         if checked.actions:

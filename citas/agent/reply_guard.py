@@ -39,6 +39,10 @@ CORRECTIONS = {
         f"{NOTE} Tu respuesta fue demasiado larga y se cortó. Responde de nuevo al cliente en "
         "pocas frases."
     ),
+    "repeat": (
+        f"{NOTE} Tu respuesta es igual a tu mensaje anterior. Lee el último mensaje del cliente "
+        "y respóndele a eso; si hace falta consultar o reservar, usa las herramientas."
+    ),
 }
 
 # Markup a model may write as text instead of using the API's tool calls, or copy from a result.
@@ -54,6 +58,7 @@ _RUN = re.compile(r"(\S)\1{5,}")  # the same character six or more times: "¡¡�
 _MIN_REPEAT_CHARS = 12  # shorter sentences ("¡Gracias!") may fairly come twice
 _MIN_ECHO_CHARS = 20
 _MIN_BOUND = 100
+_NOT_WORDS = re.compile(r"[\W_]+")
 
 # A statement that an appointment exists: "tu cita está confirmada", "te agendé", "quedó
 # reservada", "he registrado tu cita". Judged on text folded to lowercase without accents.
@@ -113,6 +118,10 @@ class ReplyGuard:
         if problem == "length" and cleaned and not claims_booking(cleaned):
             problem = None  # a cut-off answer, bounded below, beats none
             actions.append("kept_cut_off")
+        if problem == "repeat" and not any(r.customer_text for r in ctx.results):
+            # Nothing this turn to tell instead: the same answer again beats "repeat that".
+            problem = None
+            actions.append("kept_repeat")
         if problem is not None:
             cleaned = fallback_reply(ctx, problem)
             actions.append(f"replaced_{problem}")
@@ -178,7 +187,16 @@ def _problem(text: str, finish_reason: str | None, ctx: TurnContext) -> str | No
         return "empty"
     if not ctx.ledger.bookings and claims_booking(text):
         return "claim"
+    if ctx.last_reply is not None and _same_words(text, ctx.last_reply):
+        return "repeat"
     return None
+
+
+def _same_words(text: str, other: str) -> bool:
+    """The same reply whatever its punctuation, case, accents or formatting (the one in history
+    went through `format_reply`); too short to matter ("¡Gracias!") is never the same."""
+    words = _NOT_WORDS.sub(" ", fold(text)).strip()
+    return len(words) >= _MIN_REPEAT_CHARS and words == _NOT_WORDS.sub(" ", fold(other)).strip()
 
 
 def _strip_markup(text: str) -> str:

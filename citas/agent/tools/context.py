@@ -75,4 +75,5 @@ class TurnContext:
         return replace(self.tenant, duration_minutes=found.duration_minutes)
 
     said: tuple[str, ...] = ()  # the customer's message(s) of this turn, as written
+    last_reply: str | None = None  # what the customer got at the end of the previous turn
     handoff: str | None = None  # request_human's reason: the turn ends, a person takes over
