@@ -4,6 +4,7 @@ were seen doing, and the service still books right and tells the truth.
 - the customer confirms and the server enforces it (`CITAS_CONFIRM_BEFORE_BOOKING`);
 - customer data must come from the customer;
 - no reply claims a booking that does not exist; a booking's reply carries date, time and link;
+- an answer that only repeats the last reply is sent back once;
 - history holds what the customer was sent; corrective messages are never kept;
 - identical calls in a turn are answered from the first result, and the turn ends after two;
 - dates and times in the customer's words are resolved by the server, or asked back.
@@ -145,6 +146,46 @@ async def test_a_name_or_email_the_customer_never_wrote_is_refused(
     assert sandbox.backend.calls_of("CREAR_EVENTO") == []
 
 
+async def test_a_refusal_hands_the_model_the_data_the_customer_did_write(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Seen with a 1.5B model: "John Doe" with the customer's real name a few lines up.
+    invented = {**SLOT, "customer_name": "John Doe", "customer_email": "john.doe@example.com"}
+    llm.add(
+        call("check_availability", SLOT),
+        call("create_booking", invented),
+        call("create_booking", BOOKING),
+        reply("¿Confirmas?"),
+    )
+    await body_of(chat, f"Mañana a las 15:00. {GIVES_DATA}")
+    refused, proposed = tool_results(llm.requests[-1])[1:]
+    assert refused["error"] == "customer_data_not_given" and "mensaje" not in refused
+    assert "nombre y apellido «Ana Pérez»" in refused["instruccion"]
+    assert "correo electrónico «ana.perez@example.com»" in refused["instruccion"]
+    assert proposed["pendiente_confirmacion"] is True
+    assert sandbox.backend.calls_of("CREAR_EVENTO") == []
+
+
+async def test_data_the_customer_never_gave_is_asked_of_the_customer(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    invented = {**SLOT, "customer_name": "John Doe", "customer_email": "john.doe@example.com"}
+    llm.add(
+        call("check_availability", SLOT), call("create_booking", invented), reply(""), reply("")
+    )
+    body = await body_of(chat, "Mañana a las 15:00")
+    refused = tool_results(llm.requests[-1])[-1]
+    assert "«" not in refused["instruccion"]
+    assert (
+        body["reply"]
+        == refused["mensaje"]
+        == (
+            "Para reservar tu cita necesito tu nombre y apellido y tu correo electrónico. "
+            "¿Me lo escribes, por favor?"
+        )
+    )
+
+
 async def test_what_the_customer_wrote_counts_after_old_turns_are_trimmed(
     make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
@@ -220,6 +261,28 @@ async def test_tool_markup_in_the_answer_never_reaches_the_customer(
 ) -> None:
     llm.add(reply('<tool_response>{"ok":true}</tool_response> Hola, ¿en qué te ayudo?'))
     assert (await body_of(chat, "Hola"))["reply"] == "Hola, ¿en qué te ayudo?"
+
+
+async def test_an_answer_that_repeats_the_last_reply_is_sent_back_and_not_kept(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    # Seen with a 1.5B model: from its second turn on it repeats its first answer word for word.
+    asked = "¡Hola! ¿Para qué día y hora quieres tu cita?"
+    llm.add(reply(asked))
+    await body_of(chat, "Hola, quiero una cita")
+    llm.add(reply(asked), call("check_availability", SLOT), reply("Mañana a las 15:00 está libre."))
+    body = await body_of(chat, "Mañana a las 3 de la tarde")
+    assert body["reply"] == "Mañana a las 15:00 está libre."
+    correction = {"role": "user", "content": CORRECTIONS["repeat"]}
+    assert correction in messages_sent(llm, 2)  # the call after the repeat
+    llm.add(reply("De nada."))
+    await body_of(chat, "Gracias")
+    history = messages_sent(llm)
+    assert correction not in history
+    assert [m["content"] for m in history if m["role"] == "assistant" and m["content"]] == [
+        asked,
+        "Mañana a las 15:00 está libre.",
+    ]
 
 
 # --------------------------------------------------------------------------- repeated calls

@@ -107,7 +107,9 @@ async def create_booking(
 
 def _not_given_by_customer(ctx: TurnContext, args: CreateBookingArgs) -> ToolResult | None:
     """A refusal when the name or email is not something the customer wrote (a model's guess,
-    a placeholder, an argument description copied as a value)."""
+    a placeholder, an argument description copied as a value). When the customer did write
+    them ("me llamo …", an email), the refusal hands them to the model: small models invent
+    data even with the right one a few lines up."""
     email = args.customer_email
     email_given = (
         ctx.customer.wrote_email(email)
@@ -115,20 +117,32 @@ def _not_given_by_customer(ctx: TurnContext, args: CreateBookingArgs) -> ToolRes
         else not ctx.tenant.email_required  # a business that does not need it
     )
     missing = [
-        what
-        for what, given in (
-            ("su nombre y apellido", ctx.customer.wrote_name(args.customer_name)),
-            ("su correo electrónico", email_given),
+        (what, written)
+        for what, given, written in (
+            (
+                "su nombre y apellido",
+                ctx.customer.wrote_name(args.customer_name),
+                ctx.customer.latest_name(),
+            ),
+            ("su correo electrónico", email_given, ctx.customer.latest_email()),
         )
         if not given
     ]
     if not missing:
         return None
+    refused = f"No se reservó: el cliente no escribió {' ni '.join(w for w, _ in missing)}. "
+    if all(written for _, written in missing):
+        found = ", ".join(f"{what.removeprefix('su ')} «{written}»" for what, written in missing)
+        return _not_booked(
+            "customer_data_not_given",
+            f"{refused}Lo que el cliente sí escribió: {found}. Vuelve a llamar a create_booking "
+            "con esos datos exactos; nunca inventes datos.",
+        )
+    asked = " y ".join(what.replace("su ", "tu ", 1) for what, _ in missing)
     return _not_booked(
         "customer_data_not_given",
-        f"No se reservó: el cliente no escribió {' ni '.join(missing)} en esta conversación. "
-        "Pídeselo al cliente y usa exactamente lo que escriba; nunca inventes datos.",
-        f"Para reservar tu cita necesito {' y '.join(missing)}. ¿Me lo escribes, por favor?",
+        f"{refused}Pídeselo al cliente y usa exactamente lo que escriba; nunca inventes datos.",
+        f"Para reservar tu cita necesito {asked}. ¿Me lo escribes, por favor?",
     )
 
 
