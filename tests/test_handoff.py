@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from citas.agent.tools.handoff import HANDOFF_REPLY, handoff_label
 from citas.config import Settings
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import LocalCitas
-from tests.conftest import chat_body
+from tests.conftest import chat_body, tool_results
 from tests.helpers import sample
 from tests.test_booking import MakeClient
 
@@ -119,3 +121,46 @@ def test_handoff_reasons_become_a_few_labels() -> None:
     assert handoff_label("Reclamo por mala atención") == "complaint"
     assert handoff_label("Emergencia: dolor fuerte") == "emergency"
     assert handoff_label("xyz") == "other"
+
+
+async def test_a_handoff_the_customer_never_asked_for_is_refused_and_the_model_keeps_helping(
+    client: LocalCitas, llm: ModelScript
+) -> None:
+    # Seen with a 1.5B model: a price question, one refused booking call, then a handoff.
+    llm.add(call("request_human", {"reason": "no pude ayudar"}), reply("La limpieza cuesta S/ 80."))
+    body = await send(client, "¿Cuánto cuesta una limpieza?")
+    assert body == {"reply": "La limpieza cuesta S/ 80.", "url": None}
+    refused = tool_results(llm.requests[-1])[-1]
+    assert refused["error"] == "handoff_not_requested" and refused["ok"] is False
+    llm.add(reply("A las 9."))
+    assert (await send(client, "¿Y a qué hora abren?"))["reply"] == "A las 9."
+
+
+@pytest.mark.parametrize(
+    "message", ["Tengo un reclamo por mi última cita", "Es urgente, me duele mucho la muela"]
+)
+async def test_a_complaint_or_an_emergency_backs_a_handoff(
+    client: LocalCitas, llm: ModelScript, message: str
+) -> None:
+    llm.add(call("request_human", {"reason": "reclamo"}))
+    assert (await send(client, message))["handoff"] == {"reason": "reclamo"}
+
+
+async def test_a_person_offered_last_turn_and_accepted_backs_a_handoff(
+    client: LocalCitas, llm: ModelScript
+) -> None:
+    llm.add(reply("No tengo ese dato. ¿Quieres que te comunique con una persona del equipo?"))
+    await send(client, "¿Atienden con seguro Pacífico?")
+    llm.add(call("request_human", {"reason": "consulta de seguro"}))
+    assert (await send(client, "Sí, por favor"))["handoff"] == {"reason": "consulta de seguro"}
+
+
+async def test_a_tool_that_cannot_help_backs_a_handoff(
+    client: LocalCitas, llm: ModelScript
+) -> None:
+    # No phone to look the customer's appointments up with: the result says to offer a person.
+    llm.add(call("list_my_bookings", {}), call("request_human", {"reason": "sin teléfono"}))
+    response = await client.post("/api/chat", json=chat_body("¿Qué citas tengo?", "web-abc"))
+    body = await response.json()
+    assert tool_results(llm.requests[-1])[-1]["error"] == "no_phone"
+    assert body["handoff"] == {"reason": "sin teléfono"}

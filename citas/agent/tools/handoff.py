@@ -3,15 +3,24 @@
 The turn ends with a short message (the loop stops at once) and the answer carries
 `handoff: {reason}`; the conversation is then paused until a person resumes it (see
 `citas/api/handlers.py` and `SessionStore.pause`).
+
+A paused conversation gets no answer until someone at the business reads it, so the handoff is
+made only when the turn's facts back it: the customer asked for a person or wrote of a complaint
+or an emergency, the assistant offered a person last turn, or tools failed. Otherwise (small
+models hand off after any refusal, even to a price question) the model is told to keep helping.
 """
 
 from __future__ import annotations
 
+import structlog
 from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments
 from citas.agent.tools.context import ToolServices, TurnContext
-from citas.agent.tools.result import ToolResult
+from citas.agent.tools.result import ToolResult, failure
+from citas.customer_words import fold
+
+log = structlog.get_logger("citas.agent")
 
 DESCRIPTION = (
     "Pasa la conversación a una persona del negocio. Úsala cuando el cliente pida hablar con "
@@ -34,11 +43,58 @@ class RequestHumanArgs(Arguments):
     )
 
 
+NOT_ASKED = (
+    "No se derivó: el cliente no pidió hablar con una persona. Sigue ayudándolo tú con lo que "
+    "pidió; si de verdad no puedes, pregúntale si quiere que lo comunique con una persona."
+)
+# Folded word starts in the customer's words that back a handoff: a person, a complaint, an
+# emergency ("persona", "asesora", "reclamo", "urgente", "me duele", "sangra").
+_ASKED = (
+    "persona",
+    "human",
+    "asesor",
+    "alguien",
+    "encargad",
+    "gerente",
+    "duen",
+    "administrador",
+    "operador",
+    "agente",
+    "hablar",
+    "reclam",
+    "queja",
+    "quejar",
+    "emergencia",
+    "urgen",
+    "dolor",
+    "duele",
+    "sangr",
+)
+# What a person in the assistant's last reply reads like: it offered one.
+_OFFERED = ("persona", "equipo", "asesor")
+# Results that mean the assistant cannot help here (their instruction may say to offer a person).
+_CANNOT_HELP = frozenset({"no_phone", "backend_unavailable", "backend_rejected", "tool_failed"})
+_FAILURES_ENOUGH = 2
+
+
 async def request_human(
     services: ToolServices, ctx: TurnContext, args: RequestHumanArgs
 ) -> ToolResult:
+    if not _backed(ctx):
+        log.info("handoff_refused", reason=args.reason[:MAX_REASON_CHARS])
+        return failure("handoff_not_requested", NOT_ASKED)
     ctx.handoff = " ".join(args.reason.split())[:MAX_REASON_CHARS]
     return ToolResult(True, {"derivado": True}, customer_text=HANDOFF_REPLY)
+
+
+def _backed(ctx: TurnContext) -> bool:
+    """Whether the turn's facts back a handoff (see the module docstring)."""
+    if ctx.customer.wrote_word_starting(_ASKED):
+        return True
+    if ctx.last_reply and any(word in fold(ctx.last_reply) for word in _OFFERED):
+        return True
+    failed = [r for r in ctx.results if not r.ok]
+    return len(failed) >= _FAILURES_ENOUGH or any(r.error in _CANNOT_HELP for r in failed)
 
 
 _LABELS = (
