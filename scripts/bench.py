@@ -85,14 +85,17 @@ class Model:
         opening = messages[-1]["role"] != "tool"
         if self.probe is not None:
             self.probe.append((opening, messages))
+        # Each answer differs from the last, as a real model's do: citas sends back an answer
+        # that repeats the previous reply (its reply guard), which would add a model call.
         if opening and messages[-1]["content"].startswith(SMALL_TALK):
-            return reply("Claro, aquí estoy cuando quieras.")
+            return reply(f"Claro, aquí estoy cuando quieras (mensaje {len(messages)}).")
         if opening:
             self.tool_calls += 1
             asked = ASK.search(messages[-1]["content"])
             day, at = asked.groups() if asked else (slot_day().isoformat(), "10:00")
             return call("check_availability", {"date": day, "time": at})
-        return reply("Ese horario está libre. ¿Te lo reservo? Dime tu nombre y tu correo.")
+        when = json.loads(messages[-1]["content"]).get("cuando", "Ese horario")
+        return reply(f"{when}: está libre. ¿Te lo reservo? Dime tu nombre y tu correo.")
 
 
 # --------------------------------------------------------------------------- processes
