@@ -118,6 +118,7 @@ class Conversation:
             "bookings": ledger.bookings,
             "unsettled": ledger.unsettled,
             "proposals": ledger.proposals,
+            "awaiting": ledger.awaiting,
             "customer": self.customer.to_dict(),
             "paused_until": self.paused_until,
             "handoff_reason": self.handoff_reason,
@@ -132,6 +133,7 @@ class Conversation:
             bookings=dict(data.get("bookings", {})),
             unsettled=list(data.get("unsettled", [])),
             proposals=dict(data.get("proposals", {})),
+            awaiting=data.get("awaiting"),
         )
         # Keys added after v1 shipped are optional, so conversations saved earlier still load.
         customer = CustomerWords.from_dict(data.get("customer"))

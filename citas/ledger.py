@@ -23,6 +23,9 @@ class BookingLedger:
     """Idempotency keys of `CREAR_EVENTO` calls whose answer never came (maybe committed)."""
     proposals: dict[str, str] = field(default_factory=dict)
     """Bookings put to the customer for confirmation: idempotency key → the proposing turn."""
+    awaiting: dict[str, Any] | None = None
+    """The latest booking put to the customer and not made yet: its key, slot start (local
+    `YYYY-MM-DD HH:MM:SS`), name, email and service; told to the model each turn until made."""
 
     def is_verified(self, slot_start: str) -> bool:
         return slot_start in self.verified_slots
@@ -43,6 +46,8 @@ class BookingLedger:
 
     def record_booking(self, key: str, confirmation: dict[str, Any]) -> None:
         self.bookings[key] = confirmation
+        if self.awaiting is not None and self.awaiting.get("key") == key:
+            self.awaiting = None
         for old in list(self.bookings)[:-_MAX_BOOKINGS]:
             del self.bookings[old]
 
@@ -58,8 +63,11 @@ class BookingLedger:
         if key in self.unsettled:
             self.unsettled.remove(key)
 
-    def propose(self, key: str, turn_id: str) -> None:
-        """Record that this booking was put to the customer in turn `turn_id`."""
+    def propose(self, key: str, turn_id: str, awaiting: dict[str, Any] | None = None) -> None:
+        """Record that this booking was put to the customer in turn `turn_id`; `awaiting`
+        describes it (see `awaiting`)."""
+        if awaiting is not None:
+            self.awaiting = {"key": key, **awaiting}
         self.proposals.pop(key, None)
         self.proposals[key] = turn_id
         for old in list(self.proposals)[:-_MAX_BOOKINGS]:
@@ -80,4 +88,5 @@ class BookingLedger:
             dict(self.bookings),
             list(self.unsettled),
             dict(self.proposals),
+            dict(self.awaiting) if self.awaiting is not None else None,
         )

@@ -80,7 +80,10 @@ async def test_citas_prompts_dir_replaces_the_templates(
     assert (await client.post("/api/chat", json=chat_body("Hola"))).status == 200
     [request] = llm.requests
     system = [m["content"] for m in request["messages"] if m["role"] == "system"]
-    assert system == ["Sistema propio de America/Lima", "Reloj propio: 10:00"]
+    prompt, clock = system
+    assert prompt == "Sistema propio de America/Lima"
+    # The turn's note: the clock from the template, then where the conversation stands.
+    assert clock.split("\n\n")[0] == "Reloj propio: 10:00"
 
 
 def test_faqs_read_as_plain_question_and_answer_lines() -> None:

@@ -147,7 +147,8 @@ async def test_two_workers_answer_turns_of_one_conversation_through_redis(
     redis_url: str,
     redis_prefix: str,
 ) -> None:
-    llm.responder = lambda body: reply("Hola, ¿en qué te ayudo?")
+    # A different answer each turn: one that repeats the last reply is sent back (reply guard).
+    llm.responder = lambda body: reply(f"Recibí: {body['messages'][-1]['content']}")
     async with (
         two_workers(fake_llm, live_sandbox, redis_url, redis_prefix) as server,
         fresh_connections() as http,

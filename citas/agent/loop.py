@@ -43,6 +43,7 @@ from citas.agent.reply_guard import EMPTY_REPLY, NOT_DONE, ReplyGuard, fallback_
 from citas.agent.tools import ToolRegistry, TurnContext
 from citas.agent.tools.handoff import HANDOFF_REPLY, handoff_label
 from citas.agent.turn import TurnError, TurnRequest, TurnResult
+from citas.agent.turn_note import conversation_note
 from citas.clock import Clock
 from citas.conversation import Conversation
 from citas.domain import ConversationKey
@@ -308,6 +309,8 @@ class Agent:
             today=now.date(),
             turn_id=uuid.uuid4().hex,
             offerings=info.services,
+            faqs=info.faqs,
+            business_context=info.context,
             said=tuple(request.messages),
             last_reply=last_reply,
         )
@@ -317,7 +320,9 @@ class Agent:
             context=context,
             emit=emit,
             bookings_before=conversation.ledger.booking_keys(),
-            clock_note=self._clock_note(self.prompts.clock_message(now), said[0]),
+            clock_note=self._clock_note(
+                self.prompts.clock_message(now), conversation_note(conversation, tenant), said[0]
+            ),
         )
         try:
             await self._rounds(system, conversation, turn, deadline)
@@ -417,10 +422,12 @@ class Agent:
             return [system, *history, turn.clock_note, *turn.messages]
         return [system, *history, turn.clock_note, *turn.messages[1:]]
 
-    def _clock_note(self, clock: str, first: UserMessage) -> Message:
+    def _clock_note(self, clock: str, state: str, first: UserMessage) -> Message:
+        """The turn's note: the clock, then where the conversation stands (`turn_note`)."""
+        note = f"{clock}\n\n{state}" if state else clock
         if self.clock_role == "system":
-            return system_message(clock)
-        return user_message(f"{clock}\n\n{first['content']}")
+            return system_message(note)
+        return user_message(f"{note}\n\n{first['content']}")
 
     def _answer(self, reply: ModelReply, turn: _Turn) -> bool:
         """Check the model's answer; True once the turn has its final reply, False when the

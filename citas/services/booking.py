@@ -161,7 +161,10 @@ class BookingService:
             ),
         )
         if outcome.pending:
-            ledger.propose(ikey, turn_id)
+            customer = request.customer
+            awaiting: dict[str, str | None] = {"slot": request.slot.local_start}
+            awaiting |= {"name": customer.name, "email": customer.email, "service": request.service}
+            ledger.propose(ikey, turn_id, awaiting)
         if shared and outcome.confirmation is not None:
             BOOKINGS.labels(outcome="deduplicated").inc()
             return BookingOutcome(outcome.confirmation, deduplicated=True)
