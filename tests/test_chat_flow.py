@@ -7,6 +7,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from citas.agent.loop import LLM_APOLOGY, ROUND_LIMIT_REPLY
 from citas.agent.tools import ToolRegistry
 from citas.runtime import RUNTIME
@@ -92,6 +94,35 @@ async def test_product_question_uses_search(chat: ChatFn, llm: ModelScript) -> N
     assert (await response.json())["reply"] == "Cuesta S/ 350."
     result = tool_results(llm.requests[-1])[-1]
     assert [(r["nombre"], r["precio"]) for r in result["resultados"]] == [("Blanqueamiento", 350.0)]
+
+
+@pytest.mark.parametrize(
+    ("query", "answers"),
+    [
+        ("seguros", ["Sí, trabajamos con Pacífico y Rímac."]),
+        ("medios de pago", ["Efectivo, tarjetas de débito y crédito, Yape y Plin."]),
+        ("dirección", ["Dirección: Av. Larco 123."]),
+    ],
+)
+async def test_a_search_with_no_product_finds_the_faq_answer_or_the_description(
+    chat: ChatFn, llm: ModelScript, query: str, answers: list[str]
+) -> None:
+    # A 1.5B model searched "seguros" three times and told the customer nothing was found.
+    llm.add(call("search_products", {"query": query}), reply("ok"))
+    await chat("Una consulta")
+    result = tool_results(llm.requests[-1])[-1]
+    assert (result["resultados"], result["informacion"]) == ([], answers)
+    assert result["mensaje"] == " ".join(answers)
+
+
+async def test_a_search_for_nothing_the_business_knows_says_so(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    llm.add(call("search_products", {"query": "tatuajes"}), reply("ok"))
+    await chat("¿Hacen tatuajes?")
+    result = tool_results(llm.requests[-1])[-1]
+    assert "informacion" not in result
+    assert result["mensaje"] == "No encontré servicios ni productos para «tatuajes»."
 
 
 async def test_two_tool_calls_in_one_round_run_concurrently(

@@ -7,7 +7,7 @@ from datetime import date
 
 from citas.agent.tools.result import ToolResult
 from citas.customer_words import CustomerWords, fold
-from citas.domain import ConversationKey, Offering, Tenant
+from citas.domain import ConversationKey, Faq, Offering, Tenant
 from citas.ledger import BookingLedger
 from citas.services.appointments import AppointmentService
 from citas.services.booking import BookingService
@@ -53,6 +53,9 @@ class TurnContext:
     repeats: int = 0
     offerings: tuple[Offering, ...] = ()
     """The business's services (`OBTENER_SERVICIOS_CITAS`), for a service's own length."""
+    faqs: tuple[Faq, ...] = ()
+    business_context: str = ""
+    """The business's FAQs and description, which `search_products` also searches."""
 
     def find_service(self, name: str | None) -> Offering | None:
         """The service the model named (case, accents and extra words aside), if exactly one

@@ -1,16 +1,34 @@
-"""`search_products`: the business's services and products matching what the customer asks."""
+"""`search_products`: the business's services and products matching what the customer asks, and
+the FAQ answers and description sentences that speak of it.
+
+The FAQs and the description are in the system prompt, but small models search for them anyway
+("seguros", "dirección") and then say nothing was found; so the search finds them too.
+"""
 
 from __future__ import annotations
+
+import re
 
 from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
+from citas.customer_words import name_words
 from citas.errors import BackendRejected
 from citas.money import format_amount
 
-DESCRIPTION = "Busca servicios y productos del negocio (nombre, precio, descripción)."
+DESCRIPTION = (
+    "Busca servicios y productos del negocio (nombre, precio, descripción) y respuestas a "
+    "preguntas frecuentes (seguros, pagos, dirección...)."
+)
+MAX_ANSWERS = 2
+_STEM = 5  # a word's first letters: "seguros" finds "seguro", "pagos" finds "pago"
+_MIN_WORD = 4  # shorter query words ("que", "hay", "los") say nothing of the topic
+_SENTENCE = re.compile(r"(?<![A-Z][a-z]\.)(?<=[.!?])\s+")  # not after "Av." nor "Jr."
+_QUESTION_WORDS = frozenset(
+    {"cuanto", "cuanta", "cuantos", "donde", "tienen", "tiene", "aceptan", "hacen", "puedo"}
+)
 
 
 class SearchProductsArgs(Arguments):
@@ -42,6 +60,12 @@ async def search_products(
         for o in found
     ]
     if not items:
+        # Only when no service or product fits: "¿Cuánto dura una limpieza?" is not a price.
+        answers = business_answers(ctx, args.query)
+        if answers:
+            return ToolResult(
+                True, {"resultados": [], "informacion": answers}, customer_text=" ".join(answers)
+            )
         return ToolResult(
             True,
             {"resultados": []},
@@ -55,3 +79,24 @@ async def search_products(
     return ToolResult(
         True, {"resultados": items, "moneda": currency}, customer_text=f"Encontré: {lines}."
     )
+
+
+def business_answers(ctx: TurnContext, query: str) -> list[str]:
+    """The FAQ answers and description sentences that share a word's stem with `query`, the
+    ones sharing most first (at most `MAX_ANSWERS`)."""
+    stems = {
+        word[:_STEM]
+        for word in name_words(query)
+        if len(word) >= _MIN_WORD and word not in _QUESTION_WORDS
+    }
+    if not stems:
+        return []
+    candidates = [(f"{f.question} {f.answer}", f.answer) for f in ctx.faqs]
+    candidates += [(s, s) for s in _SENTENCE.split(ctx.business_context) if s.strip()]
+    scored: list[tuple[int, int, str]] = []
+    for searched, answer in candidates:
+        words = {word[:_STEM] for word in name_words(searched)}
+        shared = len(stems & words)
+        if shared:
+            scored.append((-shared, len(scored), answer.strip()))
+    return [answer for _, _, answer in sorted(scored)[:MAX_ANSWERS]]
