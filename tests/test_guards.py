@@ -227,6 +227,58 @@ async def test_a_claimed_booking_gets_one_correction_then_a_reply_from_the_facts
     assert events(sandbox) == []
 
 
+async def propose(chat: ChatFn, llm: ModelScript) -> None:
+    llm.add(call("check_availability", SLOT), call("create_booking", BOOKING), reply("¿Confirmas?"))
+    await body_of(chat, f"Mañana a las 3 de la tarde. {GIVES_DATA}")
+
+
+async def test_a_bare_yes_books_the_proposal_when_the_model_does_not(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Seen with a 1.5B model: «Sí, confírmala» answered with the summary again, no booking.
+    metrics = MetricsDelta()
+    await propose(chat, llm)
+    llm.add(reply("Tu cita sería el martes 1 de diciembre a las 15:00. ¿Confirmo la reserva?"))
+    body = await body_of(chat, "Sí, confírmala por favor")
+    [event] = events(sandbox)
+    assert event["fecha_inicio"] == "2026-12-01 15:00:00"
+    assert event["cliente_correo"] == "ana.perez@example.com"
+    assert body["reply"].startswith("¡Listo! Tu cita quedó reservada para el martes 1 de diciembre")
+    assert body["url"] and body["url"] in body["reply"]
+    assert metrics.of("citas_reply_guard_total", action="booked_on_yes") == 1
+    llm.add(reply("De nada."))
+    await body_of(chat, "Gracias")  # the history the model gets next is valid for the API
+    sent = messages_sent(llm)
+    [made] = [m for m in sent if m["role"] == "assistant" and m.get("tool_calls")][-1:]
+    assert made["tool_calls"][0]["function"]["name"] == "create_booking"
+    assert {"role": "assistant", "content": body["reply"]} in sent
+
+
+@pytest.mark.parametrize(
+    "answer", ["Sí, pero mejor a las 4", "Déjame pensarlo", "no", "Sí, y otra para el viernes"]
+)
+async def test_anything_but_a_bare_yes_is_left_to_the_model(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, answer: str
+) -> None:
+    await propose(chat, llm)
+    llm.add(reply("Claro, ¿qué prefieres?"))
+    body = await body_of(chat, answer)
+    assert body["reply"] == "Claro, ¿qué prefieres?"
+    assert events(sandbox) == []
+
+
+async def test_a_yes_the_model_books_itself_is_booked_once(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    await propose(chat, llm)
+    llm.add(call("create_booking", BOOKING), reply("¡Listo!"))
+    await body_of(chat, "Sí")
+    assert len(events(sandbox)) == 1
+    llm.add(reply("Tu cita ya está reservada."))
+    await body_of(chat, "Ok, gracias")  # a yes with nothing awaiting it books nothing
+    assert len(events(sandbox)) == 1
+
+
 async def test_an_empty_answer_after_a_booking_tells_the_booking_and_history_keeps_it(
     make_client: MakeClient, settings: Settings, llm: ModelScript
 ) -> None:

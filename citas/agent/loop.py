@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import structlog
 
+from citas.agent.booking_on_yes import booking_call, is_bare_yes
 from citas.agent.events import (
     AnswerText,
     EventSink,
@@ -90,6 +91,8 @@ class _Turn:
     """The clock note as sent: a system message, or the customer's first message with the note at
     its start (`CITAS_CLOCK_ROLE`). Made once per turn, so every call of the turn sends the same
     object and the request encoder serializes it once."""
+    awaiting: dict[str, Any] | None = None
+    """The booking awaiting the customer's yes when the turn began (`booking_on_yes`)."""
     tool_rounds: int = 0
     final: str | None = None
     corrected: bool = False
@@ -320,6 +323,7 @@ class Agent:
             context=context,
             emit=emit,
             bookings_before=conversation.ledger.booking_keys(),
+            awaiting=conversation.ledger.awaiting,
             clock_note=self._clock_note(
                 self.prompts.clock_message(now), conversation_note(conversation, tenant), said[0]
             ),
@@ -391,7 +395,7 @@ class Agent:
                 history = conversation.messages()
                 continue
             if not reply.tool_calls:
-                if self._answer(reply, turn):
+                if await self._booked_on_yes(turn) or self._answer(reply, turn):
                     return
                 continue
             turn.messages.append(assistant_message(reply.text, reply.tool_calls))
@@ -414,6 +418,28 @@ class Agent:
                 facts = turn.context.booked or turn.context.pending
                 self._finish(turn, fallback_reply(turn.context) if facts else ROUND_LIMIT_REPLY)
                 return
+
+    async def _booked_on_yes(self, turn: _Turn) -> bool:
+        """When the customer's whole message is a yes to the booking awaiting it and the model
+        answered without making it, make it (`booking_on_yes`); True once the turn has its reply:
+        the booking's confirmation, or why it could not be made."""
+        ctx, awaiting = turn.context, turn.awaiting
+        if (
+            awaiting is None
+            or ctx.booked
+            or ctx.pending is not None
+            or ctx.ledger.awaiting != awaiting
+            or not is_bare_yes(ctx.said)
+        ):
+            return False
+        call = booking_call(awaiting)
+        content = await self.tools.dispatch(ctx, call, turn.emit)
+        turn.messages += [assistant_message(None, [call]), tool_message(call.id, content)]
+        action = "booked_on_yes" if ctx.booked else "not_booked_on_yes"
+        record([action])
+        log.info("reply_guarded", actions=[action])
+        self._finish(turn, fallback_reply(ctx))
+        return True
 
     def _request(self, system: SystemMessage, history: list[Message], turn: _Turn) -> list[Message]:
         """What the model is sent: the stable prefix (prompt, history), then this turn with the

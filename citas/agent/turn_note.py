@@ -10,7 +10,9 @@ call is the easy one. The note sits after the history, so the cached prompt pref
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from citas.agent.booking_on_yes import confirming_arguments
 from citas.conversation import Conversation
 from citas.datetext import describe_slot
 from citas.domain import LOCAL_FORMAT, Tenant
@@ -37,16 +39,10 @@ def conversation_note(conversation: Conversation, tenant: Tenant) -> str:
     return "\n".join(lines)
 
 
-def _awaiting_note(awaiting: dict[str, str | None]) -> str:
+def _awaiting_note(awaiting: dict[str, Any]) -> str:
+    arguments = confirming_arguments(awaiting)
+    call = ", ".join(f"{name} «{value}»" for name, value in arguments.items())
     start = datetime.strptime(str(awaiting["slot"]), LOCAL_FORMAT)
-    arguments = {
-        "date": f"{start:%Y-%m-%d}",
-        "time": f"{start:%H:%M}",
-        "customer_name": awaiting.get("name"),
-        "customer_email": awaiting.get("email"),
-        "service": awaiting.get("service"),
-    }
-    call = ", ".join(f"{name} «{value}»" for name, value in arguments.items() if value)
     return (
         f"Reserva propuesta, esperando que el cliente la confirme: {describe_slot(start)}. Si el "
         f"cliente dice que sí, llama a create_booking con {call}. Si pide otro día u hora, "
