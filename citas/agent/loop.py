@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 import structlog
 
-from citas.agent.booking_on_yes import booking_call, is_bare_yes
 from citas.agent.events import (
     AnswerText,
     EventSink,
@@ -37,6 +36,7 @@ from citas.agent.events import (
     TurnEvents,
     TurnFinished,
 )
+from citas.agent.follow_through import booking_call, is_bare_yes
 from citas.agent.model import ChatModel, ModelReply
 from citas.agent.prompt import PromptBuilder
 from citas.agent.reply_format import ReplyFormat, format_reply
@@ -92,7 +92,7 @@ class _Turn:
     its start (`CITAS_CLOCK_ROLE`). Made once per turn, so every call of the turn sends the same
     object and the request encoder serializes it once."""
     awaiting: dict[str, Any] | None = None
-    """The booking awaiting the customer's yes when the turn began (`booking_on_yes`)."""
+    """The booking awaiting the customer's yes when the turn began (`follow_through`)."""
     tool_rounds: int = 0
     final: str | None = None
     corrected: bool = False
@@ -421,7 +421,7 @@ class Agent:
 
     async def _booked_on_yes(self, turn: _Turn) -> bool:
         """When the customer's whole message is a yes to the booking awaiting it and the model
-        answered without making it, make it (`booking_on_yes`); True once the turn has its reply:
+        answered without making it, make it (`follow_through`); True once the turn has its reply:
         the booking's confirmation, or why it could not be made."""
         ctx, awaiting = turn.context, turn.awaiting
         if (

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from citas.agent.booking_on_yes import confirming_arguments
+from citas.agent.follow_through import confirming_arguments
 from citas.conversation import Conversation
 from citas.datetext import describe_slot
 from citas.domain import LOCAL_FORMAT, Tenant

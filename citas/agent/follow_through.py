@@ -1,12 +1,13 @@
-"""A bare «sí» to a proposed booking books it, when the model answers without doing so.
+"""Steps the loop takes itself when the customer clearly asked for them and the model did not.
 
-With `CITAS_CONFIRM_BEFORE_BOOKING` the customer is shown the exact summary (slot, name, email)
-and asked to confirm; the second `create_booking` is then a formality, and it is the step small
-models miss most: they answer «Sí, confírmala» with the summary again, or an apology, and the
-customer leaves without the appointment they confirmed. So when the customer's whole message is a
-yes, a booking awaits it (`BookingLedger.awaiting`) and the model's turn made no booking and no
-new proposal, the loop makes that call itself, through the same tool and rules. Anything more than
-a yes ("sí, pero a las 5", "déjame pensarlo") is left to the model.
+A bare «sí» to a proposed booking books it. With `CITAS_CONFIRM_BEFORE_BOOKING` the customer is
+shown the exact summary (slot, name, email) and asked to confirm; the second `create_booking` is
+then a formality, and it is the step small models miss most: they answer «Sí, confírmala» with
+the summary again, or an apology, and the customer leaves without the appointment they
+confirmed. So when the customer's whole message is a yes, a booking awaits it
+(`BookingLedger.awaiting`) and the model's turn made no booking and no new proposal, the loop
+makes that call itself, through the same tool and rules. Anything more than a yes ("sí, pero a
+las 5", "déjame pensarlo") is left to the model.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What counts as a bare yes to a proposed booking (`citas.agent.booking_on_yes`)."""
+"""What counts as a bare yes to a proposed booking (`citas.agent.follow_through`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from citas.agent.booking_on_yes import booking_call, is_bare_yes
+from citas.agent.follow_through import booking_call, is_bare_yes
 
 
 @pytest.mark.parametrize(
