@@ -119,6 +119,7 @@ class Conversation:
             "unsettled": ledger.unsettled,
             "proposals": ledger.proposals,
             "awaiting": ledger.awaiting,
+            "wanted": ledger.wanted,
             "customer": self.customer.to_dict(),
             "paused_until": self.paused_until,
             "handoff_reason": self.handoff_reason,
@@ -134,6 +135,7 @@ class Conversation:
             unsettled=list(data.get("unsettled", [])),
             proposals=dict(data.get("proposals", {})),
             awaiting=data.get("awaiting"),
+            wanted=data.get("wanted"),
         )
         # Keys added after v1 shipped are optional, so conversations saved earlier still load.
         customer = CustomerWords.from_dict(data.get("customer"))

@@ -26,6 +26,10 @@ class BookingLedger:
     awaiting: dict[str, Any] | None = None
     """The latest booking put to the customer and not made yet: its key, slot start (local
     `YYYY-MM-DD HH:MM:SS`), name, email and service; told to the model each turn until made."""
+    wanted: dict[str, Any] | None = None
+    """The slot the customer last asked for by its time and found free (its start, local
+    `YYYY-MM-DD HH:MM:SS`, and service), until it is proposed or booked or another day or time
+    is asked: what their name and email are for when they send them (`follow_through`)."""
 
     def is_verified(self, slot_start: str) -> bool:
         return slot_start in self.verified_slots
@@ -46,6 +50,7 @@ class BookingLedger:
 
     def record_booking(self, key: str, confirmation: dict[str, Any]) -> None:
         self.bookings[key] = confirmation
+        self.wanted = None
         if self.awaiting is not None and self.awaiting.get("key") == key:
             self.awaiting = None
         for old in list(self.bookings)[:-_MAX_BOOKINGS]:
@@ -68,6 +73,7 @@ class BookingLedger:
         describes it (see `awaiting`)."""
         if awaiting is not None:
             self.awaiting = {"key": key, **awaiting}
+        self.wanted = None
         self.proposals.pop(key, None)
         self.proposals[key] = turn_id
         for old in list(self.proposals)[:-_MAX_BOOKINGS]:
@@ -89,4 +95,5 @@ class BookingLedger:
             list(self.unsettled),
             dict(self.proposals),
             dict(self.awaiting) if self.awaiting is not None else None,
+            dict(self.wanted) if self.wanted is not None else None,
         )

@@ -528,3 +528,20 @@ async def test_a_failure_after_the_booking_is_a_200_with_the_confirmation(
     response = await chat("Ana Pérez, ana.perez@example.com", message_id="wamid.x")
     assert response.status == 200 and (await response.json())["url"] == event.url
     assert sandbox.backend.events == [event]
+
+
+def test_the_wanted_slot_outlives_the_store_and_ends_when_proposed_or_booked() -> None:
+    conversation = Conversation()
+    wanted = {"slot": "2026-12-01 15:00:00", "service": "Limpieza"}
+    conversation.ledger.wanted = dict(wanted)
+    restored = Conversation.from_dict(json.loads(json.dumps(conversation.to_dict())))
+    assert restored.ledger.wanted == wanted
+    assert restored.ledger.copy().wanted == wanted
+    restored.ledger.propose("k1", "turn-1", {"slot": wanted["slot"], "name": "Ana Pérez"})
+    assert restored.ledger.wanted is None
+    restored.ledger.wanted = dict(wanted)
+    restored.ledger.record_booking("k2", {})
+    assert restored.ledger.wanted is None
+    older = conversation.to_dict()
+    del older["wanted"]  # saved before the field existed
+    assert Conversation.from_dict(older).ledger.wanted is None

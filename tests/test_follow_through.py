@@ -1,4 +1,5 @@
-"""What counts as a bare yes to a proposed booking (`citas.agent.follow_through`)."""
+"""The follow-through steps' judgements (`citas.agent.follow_through`): a bare yes, the data for the
+wanted slot, a message naming a day or time."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 
 import pytest
 
-from citas.agent.follow_through import booking_call, is_bare_yes
+from citas.agent.follow_through import booking_call, is_bare_yes, mentions_day_or_time, wanted_data
+from citas.customer_words import CustomerWords
 
 
 @pytest.mark.parametrize(
@@ -45,9 +47,49 @@ def test_not_a_bare_yes(said: list[str]) -> None:
 def test_the_call_confirms_with_what_was_proposed() -> None:
     awaiting = {"key": "k", "slot": "2026-12-01 15:00:00", "name": "Ana Pérez", "email": ""}
     call = booking_call({**awaiting, "service": None})
-    assert call.name == "create_booking" and call.id.startswith("call_yes_")
+    assert call.name == "create_booking" and call.id.startswith("call_citas_")
     assert json.loads(call.arguments) == {
         "date": "2026-12-01",
         "time": "15:00",
         "customer_name": "Ana Pérez",
     }
+
+
+def words(*messages: str) -> CustomerWords:
+    customer = CustomerWords()
+    for message in messages:
+        customer.add(message)
+    return customer
+
+
+@pytest.mark.parametrize(
+    ("earlier", "said", "email_required", "data"),
+    [
+        ([], "Soy Ana Pérez, ana@x.com", True, {"name": "Ana Pérez", "email": "ana@x.com"}),
+        (["Me llamo Ana Pérez"], "ana@x.com", True, {"name": "Ana Pérez", "email": "ana@x.com"}),
+        ([], "Me llamo Ana Pérez", False, {"name": "Ana Pérez"}),
+        ([], "Me llamo Ana Pérez", True, None),  # the email is still missing
+        (["Soy Ana Pérez, ana@x.com"], "Sí", True, None),  # nothing new this turn
+        ([], "ana@x.com", True, None),  # no name anywhere
+    ],
+)
+def test_the_data_the_wanted_slot_is_proposed_with(
+    earlier: list[str], said: str, email_required: bool, data: dict[str, str] | None
+) -> None:
+    customer = words(*earlier, said)
+    assert wanted_data([said], customer, email_required=email_required) == data
+
+
+@pytest.mark.parametrize(
+    ("said", "mentions"),
+    [
+        ("Soy Ana Pérez, ana.perez2@gmail.com", False),  # a digit inside the email is not a time
+        ("Me llamo Ana Pérez", False),
+        ("Soy Ana Pérez, mejor el viernes", True),
+        ("Ana Pérez, a las 5", True),
+        ("Ana Pérez, por la tarde", True),
+        ("Ana Pérez, mañana", True),
+    ],
+)
+def test_a_message_that_names_a_day_or_time(said: str, mentions: bool) -> None:
+    assert mentions_day_or_time([said]) is mentions

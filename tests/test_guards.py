@@ -4,6 +4,8 @@ were seen doing, and the service still books right and tells the truth.
 - the customer confirms and the server enforces it (`CITAS_CONFIRM_BEFORE_BOOKING`);
 - customer data must come from the customer;
 - no reply claims a booking that does not exist; a booking's reply carries date, time and link;
+- a bare yes to a proposal books it, and the customer's data for the free slot they asked
+  proposes it, when the model does neither;
 - an answer that only repeats the last reply is sent back once;
 - history holds what the customer was sent; corrective messages are never kept;
 - identical calls in a turn are answered from the first result, and the turn ends after two;
@@ -277,6 +279,94 @@ async def test_a_yes_the_model_books_itself_is_booked_once(
     llm.add(reply("Tu cita ya está reservada."))
     await body_of(chat, "Ok, gracias")  # a yes with nothing awaiting it books nothing
     assert len(events(sandbox)) == 1
+
+
+SUMMARY = (
+    "Tu cita sería el martes 1 de diciembre a las 15:00, a nombre de Ana Pérez "
+    "(ana.perez@example.com). ¿Confirmo la reserva?"
+)
+
+
+async def ask_free_slot(chat: ChatFn, llm: ModelScript) -> None:
+    llm.add(call("check_availability", SLOT), reply("Está libre. ¿Tu nombre y tu correo?"))
+    await body_of(chat, "¿Tienen algo mañana a las 3 de la tarde?")
+
+
+async def test_the_data_for_the_slot_asked_proposes_it_when_the_model_does_not(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Seen with a 1.5B model: the name and email answered with thanks, and nothing proposed.
+    metrics = MetricsDelta()
+    await ask_free_slot(chat, llm)
+    llm.add(reply("¡Gracias, Ana! Tomo nota."))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == SUMMARY
+    assert events(sandbox) == []  # a proposal: the customer still has to say yes
+    assert metrics.of("citas_reply_guard_total", action="proposed_on_data") == 1
+    llm.add(reply("Perfecto."))
+    body = await body_of(chat, "Sí, confírmala")
+    [event] = events(sandbox)
+    assert event["fecha_inicio"] == "2026-12-01 15:00:00"
+    assert event["cliente_nombre"] == "Ana Pérez"
+    assert body["reply"].startswith("¡Listo! Tu cita quedó reservada")
+
+
+async def test_the_slot_a_refusal_of_invented_data_was_for_is_proposed_with_the_real_data(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    invented = {**SLOT, "customer_name": "John Doe", "customer_email": "john@example.com"}
+    llm.add(
+        call("check_availability", {"date": SLOT["date"]}),
+        call("create_booking", invented),
+        reply("¿Me das tu nombre y correo?"),
+    )
+    await body_of(chat, "Quiero una cita mañana, ¿qué horarios hay?")
+    llm.add(reply("Gracias."))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == SUMMARY
+    assert events(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Soy Ana Pérez, ana.perez@example.com, pero mejor el viernes",  # another day
+        "Soy Ana Pérez, ana.perez@example.com, a las 5",  # another time
+        "Soy Ana Pérez",  # no email yet, and the business needs it
+        "¿Cuánto cuesta?",  # no data
+    ],
+)
+async def test_data_with_another_day_or_time_or_incomplete_is_left_to_the_model(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, said: str
+) -> None:
+    await ask_free_slot(chat, llm)
+    llm.add(reply("Claro, cuéntame."))
+    body = await body_of(chat, said)
+    assert body["reply"] == "Claro, cuéntame."
+
+
+async def test_a_day_listed_after_the_check_is_a_new_choice_and_proposes_nothing(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    await ask_free_slot(chat, llm)
+    llm.add(call("check_availability", {"date": "2026-12-04"}), reply("El viernes hay 10:00."))
+    await body_of(chat, "¿Y el viernes qué hay?")
+    llm.add(reply("¿Qué hora prefieres?"))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == "¿Qué hora prefieres?"
+
+
+async def test_without_confirmation_the_loop_never_books_for_the_model(
+    make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    client = await make_client(settings.with_updates(confirm_before_booking=False))
+    context = chat_body("")["context"]
+    llm.add(call("check_availability", SLOT), reply("Está libre. ¿Tu nombre y tu correo?"))
+    await client.send("¿Mañana a las 3 de la tarde?", session_id="519", context=context)
+    llm.add(reply("Gracias, Ana."))
+    outcome = await client.send(GIVES_DATA, session_id="519", context=context)
+    assert outcome.reply == "Gracias, Ana."
+    assert events(sandbox) == []
 
 
 async def test_an_empty_answer_after_a_booking_tells_the_booking_and_history_keeps_it(

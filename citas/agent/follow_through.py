@@ -8,6 +8,15 @@ confirmed. So when the customer's whole message is a yes, a booking awaits it
 (`BookingLedger.awaiting`) and the model's turn made no booking and no new proposal, the loop
 makes that call itself, through the same tool and rules. Anything more than a yes ("sí, pero a
 las 5", "déjame pensarlo") is left to the model.
+
+Customer data for the slot they asked proposes it. The customer asks for a time, it is free
+(`BookingLedger.wanted`), they are asked for their name and email and send them: the model's one
+job is then `create_booking`, and small models answer with thanks, or the question again. So
+when a turn brings the customer's name or email, their data is complete, no booking awaits a
+yes and the model made no booking and no proposal, the loop makes the proposal, the same call the
+model would: the customer still sees the summary and has to say yes. A message that also names
+a day or a time ("Ana Pérez, pero mejor el viernes") is left to the model, unless the wanted
+slot was found in this very turn (the time asked is then the one checked).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from citas.customer_words import fold
+from citas.customer_words import CustomerWords, fold
 from citas.domain import LOCAL_FORMAT
 from citas.messages import ToolCallRequest
 
@@ -36,6 +45,13 @@ _OTHER_WORDS = (
 _YES = frozenset(_YES_WORDS.split())
 _ALSO = frozenset(_OTHER_WORDS.split())
 _WORD = re.compile(r"[a-z]+")
+_DAY_OR_TIME = (
+    "hoy manana pasado lunes martes miercoles jueves viernes sabado domingo semana mes "
+    "mediodia tarde noche hora horas am pm enero febrero marzo abril mayo junio julio agosto "
+    "setiembre septiembre octubre noviembre diciembre"
+)
+_DAY_OR_TIME_WORDS = frozenset(_DAY_OR_TIME.split())
+_EMAIL = re.compile(r"\S+@\S+")
 
 
 def is_bare_yes(messages: Iterable[str]) -> bool:
@@ -59,6 +75,33 @@ def confirming_arguments(awaiting: dict[str, Any]) -> dict[str, str]:
     return {name: str(value) for name, value in arguments.items() if value}
 
 
+def wanted_data(
+    said: Iterable[str], customer: CustomerWords, *, email_required: bool
+) -> dict[str, str] | None:
+    """The name and email the wanted slot is proposed with: the customer's latest, when this
+    turn's message(s) brought one of them and both are known (the email only if required)."""
+    this_turn = CustomerWords()
+    for message in said:
+        this_turn.add(message)
+    if this_turn.latest_name() is None and this_turn.latest_email() is None:
+        return None
+    name, email = customer.latest_name(), customer.latest_email()
+    if name is None or (email is None and email_required):
+        return None
+    return {"name": name, "email": email} if email else {"name": name}
+
+
+def mentions_day_or_time(said: Iterable[str]) -> bool:
+    """Whether the message(s) name a day or a time (a digit outside an email, or a word such as
+    «viernes», «mañana», «tarde»)."""
+    text = fold(" ".join(_EMAIL.sub(" ", message) for message in said))
+    return any(ch.isdigit() for ch in text) or not _DAY_OR_TIME_WORDS.isdisjoint(
+        _WORD.findall(text)
+    )
+
+
 def booking_call(awaiting: dict[str, Any]) -> ToolCallRequest:
+    """The `create_booking` call for `awaiting` (or for the wanted slot with the customer's
+    data, which has the same keys): the call the model should have made."""
     arguments = json.dumps(confirming_arguments(awaiting), ensure_ascii=False)
-    return ToolCallRequest(f"call_yes_{uuid.uuid4().hex[:12]}", "create_booking", arguments)
+    return ToolCallRequest(f"call_citas_{uuid.uuid4().hex[:12]}", "create_booking", arguments)

@@ -36,7 +36,12 @@ from citas.agent.events import (
     TurnEvents,
     TurnFinished,
 )
-from citas.agent.follow_through import booking_call, is_bare_yes
+from citas.agent.follow_through import (
+    booking_call,
+    is_bare_yes,
+    mentions_day_or_time,
+    wanted_data,
+)
 from citas.agent.model import ChatModel, ModelReply
 from citas.agent.prompt import PromptBuilder
 from citas.agent.reply_format import ReplyFormat, format_reply
@@ -52,6 +57,7 @@ from citas.errors import BackendError, ContextTooLong, LLMUnavailable, StoreUnav
 from citas.messages import (
     Message,
     SystemMessage,
+    ToolCallRequest,
     UserMessage,
     assistant_message,
     system_message,
@@ -93,6 +99,8 @@ class _Turn:
     object and the request encoder serializes it once."""
     awaiting: dict[str, Any] | None = None
     """The booking awaiting the customer's yes when the turn began (`follow_through`)."""
+    wanted: dict[str, Any] | None = None
+    """The slot the customer wanted when the turn began (`BookingLedger.wanted`)."""
     tool_rounds: int = 0
     final: str | None = None
     corrected: bool = False
@@ -324,6 +332,7 @@ class Agent:
             emit=emit,
             bookings_before=conversation.ledger.booking_keys(),
             awaiting=conversation.ledger.awaiting,
+            wanted=conversation.ledger.wanted,
             clock_note=self._clock_note(
                 self.prompts.clock_message(now), conversation_note(conversation, tenant), said[0]
             ),
@@ -395,7 +404,11 @@ class Agent:
                 history = conversation.messages()
                 continue
             if not reply.tool_calls:
-                if await self._booked_on_yes(turn) or self._answer(reply, turn):
+                if (
+                    await self._booked_on_yes(turn)
+                    or await self._proposed_on_data(turn)
+                    or self._answer(reply, turn)
+                ):
                     return
                 continue
             turn.messages.append(assistant_message(reply.text, reply.tool_calls))
@@ -432,14 +445,40 @@ class Agent:
             or not is_bare_yes(ctx.said)
         ):
             return False
-        call = booking_call(awaiting)
-        content = await self.tools.dispatch(ctx, call, turn.emit)
+        await self._call_for_customer(turn, booking_call(awaiting))
+        self._follow_through(turn, "booked_on_yes" if ctx.booked else "not_booked_on_yes")
+        return True
+
+    async def _proposed_on_data(self, turn: _Turn) -> bool:
+        """When the customer sent their data for the slot they asked for and the model answered
+        without proposing it, propose it (`follow_through`); True once the turn has its reply:
+        the summary to confirm, or why it could not be proposed."""
+        ctx = turn.context
+        wanted = ctx.ledger.wanted
+        if (
+            wanted is None
+            or ctx.booked
+            or ctx.pending is not None
+            or ctx.ledger.awaiting is not None
+            or (wanted == turn.wanted and mentions_day_or_time(ctx.said))
+        ):
+            return False
+        data = wanted_data(ctx.said, ctx.customer, email_required=ctx.tenant.email_required)
+        if data is None:
+            return False
+        await self._call_for_customer(turn, booking_call({**wanted, **data}))
+        self._follow_through(turn, "proposed_on_data" if ctx.pending else "not_proposed_on_data")
+        return True
+
+    async def _call_for_customer(self, turn: _Turn, call: ToolCallRequest) -> None:
+        """Make a call the model should have made; it joins the turn's history as the model's."""
+        content = await self.tools.dispatch(turn.context, call, turn.emit)
         turn.messages += [assistant_message(None, [call]), tool_message(call.id, content)]
-        action = "booked_on_yes" if ctx.booked else "not_booked_on_yes"
+
+    def _follow_through(self, turn: _Turn, action: str) -> None:
         record([action])
         log.info("reply_guarded", actions=[action])
-        self._finish(turn, fallback_reply(ctx))
-        return True
+        self._finish(turn, fallback_reply(turn.context))
 
     def _request(self, system: SystemMessage, history: list[Message], turn: _Turn) -> list[Message]:
         """What the model is sent: the stable prefix (prompt, history), then this turn with the

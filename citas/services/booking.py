@@ -123,19 +123,33 @@ class BookingService:
         # Parallel identical calls in one round share one attempt (single-flight by key).
         self._flights: SingleFlight[str, BookingOutcome] = SingleFlight()
 
-    async def check_slot(self, tenant: Tenant, ledger: BookingLedger, slot: Slot) -> SlotVerdict:
+    async def check_slot(
+        self, tenant: Tenant, ledger: BookingLedger, slot: Slot, service: str | None = None
+    ) -> SlotVerdict:
         """Whether `slot` is bookable (else why, and what instead); what it shows as bookable
-        (the slot, or the alternatives) may then be booked."""
+        (the slot, or the alternatives) may then be booked, and a bookable slot is the one the
+        customer wants (`BookingLedger.wanted`)."""
         verdict = await self._availability.check_slot(tenant, slot)
         shown = (slot,) if verdict.bookable else verdict.alternatives
         ledger.mark_verified(*(s.local_start for s in shown))
+        ledger.wanted = None
+        if verdict.bookable:
+            self.want(ledger, slot, service)
         return verdict
 
     async def list_day(self, tenant: Tenant, ledger: BookingLedger, day: date) -> DayListing:
         """The free slots of `day` (or the nearest others); each may then be booked."""
         listing = await self._availability.list_day(tenant, day)
         ledger.mark_verified(*(s.local_start for s in (*listing.slots, *listing.alternatives)))
+        ledger.wanted = None  # the customer is choosing again
         return listing
+
+    def want(self, ledger: BookingLedger, slot: Slot, service: str | None) -> None:
+        """Record `slot`, shown as bookable, as the one the customer wants, so that their data,
+        when it comes, proposes it (`follow_through`). Only with confirmation on: the step makes
+        a proposal the customer still has to accept, never a booking."""
+        if self.confirm_before_booking and ledger.is_verified(slot.local_start):
+            ledger.wanted = {"slot": slot.local_start, "service": service}
 
     async def book(
         self,
@@ -171,6 +185,7 @@ class BookingService:
         if outcome.refusal is not None:
             # The alternatives are offered as bookable, as check_availability's are.
             ledger.mark_verified(*(s.local_start for s in outcome.refusal.alternatives))
+            ledger.wanted = None
         return outcome
 
     async def _book_once(

@@ -57,7 +57,8 @@ async def check_availability(
         result = listing_result(await services.booking.list_day(tenant, ctx.ledger, args.date))
     else:
         slot = Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes)
-        result = verdict_result(await services.booking.check_slot(tenant, ctx.ledger, slot))
+        verdict = await services.booking.check_slot(tenant, ctx.ledger, slot, args.service)
+        result = verdict_result(verdict)
     contact = ctx.customer.contact
     if contact and result.facts.get("disponible") is True:
         result = replace(

@@ -68,12 +68,18 @@ class CreateBookingArgs(Arguments):
 async def create_booking(
     services: ToolServices, ctx: TurnContext, args: CreateBookingArgs
 ) -> ToolResult:
-    refusal = customer_date_conflict(ctx, args.date) or _not_given_by_customer(ctx, args)
-    if refusal is not None:
-        return refusal
+    conflict = customer_date_conflict(ctx, args.date)
+    if conflict is not None:
+        return conflict
     tenant = ctx.tenant_for(args.service)
+    slot = Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes)
+    not_given = _not_given_by_customer(ctx, args)
+    if not_given is not None:
+        # The model meant to book this slot: the customer's data, when it comes, is for it.
+        services.booking.want(ctx.ledger, slot, args.service)
+        return not_given
     request = BookingRequest(
-        slot=Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes),
+        slot=slot,
         customer=Customer(
             args.customer_name,
             args.customer_email or "",
