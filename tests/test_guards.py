@@ -328,6 +328,24 @@ async def test_the_slot_a_refusal_of_invented_data_was_for_is_proposed_with_the_
 
 
 @pytest.mark.parametrize(
+    ("asked", "proposed"),
+    [("Quiero una cita mañana a las 3 de la tarde", True), ("Quiero una cita mañana", False)],
+)
+async def test_a_refusal_before_any_check_keeps_the_slot_only_if_the_customer_named_it(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, asked: str, proposed: bool
+) -> None:
+    # The small model's habit: create_booking at once, with "John Doe", and the time made up
+    # when the customer gave none.
+    invented = {**SLOT, "customer_name": "John Doe", "customer_email": "john@example.com"}
+    llm.add(call("create_booking", invented), reply("¿Me das tu nombre y correo?"))
+    await body_of(chat, asked)
+    llm.add(reply("Gracias."))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == (SUMMARY if proposed else "Gracias.")
+    assert events(sandbox) == []
+
+
+@pytest.mark.parametrize(
     "said",
     [
         "Soy Ana Pérez, ana.perez@example.com, pero mejor el viernes",  # another day

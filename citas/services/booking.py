@@ -144,11 +144,14 @@ class BookingService:
         ledger.wanted = None  # the customer is choosing again
         return listing
 
-    def want(self, ledger: BookingLedger, slot: Slot, service: str | None) -> None:
-        """Record `slot`, shown as bookable, as the one the customer wants, so that their data,
-        when it comes, proposes it (`follow_through`). Only with confirmation on: the step makes
-        a proposal the customer still has to accept, never a booking."""
-        if self.confirm_before_booking and ledger.is_verified(slot.local_start):
+    def want(
+        self, ledger: BookingLedger, slot: Slot, service: str | None, *, asked: bool = False
+    ) -> None:
+        """Record `slot`, shown as bookable or `asked` in the customer's own words, as the one
+        the customer wants, so that their data, when it comes, proposes it (`follow_through`;
+        a proposal checks the slot itself). Only with confirmation on: the step makes a
+        proposal the customer still has to accept, never a booking."""
+        if self.confirm_before_booking and (asked or ledger.is_verified(slot.local_start)):
             ledger.wanted = {"slot": slot.local_start, "service": service}
 
     async def book(

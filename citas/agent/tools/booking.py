@@ -22,7 +22,7 @@ from citas.agent.tools.availability import (
 )
 from citas.agent.tools.context import Booked, ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
-from citas.datetext import describe_day, describe_slot
+from citas.datetext import UnclearWhen, describe_day, describe_slot, resolve_date, resolve_time
 from citas.domain import Slot
 from citas.services.booking import BookingRequest, Confirmation, Customer
 
@@ -76,7 +76,7 @@ async def create_booking(
     not_given = _not_given_by_customer(ctx, args)
     if not_given is not None:
         # The model meant to book this slot: the customer's data, when it comes, is for it.
-        services.booking.want(ctx.ledger, slot, args.service)
+        services.booking.want(ctx.ledger, slot, args.service, asked=_asked_by_customer(ctx, slot))
         return not_given
     request = BookingRequest(
         slot=slot,
@@ -150,6 +150,20 @@ def _not_given_by_customer(ctx: TurnContext, args: CreateBookingArgs) -> ToolRes
         f"{refused}Pídeselo al cliente y usa exactamente lo que escriba; nunca inventes datos.",
         f"Para reservar tu cita necesito {asked}. ¿Me lo escribes, por favor?",
     )
+
+
+def _asked_by_customer(ctx: TurnContext, slot: Slot) -> bool:
+    """Whether a message of this turn names exactly this day and time («mañana a las 3pm»)."""
+    for text in ctx.said:
+        try:
+            if (resolve_date(text, ctx.today), resolve_time(text)) == (
+                slot.start.date(),
+                slot.start.time(),
+            ):
+                return True
+        except UnclearWhen:
+            continue
+    return False
 
 
 def _not_booked(error: str, instruction: str, customer_text: str | None = None) -> ToolResult:
