@@ -136,6 +136,24 @@ async def test_a_handoff_the_customer_never_asked_for_is_refused_and_the_model_k
     assert (await send(client, "¿Y a qué hora abren?"))["reply"] == "A las 9."
 
 
+async def test_the_model_s_own_refused_calls_do_not_back_a_handoff(
+    client: LocalCitas, llm: ModelScript
+) -> None:
+    # Seen with a 1.5B model: two bookings with invented data refused, then a handoff of a
+    # customer who had only asked for 3pm; the conversation went silent.
+    invented = {"date": "2026-12-01", "time": "15:00", "customer_name": "Nombre del cliente"}
+    invented["customer_email"] = "email@example.com"
+    llm.add(
+        call("create_booking", invented),
+        call("create_booking", {**invented, "notes": "Nada"}),
+        call("request_human", {"reason": "no se reservó"}),
+        reply("¿Me das tu nombre y correo?"),
+    )
+    body = await send(client, "Quiero sacar cita para mañana a las 3pm")
+    assert body == {"reply": "¿Me das tu nombre y correo?", "url": None}
+    assert tool_results(llm.requests[-1])[-1]["error"] == "handoff_not_requested"
+
+
 @pytest.mark.parametrize(
     "message", ["Tengo un reclamo por mi última cita", "Es urgente, me duele mucho la muela"]
 )

@@ -6,8 +6,9 @@ The turn ends with a short message (the loop stops at once) and the answer carri
 
 A paused conversation gets no answer until someone at the business reads it, so the handoff is
 made only when the turn's facts back it: the customer asked for a person or wrote of a complaint
-or an emergency, the assistant offered a person last turn, or tools failed. Otherwise (small
-models hand off after any refusal, even to a price question) the model is told to keep helping.
+or an emergency, the assistant offered a person last turn, or tools failed (the model's own
+mistakes, such as invented customer data, do not count). Otherwise (small models hand off after
+any refusal, even to a price question) the model is told to keep helping.
 """
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ _OFFERED = ("persona", "equipo", "asesor")
 # Results that mean the assistant cannot help here (their instruction may say to offer a person).
 _CANNOT_HELP = frozenset({"no_phone", "backend_unavailable", "backend_rejected", "tool_failed"})
 _FAILURES_ENOUGH = 2
+# The model's own mistakes, which it can mend by itself: not a reason to hand a customer off (a
+# small model refused twice for invented data handed off a customer who had asked for 3pm).
+_MODEL_MISTAKES = frozenset(
+    {
+        "customer_data_not_given",
+        "date_mismatch",
+        "handoff_not_requested",
+        "invalid_arguments",
+        "too_many_calls",
+        "unclear_when",
+        "unknown_tool",
+        "unverified_slot",
+    }
+)
 
 
 async def request_human(
@@ -93,7 +108,7 @@ def _backed(ctx: TurnContext) -> bool:
         return True
     if ctx.last_reply and any(word in fold(ctx.last_reply) for word in _OFFERED):
         return True
-    failed = [r for r in ctx.results if not r.ok]
+    failed = [r for r in ctx.results if not r.ok and r.error not in _MODEL_MISTAKES]
     return len(failed) >= _FAILURES_ENOUGH or any(r.error in _CANNOT_HELP for r in failed)
 
 
