@@ -201,6 +201,15 @@ def test_an_instruction_for_the_model_never_reaches_the_reply() -> None:
     assert "removed_instruction" in checked.actions
 
 
+def test_a_correction_echoed_back_is_removed_and_the_facts_answer_instead() -> None:
+    # Seen with a 1.5B model, after an empty answer and its correction.
+    told = ToolResult(True, {}, "Aceite para barba (producto): S/ 50.00.")
+    echoed = "Responde al cliente en español, en pocas frases."
+    checked = ReplyGuard(1500).check(echoed, "stop", context(told), may_retry=False)
+    assert checked.text == told.customer_text
+    assert checked.actions == ["removed_instruction", "replaced_empty"]
+
+
 def test_an_empty_answer_is_retried_once_then_replaced_from_the_facts() -> None:
     guard = ReplyGuard(1500)
     told = ToolResult(True, {}, "El martes 1 de diciembre a las 15:00 está disponible.")

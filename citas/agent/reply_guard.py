@@ -204,7 +204,9 @@ def _strip_markup(text: str) -> str:
 
 
 def _instructions(ctx: TurnContext) -> list[str]:
-    return [r.instruction for r in ctx.results if r.instruction]
+    """What only the model was meant to read: the turn's tool instructions and the guard's own
+    corrections (a small model answered a correction with «Responde al cliente en español…»)."""
+    return [*(r.instruction for r in ctx.results if r.instruction), *CORRECTIONS.values()]
 
 
 def _without_echoes(text: str, instructions: Sequence[str]) -> str:
