@@ -228,7 +228,9 @@ def test_a_reschedule_that_happened_is_not_counted_as_a_false_claim() -> None:
 
 async def test_through_the_service_a_lying_model_claims_nothing() -> None:
     liar = lambda: receptionist(books=False, final="¡Listo, tu cita está confirmada!")  # noqa: E731
-    (run_1,) = (await run(booking_case(), liar)).cases[0].runs
+    # Without an email the service cannot book on the model's behalf either.
+    case = booking_case(lines=["Hola, quiero una cita mañana a las 10.", f"Soy {NAME}."])
+    (run_1,) = (await run(case, liar)).cases[0].runs
     assert run_1.unbooked_claims == 0  # the reply guard replaced every claim
     assert run_1.bookings.missing == 1 and not run_1.passed
 
