@@ -82,6 +82,19 @@ async def test_list_shows_only_own_upcoming_bookings_with_short_references(
     assert listed["usuario_id"] == 7
 
 
+async def test_a_reply_that_denies_the_listed_appointment_is_replaced_by_the_list(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Seen with a 1.5B model: the appointment listed, then "you have to book one" said.
+    seed_event(sandbox, "2026-12-01 15:00:00", "2026-12-01 15:30:00")
+    llm.add(call("list_my_bookings", {}), reply("Tienes que reservar una cita."))
+    response = await chat("¿Qué citas tengo?")
+    told = (await response.json())["reply"]
+    (reference,) = [c["referencia"] for c in tool_results(llm.requests[-1])[-1]["citas"]]
+    assert "reservar una cita" not in told
+    assert "martes 1 de diciembre" in told and "15:00" in told and reference in told
+
+
 async def test_a_session_that_is_not_a_phone_lists_nothing_and_calls_nothing(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:

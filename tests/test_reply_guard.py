@@ -210,6 +210,59 @@ def test_a_correction_echoed_back_is_removed_and_the_facts_answer_instead() -> N
     assert checked.actions == ["removed_instruction", "replaced_empty"]
 
 
+MY_BOOKINGS = ToolResult(
+    True,
+    {"citas": [{"fecha": "2026-12-07", "hora": "10:00"}]},
+    "Tus próximas citas:\n- lunes 7 de diciembre, 10:00 (ref C279CC)",
+    answers=True,
+)
+
+
+def test_a_reply_that_leaves_out_what_the_customer_asked_for_gets_the_facts() -> None:
+    # Seen with a 1.5B model: the customer's appointment listed, and this said to them.
+    checked = ReplyGuard(1500).check(
+        "Tienes que reservar una cita.", "stop", context(MY_BOOKINGS), may_retry=True
+    )
+    assert (checked.text, checked.correction) == (MY_BOOKINGS.customer_text, None)
+    assert checked.actions == ["replaced_untold"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Tienes una cita el lunes 7 de diciembre a las 10:00.",
+        "Tu cita es el 7 a las 10 de la mañana.",
+    ],
+)
+def test_a_reply_that_carries_the_figures_found_is_kept(reply: str) -> None:
+    checked = ReplyGuard(1500).check(reply, "stop", context(MY_BOOKINGS), may_retry=True)
+    assert (checked.text, checked.actions) == (reply, [])
+
+
+def test_only_answering_results_with_figures_must_be_told() -> None:
+    reply = "Claro, ¿para qué día quieres tu cita?"
+    not_asked = ToolResult(True, {}, "El martes 1 de diciembre a las 15:00 está disponible.")
+    no_figures = ToolResult(True, {}, "Encontré: Corte de cabello.", answers=True)
+    checked = ReplyGuard(1500).check(reply, "stop", context(not_asked, no_figures), may_retry=True)
+    assert (checked.text, checked.actions) == (reply, [])
+
+
+def test_facts_left_out_of_a_reply_that_told_something_else_are_added() -> None:
+    reply = "El martes a las 15:00 está libre."
+    price = ToolResult(True, {}, "Encontré: Limpieza dental (servicio): S/ 80.00.", answers=True)
+    checked = ReplyGuard(1500).check(reply, "stop", context(price), may_retry=True)
+    assert checked.text == f"{reply}\n\n{price.customer_text}"
+    assert checked.actions == ["added_untold"]
+
+
+def test_a_reference_code_is_not_a_figure_the_reply_carries() -> None:
+    # "279" inside "C279CC" is not the day or the hour of the appointment.
+    checked = ReplyGuard(1500).check(
+        "Tu referencia es C279CC.", "stop", context(MY_BOOKINGS), may_retry=True
+    )
+    assert checked.actions == ["replaced_untold"]
+
+
 def test_an_empty_answer_is_retried_once_then_replaced_from_the_facts() -> None:
     guard = ReplyGuard(1500)
     told = ToolResult(True, {}, "El martes 1 de diciembre a las 15:00 está disponible.")

@@ -416,14 +416,16 @@ async def test_each_tool_round_is_told_as_a_status_before_the_answer(
         reply("El martes a las 15:00 está libre."),
     )
     events = await stream(client, "¿Martes, miércoles o jueves a las 3pm? ¿y la limpieza?")
+    told = "El martes a las 15:00 está libre.\n\nEncontré: Limpieza dental (servicio): S/ 80.00."
     assert events == [
         # Round 1: one status per stage, in the order the calls started.
         ("status", {"stage": "checking_availability"}),
         ("status", {"stage": "searching"}),
         ("status", {"stage": "checking_availability"}),  # round 2
         ("status", {"stage": "working"}),  # round 3: a tool this stream has no name for
-        ("delta", {"text": "El martes a las 15:00 está libre."}),
-        ("done", {"reply": "El martes a las 15:00 está libre.", "url": None}),
+        # The price the customer asked for, which the answer left out, goes after it.
+        ("delta", {"text": told}),
+        ("done", {"reply": told, "url": None}),
     ]
 
 

@@ -59,6 +59,9 @@ _MIN_REPEAT_CHARS = 12  # shorter sentences ("¡Gracias!") may fairly come twice
 _MIN_ECHO_CHARS = 20
 _MIN_BOUND = 100
 _NOT_WORDS = re.compile(r"[\W_]+")
+# A figure as a customer reads it: the whole number that starts a price, a time or a day
+# ("80" of "S/ 80.00", "15" of "15:00"), not digits inside a reference such as "C279CC".
+_FIGURE = re.compile(r"(?<![\w.,:])\d+")
 
 # A statement that an appointment exists: "tu cita está confirmada", "te agendé", "quedó
 # reservada", "he registrado tu cita". Judged on text folded to lowercase without accents.
@@ -125,6 +128,8 @@ class ReplyGuard:
         if problem is not None:
             cleaned = fallback_reply(ctx, problem)
             actions.append(f"replaced_{problem}")
+        elif not ctx.booked and ctx.pending is None:
+            cleaned = _with_untold(cleaned, ctx, actions)
         # Bounded before the booking details go in, so the link is never what gets cut.
         details = sum(len(booked.confirmation) + 2 for booked in ctx.booked)
         cleaned = _bounded(cleaned, max(self.max_chars - details, _MIN_BOUND), actions)
@@ -197,6 +202,28 @@ def _same_words(text: str, other: str) -> bool:
     went through `format_reply`); too short to matter ("¡Gracias!") is never the same."""
     words = _NOT_WORDS.sub(" ", fold(text)).strip()
     return len(words) >= _MIN_REPEAT_CHARS and words == _NOT_WORDS.sub(" ", fold(other)).strip()
+
+
+def _with_untold(text: str, ctx: TurnContext, actions: list[str]) -> str:
+    """The reply with what the turn found for the customer and the reply leaves out: the
+    `mensaje` of each answering result (a price, their appointments) none of whose figures the
+    reply carries. A reply with no figure of its own told nothing concrete and is replaced (seen
+    with a 1.5B model: «Tienes que reservar una cita» to the customer's own appointment, listed
+    a moment before); one with figures told something else, and the facts are added."""
+    said = set(_FIGURE.findall(text))
+    untold = []
+    for result in ctx.results:
+        figures = set(_FIGURE.findall(result.customer_text or "")) if result.answers else set()
+        if figures and said.isdisjoint(figures):
+            untold.append(result.customer_text or "")
+    if not untold:
+        return text
+    facts = "\n\n".join(dict.fromkeys(untold))
+    if said:
+        actions.append("added_untold")
+        return f"{text}\n\n{facts}"
+    actions.append("replaced_untold")
+    return facts
 
 
 def _strip_markup(text: str) -> str:

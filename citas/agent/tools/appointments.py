@@ -104,6 +104,7 @@ async def list_my_bookings(
         {"citas": [{**appointment_facts(a), "titulo": a.title} for a in found]},
         customer_text="Tus próximas citas:\n" + "\n".join(lines),
         instruction=USE_REFERENCE,
+        answers=True,
     )
 
 

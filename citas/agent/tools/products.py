@@ -77,7 +77,10 @@ async def search_products(
         for o in found
     )
     return ToolResult(
-        True, {"resultados": items, "moneda": currency}, customer_text=f"Encontré: {lines}."
+        True,
+        {"resultados": items, "moneda": currency},
+        customer_text=f"Encontré: {lines}.",
+        answers=True,
     )
 
 

@@ -8,7 +8,7 @@ do next and must never reach a reply (the reply guard removes it if the model ec
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 CUSTOMER_TEXT_KEY = "mensaje"
@@ -22,6 +22,9 @@ class ToolResult:
     customer_text: str | None = None
     instruction: str | None = None
     error: str | None = None  # a stable code the model (and the evaluation) can branch on
+    answers: bool = False
+    """The customer asked for what this result found (prices, their appointments): a reply
+    must carry its figures, or the reply guard gives its `mensaje` instead."""
 
     def encode(self) -> str:
         """The JSON text the model is given (one line, UTF-8 kept)."""
@@ -38,7 +41,7 @@ class ToolResult:
     def with_instruction(self, instruction: str) -> ToolResult:
         """This result with `instruction` added after its own."""
         joined = f"{self.instruction} {instruction}" if self.instruction else instruction
-        return ToolResult(self.ok, self.facts, self.customer_text, joined, self.error)
+        return replace(self, instruction=joined)
 
 
 def failure(error: str, instruction: str, customer_text: str | None = None) -> ToolResult:
