@@ -4,10 +4,17 @@ wanted slot, a message naming a day or time."""
 from __future__ import annotations
 
 import json
+from datetime import date, time
 
 import pytest
 
-from citas.agent.follow_through import booking_call, is_bare_yes, mentions_day_or_time, wanted_data
+from citas.agent.follow_through import (
+    booking_call,
+    is_bare_yes,
+    mentions_day_or_time,
+    named_when,
+    wanted_data,
+)
 from citas.customer_words import CustomerWords
 
 
@@ -93,3 +100,24 @@ def test_the_data_the_wanted_slot_is_proposed_with(
 )
 def test_a_message_that_names_a_day_or_time(said: str, mentions: bool) -> None:
     assert mentions_day_or_time([said]) is mentions
+
+
+MONDAY = date(2026, 11, 30)
+
+
+@pytest.mark.parametrize(
+    ("said", "named"),
+    [
+        (["Ya, entonces la de las 4 de la tarde."], (None, time(16, 0))),
+        (["Mañana a las 10 y media"], (date(2026, 12, 1), time(10, 30))),
+        (["Mejor el viernes"], (date(2026, 12, 4), None)),
+        (["el viernes", "a las 5 de la tarde"], (date(2026, 12, 4), time(17, 0))),
+        (["La de las 4"], (None, None)),  # morning or afternoon: unclear, so not named
+        (["Soy Ana Pérez, ana99@example.com, 987654321"], (None, None)),
+        (["Sí, confírmala"], (None, None)),
+    ],
+)
+def test_the_day_and_time_a_message_names(
+    said: list[str], named: tuple[date | None, time | None]
+) -> None:
+    assert named_when(said, MONDAY) == named

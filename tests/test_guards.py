@@ -374,6 +374,107 @@ async def test_a_day_listed_after_the_check_is_a_new_choice_and_proposes_nothing
     assert body["reply"] == "¿Qué hora prefieres?"
 
 
+def occupy_three_pm(sandbox: RunningSandbox) -> None:
+    """Someone else has tomorrow 15:00–16:00 (the calendar's own answer, as in the backend)."""
+    answer = sandbox.backend.handle(
+        "calendar",
+        {
+            "codOpe": "CREAR_EVENTO",
+            "id_empresa": 12,
+            "usuario_id": 7,
+            "titulo": "Otra cita",
+            "fecha_inicio": "2026-12-01 15:00:00",
+            "fecha_fin": "2026-12-01 16:00:00",
+            "cliente_nombre": "Luis Soto",
+            "cliente_correo": "luis@example.com",
+        },
+    )
+    assert answer["success"] is True
+
+
+async def offer_alternatives(chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox) -> None:
+    occupy_three_pm(sandbox)
+    llm.add(call("check_availability", SLOT), reply("A las 3 no hay. ¿Te sirve otra hora?"))
+    await body_of(chat, "¿Tienen algo mañana a las 3 de la tarde?")
+    [offered] = tool_results(llm.requests[-1])
+    assert "16:00" in json.dumps(offered["alternativas"])
+
+
+@pytest.mark.parametrize(
+    "chosen", ["Ya, entonces la de las 4 de la tarde.", "Mañana a las 16:00 mejor"]
+)
+async def test_an_offered_time_chosen_is_proposed_on_the_data_when_the_model_never_checked_it(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, chosen: str
+) -> None:
+    # Seen with a 1.5B model (eval case 12): «la de las 4» answered by asking for the data, no
+    # check of 16:00, and the data then answered with thanks: the customer left unbooked.
+    await offer_alternatives(chat, llm, sandbox)
+    llm.add(reply("Perfecto, ¿me das tu nombre y correo?"))
+    await body_of(chat, chosen)
+    llm.add(reply("¡Gracias, Ana!"))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == SUMMARY.replace("15:00", "16:00")
+    llm.add(reply("Listo."))
+    await body_of(chat, "Sí, confírmala")
+    mine = [e for e in events(sandbox) if e["cliente_nombre"] == "Ana Pérez"]
+    assert [e["fecha_inicio"] for e in mine] == ["2026-12-01 16:00:00"]
+
+
+async def test_an_offered_time_chosen_with_the_data_in_one_message_is_proposed(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    await offer_alternatives(chat, llm, sandbox)
+    llm.add(reply("¡Gracias, Ana!"))
+    body = await body_of(chat, f"Entonces la de las 4 de la tarde. {GIVES_DATA}")
+    assert body["reply"] == SUMMARY.replace("15:00", "16:00")
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        "Entonces a las 6 de la mañana",  # offered nowhere
+        "La de las 4",  # morning or afternoon?
+    ],
+)
+async def test_a_time_not_offered_or_unclear_wants_nothing(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, chosen: str
+) -> None:
+    await offer_alternatives(chat, llm, sandbox)
+    llm.add(reply("¿Me das tu nombre y correo?"))
+    await body_of(chat, chosen)
+    llm.add(reply("Gracias, ¿a qué hora te acomoda?"))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == "Gracias, ¿a qué hora te acomoda?"
+
+
+async def test_a_time_offered_on_two_days_is_left_to_the_model(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    llm.add(
+        call("check_availability", {"date": "2026-12-01"}),
+        call("check_availability", {"date": "2026-12-02"}),
+        reply("Hay varias horas mañana y el miércoles."),
+    )
+    await body_of(chat, "¿Qué tienen mañana o el miércoles?")
+    llm.add(reply("¿Tu nombre y correo?"))
+    await body_of(chat, "A las 4 de la tarde")
+    llm.add(reply("Gracias, ¿qué día?"))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == "Gracias, ¿qué día?"
+
+
+async def test_another_day_asked_in_an_earlier_turn_drops_the_wanted_slot(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    # The model never checked the Friday: the data must not propose Tuesday's slot instead.
+    await ask_free_slot(chat, llm)
+    llm.add(reply("Claro. ¿Tu nombre y correo?"))
+    await body_of(chat, "Mejor el viernes")
+    llm.add(reply("Gracias, ¿a qué hora el viernes?"))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == "Gracias, ¿a qué hora el viernes?"
+
+
 async def test_without_confirmation_the_loop_never_books_for_the_model(
     make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:

@@ -17,6 +17,14 @@ yes and the model made no booking and no proposal, the loop makes the proposal, 
 model would: the customer still sees the summary and has to say yes. A message that also names
 a day or a time ("Ana Pérez, pero mejor el viernes") is left to the model, unless the wanted
 slot was found in this very turn (the time asked is then the one checked).
+
+A time chosen among those offered is the one wanted. The customer's slot is taken, the
+alternatives are offered, they answer «la de las 4 de la tarde»: small models then ask for the
+name and email without checking that time, so nothing is wanted when the data comes. So a
+message naming a time (and maybe a day) that matches exactly one slot shown as bookable makes
+it the wanted one, before the model answers; a day or time naming another slot drops the wanted
+one, so that data sent later never proposes a slot the customer moved away from (`named_when`,
+`BookingService.choose`).
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ import json
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from contextlib import suppress
+from datetime import date, datetime, time
 from typing import Any
 
 from citas.customer_words import CustomerWords, fold
+from citas.datetext import UnclearWhen, resolve_date, resolve_time
 from citas.domain import LOCAL_FORMAT
 from citas.messages import ToolCallRequest
 
@@ -98,6 +108,19 @@ def mentions_day_or_time(said: Iterable[str]) -> bool:
     return any(ch.isdigit() for ch in text) or not _DAY_OR_TIME_WORDS.isdisjoint(
         _WORD.findall(text)
     )
+
+
+def named_when(said: Iterable[str], today: date) -> tuple[date | None, time | None]:
+    """The day and the time the customer's message(s) name, each None when none or unclear
+    («la de las 4» could be morning or afternoon); the latest message naming one wins."""
+    day: date | None = None
+    at: time | None = None
+    for text in said:
+        with suppress(UnclearWhen):
+            day = resolve_date(text, today)
+        with suppress(UnclearWhen):
+            at = resolve_time(text)
+    return day, at
 
 
 def booking_call(awaiting: dict[str, Any]) -> ToolCallRequest:

@@ -40,6 +40,7 @@ from citas.agent.follow_through import (
     booking_call,
     is_bare_yes,
     mentions_day_or_time,
+    named_when,
     wanted_data,
 )
 from citas.agent.model import ChatModel, ModelReply
@@ -336,6 +337,10 @@ class Agent:
             clock_note=self._clock_note(
                 self.prompts.clock_message(now), conversation_note(conversation, tenant), said[0]
             ),
+        )
+        # After `turn.wanted`: a slot chosen in this very message may be proposed on its data.
+        self.tools.services.booking.choose(
+            conversation.ledger, *named_when(context.said, context.today)
         )
         try:
             await self._rounds(system, conversation, turn, deadline)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any
 
 import structlog
 
 from citas.backend import BackendClient
-from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
+from citas.domain import LOCAL_FORMAT, ConversationKey, Slot, SlotProblem, Tenant
 from citas.errors import BackendError, BackendRejected
 from citas.ledger import BookingLedger
 from citas.metrics import BOOKINGS
@@ -153,6 +153,28 @@ class BookingService:
         proposal the customer still has to accept, never a booking."""
         if self.confirm_before_booking and (asked or ledger.is_verified(slot.local_start)):
             ledger.wanted = {"slot": slot.local_start, "service": service}
+
+    def choose(self, ledger: BookingLedger, day: date | None, at: time | None) -> None:
+        """The customer named `day` and/or `at` in their own words: the one slot shown as
+        bookable that they name becomes the wanted one; a wanted slot they did not name is
+        dropped (they moved away from it). Only with confirmation on, as `want`."""
+        if day is None and at is None:
+            return
+
+        def named(start: str) -> bool:
+            moment = datetime.strptime(start, LOCAL_FORMAT)
+            return (day is None or moment.date() == day) and (at is None or moment.time() == at)
+
+        wanted = ledger.wanted
+        if wanted is not None and not named(wanted["slot"]):
+            ledger.wanted = None
+        # A day alone names many slots; a time picks one among those offered.
+        offered = [start for start in ledger.verified_slots if named(start)] if at else []
+        if len(offered) == 1 and self.confirm_before_booking:
+            kept = (
+                wanted["service"] if wanted is not None and wanted["slot"] == offered[0] else None
+            )
+            ledger.wanted = {"slot": offered[0], "service": kept}
 
     async def book(
         self,

@@ -162,6 +162,11 @@ class ToolRegistry:
         ]
         self._schemas_without_email = [tool.schema for tool in self._tools.values()]
 
+    @property
+    def services(self) -> ToolServices:
+        """What the tools work with; the loop uses them for the steps it takes itself."""
+        return self._services
+
     def schemas_for(self, tenant: Tenant) -> list[dict[str, Any]]:
         """The tools as this business's model sees them: `create_booking` asks for the email
         unless the request says the business does not need it (`correo_obligatorio: false`)."""
