@@ -163,3 +163,25 @@ def chat(client: LocalCitas) -> ChatFn:
 def tool_results(request_body: dict[str, Any]) -> list[dict[str, Any]]:
     """The tool results (decoded) that the model was sent in one LLM request."""
     return [json.loads(m["content"]) for m in request_body["messages"] if m["role"] == "tool"]
+
+
+OTHER_EMAIL = "luis@example.com"
+
+
+def occupy(sandbox: RunningSandbox, start: str, end: str, usuario_id: int = 7) -> None:
+    """Someone else books the clinic's calendar (business 12) directly in the backend, from
+    `start` to `end` (local `YYYY-MM-DD HH:MM:SS`)."""
+    answer = sandbox.backend.handle(
+        "calendar",
+        {
+            "codOpe": "CREAR_EVENTO",
+            "id_empresa": 12,
+            "usuario_id": usuario_id,
+            "titulo": "Otra cita",
+            "fecha_inicio": start,
+            "fecha_fin": end,
+            "cliente_nombre": "Luis Soto",
+            "cliente_correo": OTHER_EMAIL,
+        },
+    )
+    assert answer["success"] is True

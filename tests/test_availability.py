@@ -20,6 +20,7 @@ from citas.domain import OpeningHours, Slot, SlotProblem, SlotRules, Tenant, Tim
 from citas.sandbox import RunningSandbox
 from citas.services.availability import MAX_ALTERNATIVES, AvailabilityService
 from citas.services.business import BusinessDirectory
+from tests.conftest import occupy
 
 LIMA = ZoneInfo("America/Lima")
 SANTIAGO = ZoneInfo("America/Santiago")
@@ -39,23 +40,6 @@ def service(
 ) -> AvailabilityService:
     directory = BusinessDirectory(backend, sandbox.info_url, SingleFlightCache(ttl_seconds=60))
     return AvailabilityService(backend, sandbox.calendar_url, directory, rules, frozen_clock(NOW))
-
-
-def occupy(sandbox: RunningSandbox, start: str, end: str, usuario_id: int = 7) -> None:
-    answer = sandbox.backend.handle(
-        "calendar",
-        {
-            "codOpe": "CREAR_EVENTO",
-            "id_empresa": 12,
-            "usuario_id": usuario_id,
-            "titulo": "Ocupado",
-            "fecha_inicio": start,
-            "fecha_fin": end,
-            "cliente_nombre": "Otra persona",
-            "cliente_correo": "otra@example.com",
-        },
-    )
-    assert answer["success"] is True
 
 
 def hhmm(slots: tuple[Slot, ...]) -> list[str]:

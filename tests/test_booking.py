@@ -30,7 +30,7 @@ from citas.services.availability import AvailabilityService
 from citas.services.booking import BookingRequest, Customer, idempotency_key
 from citas.testing import ModelScript, call, reply, tool_calls
 from citas.testing.harness import LocalCitas
-from tests.conftest import ChatFn, chat_body, tool_results
+from tests.conftest import OTHER_EMAIL, ChatFn, chat_body, occupy, tool_results
 from tests.test_slot_rules import process_zone
 
 LIMA = ZoneInfo("America/Lima")
@@ -62,24 +62,6 @@ def creates_for_ana(sandbox: RunningSandbox) -> list[dict[str, Any]]:
         for body in sandbox.backend.calls_of("CREAR_EVENTO")
         if body["cliente_correo"] == CUSTOMER["customer_email"]
     ]
-
-
-def occupy(sandbox: RunningSandbox, start: str, end: str) -> None:
-    """Someone else books the clinic's calendar directly in the backend."""
-    answer = sandbox.backend.handle(
-        "calendar",
-        {
-            "codOpe": "CREAR_EVENTO",
-            "id_empresa": 12,
-            "usuario_id": 7,
-            "titulo": "Otra cita",
-            "fecha_inicio": start,
-            "fecha_fin": end,
-            "cliente_nombre": "Luis Soto",
-            "cliente_correo": "luis@example.com",
-        },
-    )
-    assert answer["success"] is True
 
 
 # --- exactly once, whatever the backend's timing -------------------------------------------
@@ -272,7 +254,7 @@ async def test_a_slot_taken_after_the_check_answers_with_alternatives(
     body, result = await book(chat, llm, {**BOOKING, "time": "15:30"})
     assert result["reservado"] is True
     assert [e.cliente_correo for e in sandbox.backend.events] == [
-        "luis@example.com",
+        OTHER_EMAIL,
         "ana.perez@example.com",
     ]
 
@@ -293,7 +275,7 @@ async def test_a_slot_taken_between_the_recheck_and_the_event_answers_with_alter
     assert len(creates_for_ana(sandbox)) == 1
     assert (result["reservado"], result["motivo"]) == (False, SlotProblem.TAKEN.value)
     assert result["alternativas"]
-    assert [e.cliente_correo for e in sandbox.backend.events] == ["luis@example.com"]
+    assert [e.cliente_correo for e in sandbox.backend.events] == [OTHER_EMAIL]
 
 
 # --- argument validation --------------------------------------------------------------------

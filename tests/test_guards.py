@@ -30,7 +30,7 @@ from citas.services.booking import BookingRequest, Customer, idempotency_key
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import MetricsDelta
 from citas.tokens import estimate_request_tokens, estimate_tokens
-from tests.conftest import ChatFn, MakeClient, chat_body, tool_results
+from tests.conftest import ChatFn, MakeClient, chat_body, occupy, tool_results
 
 SLOT = {"date": "2026-12-01", "time": "15:00"}
 CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
@@ -88,20 +88,7 @@ async def test_a_proposal_checks_the_slot_itself_so_no_earlier_check_is_needed(
 ) -> None:
     # Small models jump to create_booking; the summary to confirm is what a check would show.
     taken = {**BOOKING, "time": "16:00"}
-    occupied = sandbox.backend.handle(
-        "calendar",
-        {
-            "codOpe": "CREAR_EVENTO",
-            "id_empresa": 12,
-            "usuario_id": 7,
-            "titulo": "Otra cita",
-            "fecha_inicio": "2026-12-01 16:00:00",
-            "fecha_fin": "2026-12-01 16:30:00",
-            "cliente_nombre": "Luis Soto",
-            "cliente_correo": "luis@example.com",
-        },
-    )
-    assert occupied["success"] is True
+    occupy(sandbox, "2026-12-01 16:00:00", "2026-12-01 16:30:00")
     llm.add(call("create_booking", taken), call("create_booking", BOOKING), reply("¿Confirmas?"))
     await body_of(chat, f"Mañana a las 4 o 3 de la tarde. {GIVES_DATA}")
     refused, proposed = tool_results(llm.requests[-1])
@@ -374,26 +361,8 @@ async def test_a_day_listed_after_the_check_is_a_new_choice_and_proposes_nothing
     assert body["reply"] == "¿Qué hora prefieres?"
 
 
-def occupy_three_pm(sandbox: RunningSandbox) -> None:
-    """Someone else has tomorrow 15:00–16:00 (the calendar's own answer, as in the backend)."""
-    answer = sandbox.backend.handle(
-        "calendar",
-        {
-            "codOpe": "CREAR_EVENTO",
-            "id_empresa": 12,
-            "usuario_id": 7,
-            "titulo": "Otra cita",
-            "fecha_inicio": "2026-12-01 15:00:00",
-            "fecha_fin": "2026-12-01 16:00:00",
-            "cliente_nombre": "Luis Soto",
-            "cliente_correo": "luis@example.com",
-        },
-    )
-    assert answer["success"] is True
-
-
 async def offer_alternatives(chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox) -> None:
-    occupy_three_pm(sandbox)
+    occupy(sandbox, "2026-12-01 15:00:00", "2026-12-01 16:00:00")
     llm.add(call("check_availability", SLOT), reply("A las 3 no hay. ¿Te sirve otra hora?"))
     await body_of(chat, "¿Tienen algo mañana a las 3 de la tarde?")
     [offered] = tool_results(llm.requests[-1])
