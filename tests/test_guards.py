@@ -165,13 +165,13 @@ async def test_data_the_customer_never_gave_is_asked_of_the_customer(
     body = await body_of(chat, "Mañana a las 15:00")
     refused = tool_results(llm.requests[-1])[-1]
     assert "«" not in refused["instruccion"]
-    assert (
-        body["reply"]
-        == refused["mensaje"]
-        == (
-            "Para reservar tu cita necesito tu nombre y apellido y tu correo electrónico. "
-            "¿Me lo escribes, por favor?"
-        )
+    assert refused["mensaje"] == (
+        "Para reservar tu cita necesito tu nombre y apellido y tu correo electrónico. "
+        "¿Me lo escribes, por favor?"
+    )
+    # The model said nothing: the customer hears what the check found, then what is missing.
+    assert body["reply"] == (
+        f"El martes 1 de diciembre a las 15:00 está disponible.\n\n{refused['mensaje']}"
     )
 
 

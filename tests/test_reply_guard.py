@@ -210,6 +210,34 @@ def test_a_correction_echoed_back_is_removed_and_the_facts_answer_instead() -> N
     assert checked.actions == ["removed_instruction", "replaced_empty"]
 
 
+PRICE = ToolResult(True, {}, "Encontré: Limpieza dental (servicio): S/ 80.00.", answers=True)
+ASK_DATA = ToolResult(
+    False,
+    {"reservado": False},
+    "Para reservar tu cita necesito tu nombre y apellido y tu correo electrónico.",
+    error="customer_data_not_given",
+)
+TAKEN = ToolResult(False, {}, "No se pudo reservar: ese horario ya está ocupado.", error="taken")
+
+
+@pytest.mark.parametrize(
+    ("results", "told"),
+    [
+        # Seen with a 1.5B model: the price found, then a booking with invented data refused.
+        ((PRICE, ASK_DATA), [PRICE, ASK_DATA]),
+        ((ASK_DATA, PRICE), [PRICE]),  # the failed call came before: the price answers it all
+        ((PRICE, PRICE), [PRICE]),  # the same call twice is told once
+        ((TAKEN, ASK_DATA), [ASK_DATA]),  # only failures: the last one's ask
+    ],
+)
+def test_a_reply_replaced_tells_what_the_tools_found_then_the_last_failures_ask(
+    results: tuple[ToolResult, ...], told: list[ToolResult]
+) -> None:
+    checked = ReplyGuard(1500).check("", "stop", context(*results), may_retry=False)
+    assert checked.text == "\n\n".join(r.customer_text or "" for r in told)
+    assert checked.actions == ["replaced_empty"]
+
+
 MY_BOOKINGS = ToolResult(
     True,
     {"citas": [{"fecha": "2026-12-07", "hora": "10:00"}]},

@@ -176,9 +176,16 @@ def fallback_reply(ctx: TurnContext, problem: str = "empty") -> str:
         return ctx.booked[-1].confirmation
     if ctx.pending is not None and ctx.pending.customer_text:
         return ctx.pending.customer_text
-    told = [r.customer_text for r in ctx.results if r.customer_text]
+    # What the tools found (a price, the free times, the customer's appointments), then what
+    # the last call, if it failed, asks of the customer. Seen with a 1.5B model: a price looked
+    # up, then a booking refused for invented data, and the customer who asked the price was
+    # only told «necesito tu nombre y correo».
+    told = [r for r in ctx.results if r.customer_text]
     if told:
-        return told[-1]
+        texts = [r.customer_text for r in told if r.ok]
+        if not told[-1].ok:
+            texts.append(told[-1].customer_text)
+        return "\n\n".join(dict.fromkeys(t for t in texts if t))
     if problem == "claim":
         return NOTHING_BOOKED
     # Tools ran and told nothing for the customer: asking to repeat would blame them.
