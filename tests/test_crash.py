@@ -66,9 +66,9 @@ async def test_a_booking_committed_before_sigkill_is_confirmed_by_a_fresh_proces
     async with aiohttp.ClientSession() as http:
         async with serve_process(env) as first:
             llm.add(call("check_availability", slot), reply("Libre."))
-            checked = await http.post(
-                f"{first.url}/api/chat", json=chat_body("¿El martes a las 3?")
-            )
+            # The day by its date: a weekday name would name another day on most days.
+            asked = chat_body(f"¿El {slot['date']} a las 3 de la tarde?")
+            checked = await http.post(f"{first.url}/api/chat", json=asked)
             assert checked.status == 200
             # The backend commits at once and answers 30 s late; the process is killed meanwhile.
             live_sandbox.backend.faults.add("CREAR_EVENTO", Fault("commit_then_late", seconds=30))
