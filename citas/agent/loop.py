@@ -339,9 +339,11 @@ class Agent:
             ),
         )
         # After `turn.wanted`: a slot chosen in this very message may be proposed on its data.
-        self.tools.services.booking.choose(
-            conversation.ledger, *named_when(context.said, context.today)
-        )
+        # Only a conversation that was shown slots has one to choose or drop: most turns skip
+        # reading the message for a day and a time.
+        ledger = conversation.ledger
+        if ledger.verified_slots or ledger.wanted is not None:
+            self.tools.services.booking.choose(ledger, *named_when(context.said, context.today))
         try:
             await self._rounds(system, conversation, turn, deadline)
         except Exception as exc:
