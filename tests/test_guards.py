@@ -9,22 +9,27 @@ were seen doing, and the service still books right and tells the truth.
 - an answer that only repeats the last reply is sent back once;
 - history holds what the customer was sent; corrective messages are never kept;
 - identical calls in a turn are answered from the first result, and the turn ends after two;
-- dates and times in the customer's words are resolved by the server, or asked back.
+- dates and times in the customer's words are resolved by the server, or asked back; a call
+  for another day or time than the one the customer's message names is refused.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from citas.agent.reply_guard import CORRECTIONS, NOTHING_BOOKED
+from citas.agent.tools.availability import customer_when_conflict
 from citas.agent.tools.booking import PENDING
+from citas.agent.tools.context import TurnContext
 from citas.config import Settings
+from citas.customer_words import CustomerWords
 from citas.domain import ConversationKey, Slot, Tenant
+from citas.ledger import BookingLedger
 from citas.sandbox import RunningSandbox
 from citas.services.booking import BookingRequest, Customer, idempotency_key
 from citas.testing import ModelScript, call, reply
@@ -709,3 +714,79 @@ async def test_a_message_naming_no_single_day_leaves_the_model_s_date_alone(
     llm.add(call("check_availability", SLOT), reply("Libre."))
     await body_of(chat, "Mañana no puedo, ¿y el martes?")  # two days: not the guard's to judge
     assert tool_results(llm.requests[-1])[-1]["ok"] is True
+
+
+# --------------------------------------------------------------------------- the customer's time
+
+
+@pytest.mark.parametrize("tool", ["check_availability", "create_booking"])
+async def test_a_time_other_than_the_one_the_customer_named_is_refused(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, tool: str
+) -> None:
+    # Seen with a real small model: «a las 5 de la tarde» checked as 15:00, which was free, and
+    # the summary the customer said yes to named 15:00.
+    five = {**BOOKING, "time": "17:00"}
+    llm.add(call(tool, BOOKING), call(tool, five), reply("¿Confirmas?"))
+    await body_of(chat, f"Quiero una cita mañana a las 5 de la tarde. {GIVES_DATA}")
+    wrong, right = tool_results(llm.requests[-1])
+    assert wrong["error"] == "time_mismatch" and "17:00" in wrong["instruccion"]
+    assert right["ok"] is True and right["hora"] == "17:00"
+    assert not any(
+        body["fecha_inicio"].endswith("15:00:00")
+        for body in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")
+    )
+
+
+async def test_a_time_refused_as_not_named_is_never_proposed_on_the_customer_s_data(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    metrics = MetricsDelta()
+    llm.add(call("check_availability", SLOT), reply("¿Me das tus datos?"))
+    await body_of(chat, "Para mañana a las 5 de la tarde")
+    # The data alone must not turn the refused 15:00 into the proposal the customer says yes to.
+    llm.add(reply("¡Gracias, Ana! Tomo nota."))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == "¡Gracias, Ana! Tomo nota."
+    assert metrics.of("citas_reply_guard_total", action="proposed_on_data") == 0
+    assert sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD") == []
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Mañana a las 5",  # 5:00 or 17:00: a question for the customer, not a refusal
+        "Mañana, ¿a las 3 o a las 4 de la tarde?",  # two times
+        "Mañana por favor",  # no time
+    ],
+)
+async def test_a_message_naming_no_single_time_leaves_the_model_s_time_alone(
+    chat: ChatFn, llm: ModelScript, said: str
+) -> None:
+    llm.add(call("check_availability", SLOT), reply("Libre."))
+    await body_of(chat, said)
+    assert tool_results(llm.requests[-1])[-1]["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("said", "refused"),
+    [
+        (("Mañana a las 3pm", "mejor a las 4pm"), None),  # a change of mind: 16:00 counts now
+        (("mejor a las 4pm", "Mañana a las 3pm"), "time_mismatch"),
+        (("Mañana a las 4pm", "¿se puede?"), None),  # the latest message naming a time counts
+        (("El lunes a las 4pm",), "date_mismatch"),  # the day is judged first
+    ],
+)
+def test_the_latest_message_of_the_turn_naming_a_time_is_the_one_that_counts(
+    said: tuple[str, ...], refused: str | None
+) -> None:
+    ctx = TurnContext(
+        Tenant(12, ZoneInfo("America/Lima"), 30, 7),
+        ConversationKey(12, "51987654321"),
+        BookingLedger(),
+        CustomerWords(),
+        today=date(2026, 11, 30),
+        turn_id="t1",
+        said=said,
+    )
+    conflict = customer_when_conflict(ctx, date(2026, 12, 1), time(16, 0))
+    assert (conflict and conflict.error) == refused

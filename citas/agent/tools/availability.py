@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import date
-from typing import Any
+from datetime import date, time
+from typing import Any, TypeVar
 
 from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments, LocalDate, LocalTime
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult, failure
-from citas.datetext import UnclearWhen, describe_day, describe_slot, resolve_date
+from citas.datetext import (
+    UnclearWhen,
+    describe_day,
+    describe_slot,
+    resolve_date,
+    resolve_time,
+)
 from citas.domain import Slot
 from citas.services.availability import DayListing, SlotVerdict
 
@@ -27,6 +33,7 @@ NEXT_STEP = (
     "create_booking; si no, pídele lo que falte."
 )
 
+_Named = TypeVar("_Named", date, time)
 
 SERVICE_FIELD = Field(
     None,
@@ -49,7 +56,7 @@ class CheckAvailabilityArgs(Arguments):
 async def check_availability(
     services: ToolServices, ctx: TurnContext, args: CheckAvailabilityArgs
 ) -> ToolResult:
-    conflict = customer_date_conflict(ctx, args.date)
+    conflict = customer_when_conflict(ctx, args.date, args.time)
     if conflict is not None:
         return conflict
     tenant = ctx.tenant_for(args.service)
@@ -83,23 +90,36 @@ def _offer_back(contact: dict[str, str]) -> str:
     )
 
 
-def customer_date_conflict(ctx: TurnContext, day: date) -> ToolResult | None:
-    """A refusal when the customer's message of this turn names one single day and the model
-    asks about another: a model that reads «mañana» as today books the wrong day, the worst
-    mistake there is. Nothing is said when the message names no day, or several."""
-    for text in reversed(ctx.said):
-        try:
-            named = resolve_date(text, ctx.today)
-        except UnclearWhen:
-            continue
-        if named == day:
-            return None
-        right = f"{describe_day(named)} ({named.isoformat()})"
+def customer_when_conflict(ctx: TurnContext, day: date, at: time | None) -> ToolResult | None:
+    """A refusal when the customer's message of this turn names one single day (or time) and
+    the model asks about another: a model that reads «mañana» as today, or «las 5 de la tarde»
+    as 15:00, books the wrong slot, the worst mistake there is. Nothing is said when the
+    message names no day (time), or several."""
+    named_day = _last_named(ctx, lambda text: resolve_date(text, ctx.today))
+    if named_day is not None and named_day != day:
+        right = f"{describe_day(named_day)} ({named_day.isoformat()})"
         return failure(
             "date_mismatch",
             f"El cliente pidió el {right}, no el {describe_day(day)} ({day.isoformat()}). "
             "Vuelve a llamar con la fecha que pidió el cliente.",
         )
+    named_time = _last_named(ctx, resolve_time) if at is not None else None
+    if at is not None and named_time is not None and named_time != at:
+        return failure(
+            "time_mismatch",
+            f"El cliente pidió las {named_time:%H:%M}, no las {at:%H:%M}. "
+            "Vuelve a llamar con la hora que pidió el cliente.",
+        )
+    return None
+
+
+def _last_named(ctx: TurnContext, read: Callable[[str], _Named]) -> _Named | None:
+    """What the latest message of this turn that names one names, if any does."""
+    for text in reversed(ctx.said):
+        try:
+            return read(text)
+        except UnclearWhen:
+            continue
     return None
 
 

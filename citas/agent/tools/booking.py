@@ -16,7 +16,7 @@ from citas.agent.tools.arguments import (
 )
 from citas.agent.tools.availability import (
     SERVICE_FIELD,
-    customer_date_conflict,
+    customer_when_conflict,
     slot_facts,
     verdict_result,
 )
@@ -68,7 +68,7 @@ class CreateBookingArgs(Arguments):
 async def create_booking(
     services: ToolServices, ctx: TurnContext, args: CreateBookingArgs
 ) -> ToolResult:
-    conflict = customer_date_conflict(ctx, args.date)
+    conflict = customer_when_conflict(ctx, args.date, args.time)
     if conflict is not None:
         return conflict
     tenant = ctx.tenant_for(args.service)
