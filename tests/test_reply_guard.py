@@ -3,7 +3,7 @@ retried, replaced and completed from the turn's facts."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,11 +16,13 @@ from citas.agent.reply_guard import (
     claims_booking,
 )
 from citas.agent.tools import TurnContext
+from citas.agent.tools.availability import verdict_result
 from citas.agent.tools.context import Booked
 from citas.agent.tools.result import ToolResult
 from citas.customer_words import CustomerWords
-from citas.domain import ConversationKey, Tenant
+from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
 from citas.ledger import BookingLedger
+from citas.services.availability import SlotVerdict
 
 TENANT = Tenant(12, ZoneInfo("America/Lima"), 30, 7)
 LINK = "https://meet.example.com/abc"
@@ -272,6 +274,30 @@ def test_only_answering_results_with_figures_must_be_told() -> None:
     not_asked = ToolResult(True, {}, "El martes 1 de diciembre a las 15:00 está disponible.")
     no_figures = ToolResult(True, {}, "Encontré: Corte de cabello.", answers=True)
     checked = ReplyGuard(1500).check(reply, "stop", context(not_asked, no_figures), may_retry=True)
+    assert (checked.text, checked.actions) == (reply, [])
+
+
+def _taken_at_three() -> ToolResult:
+    slot = Slot.at(date(2026, 12, 1), time(15, 0), ZoneInfo("America/Lima"), 30)
+    alternative = Slot.at(date(2026, 12, 1), time(9, 0), ZoneInfo("America/Lima"), 30)
+    return verdict_result(SlotVerdict(slot, SlotProblem.TAKEN, (alternative,)))
+
+
+def test_a_reply_that_does_not_tell_the_hour_asked_is_taken_gets_the_alternatives() -> None:
+    # Seen with a 1.5B model: 15:00 was taken, and the customer was only asked for their data.
+    taken = _taken_at_three()
+    checked = ReplyGuard(1500).check(
+        "¡Perfecto! ¿Me das tu nombre y correo?", "stop", context(taken), may_retry=True
+    )
+    assert checked.text == taken.customer_text
+    assert checked.actions == ["replaced_untold"]
+
+
+@pytest.mark.parametrize(
+    "reply", ["A las 3 está ocupado; ¿te sirve a las 9?", "Tengo libre a las 09:00, ¿te sirve?"]
+)
+def test_a_reply_offering_an_alternative_found_is_kept(reply: str) -> None:
+    checked = ReplyGuard(1500).check(reply, "stop", context(_taken_at_three()), may_retry=True)
     assert (checked.text, checked.actions) == (reply, [])
 
 

@@ -213,14 +213,15 @@ def _same_words(text: str, other: str) -> bool:
 
 def _with_untold(text: str, ctx: TurnContext, actions: list[str]) -> str:
     """The reply with what the turn found for the customer and the reply leaves out: the
-    `mensaje` of each answering result (a price, their appointments) none of whose figures the
+    `mensaje` of each answering result (a price, their appointments, a day's free times, the
+    alternatives to a taken slot) none of whose figures the
     reply carries. A reply with no figure of its own told nothing concrete and is replaced (seen
     with a 1.5B model: «Tienes que reservar una cita» to the customer's own appointment, listed
     a moment before); one with figures told something else, and the facts are added."""
-    said = set(_FIGURE.findall(text))
+    said = _figures(text)
     untold = []
     for result in ctx.results:
-        figures = set(_FIGURE.findall(result.customer_text or "")) if result.answers else set()
+        figures = _figures(result.customer_text or "") if result.answers else set()
         if figures and said.isdisjoint(figures):
             untold.append(result.customer_text or "")
     if not untold:
@@ -231,6 +232,11 @@ def _with_untold(text: str, ctx: TurnContext, actions: list[str]) -> str:
         return f"{text}\n\n{facts}"
     actions.append("replaced_untold")
     return facts
+
+
+def _figures(text: str) -> set[int]:
+    """The figures of `text` as numbers: "09:00" and "a las 9" say the same hour."""
+    return {int(figure) for figure in _FIGURE.findall(text)}
 
 
 def _strip_markup(text: str) -> str:

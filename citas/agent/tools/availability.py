@@ -153,6 +153,8 @@ def verdict_result(verdict: SlotVerdict) -> ToolResult:
         customer_text=f"El {facts['cuando']} no se puede reservar: {verdict.problem.value}. "
         + _offer_text(verdict.alternatives),
         instruction=OFFER_ONLY_THESE if verdict.alternatives else None,
+        # Seen with a 1.5B model: the customer never told that the hour they asked was taken.
+        answers=True,
     )
 
 
@@ -165,6 +167,7 @@ def listing_result(listing: DayListing) -> ToolResult:
             {"fecha": day.isoformat(), "cuando": _day_words(listing), "horarios_libres": times},
             customer_text=f"Horarios libres el {_day_words(listing)}: {', '.join(times)}.",
             instruction=OFFER_ONLY_THESE,
+            answers=True,
         )
     reason = listing.problem.value if listing.problem else "no quedan horarios libres"
     facts: dict[str, Any] = {
@@ -180,6 +183,7 @@ def listing_result(listing: DayListing) -> ToolResult:
         customer_text=f"El {_day_words(listing)} no hay horarios: {reason}. "
         + _offer_text(listing.alternatives),
         instruction=OFFER_ONLY_THESE if listing.alternatives else None,
+        answers=True,
     )
 
 

@@ -23,8 +23,9 @@ class ToolResult:
     instruction: str | None = None
     error: str | None = None  # a stable code the model (and the evaluation) can branch on
     answers: bool = False
-    """The customer asked for what this result found (prices, their appointments): a reply
-    must carry its figures, or the reply guard gives its `mensaje` instead."""
+    """The customer asked for what this result found (prices, their appointments, free times,
+    a taken hour's alternatives): a reply must carry one of its figures, or the reply guard
+    gives its `mensaje` instead."""
 
     def encode(self) -> str:
         """The JSON text the model is given (one line, UTF-8 kept)."""
