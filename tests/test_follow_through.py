@@ -10,6 +10,7 @@ import pytest
 
 from citas.agent.follow_through import (
     booking_call,
+    denies,
     is_bare_yes,
     mentions_day_or_time,
     named_when,
@@ -115,9 +116,28 @@ MONDAY = date(2026, 11, 30)
         (["La de las 4"], (None, None)),  # morning or afternoon: unclear, so not named
         (["Soy Ana Pérez, ana99@example.com, 987654321"], (None, None)),
         (["Sí, confírmala"], (None, None)),
+        (["Ah ya, entonces el sábado a la misma hora."], (date(2026, 12, 5), time(10, 0))),
+        (["a la misma hora"], (None, time(10, 0))),
     ],
 )
 def test_the_day_and_time_a_message_names(
     said: list[str], named: tuple[date | None, time | None]
 ) -> None:
-    assert named_when(said, MONDAY) == named
+    assert named_when(said, MONDAY, same_time=time(10, 0)) == named
+
+
+def test_the_same_hour_with_no_slot_spoken_of_names_no_time() -> None:
+    assert named_when(["el sábado a la misma hora"], MONDAY) == (date(2026, 12, 5), None)
+
+
+@pytest.mark.parametrize(
+    ("said", "denied"),
+    [
+        (["El jueves a las 6 no puedo"], True),
+        (["Mañana no, mejor el viernes"], True),
+        (["Quiero uno el jueves a las 6 de la tarde"], False),
+        (["Soy Noemí Nole"], False),  # «no» inside a name is no denial
+    ],
+)
+def test_a_message_that_says_no(said: list[str], denied: bool) -> None:
+    assert denies(said) is denied

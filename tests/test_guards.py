@@ -355,6 +355,46 @@ async def test_data_with_another_day_or_time_or_incomplete_is_left_to_the_model(
     assert body["reply"] == "Claro, cuéntame."
 
 
+@pytest.mark.parametrize(
+    ("said", "proposed"),
+    [
+        # Seen with a 1.5B model: the day and hour answered «no puedo ayudarte con eso».
+        (["Ya, quiero una el miércoles a las 6 de la tarde."], "2026-12-02 18:00:00"),
+        # Sunday is closed; the customer moves to Saturday «a la misma hora».
+        (
+            ["¿Puedo el domingo a las 10 de la mañana?", "Entonces el sábado a la misma hora"],
+            "2026-12-05 10:00:00",
+        ),
+        (["Mañana a las 5 de la tarde no puedo"], None),  # named, but not asked for
+    ],
+)
+async def test_a_day_and_time_the_customer_names_are_proposed_on_their_data(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, said: list[str], proposed: str | None
+) -> None:
+    for n, message in enumerate(said):
+        llm.add(reply(f"Lo siento, no puedo ayudarte con eso ({n})."))
+        await body_of(chat, message)
+    llm.add(reply("Gracias."))
+    body = await body_of(chat, GIVES_DATA)
+    checked = [b["fecha_inicio"] for b in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")]
+    assert checked == ([proposed] if proposed else [])
+    assert body["reply"].endswith("¿Confirmo la reserva?") is (proposed is not None)
+    assert sandbox.backend.events == []
+
+
+async def test_a_booking_refused_for_a_slot_nobody_asked_for_keeps_the_customer_s(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Seen with a 1.5B model: «el 15 a las 5 de la tarde» asked, then with the customer's data
+    # a booking tried for a past hour nobody named; the customer's slot must still be proposed.
+    await ask_free_slot(chat, llm)
+    past = {**BOOKING, "date": "2026-11-30", "time": "08:00"}
+    llm.add(call("create_booking", past), reply(GIVES_DATA))
+    body = await body_of(chat, GIVES_DATA)
+    assert body["reply"] == SUMMARY
+    assert sandbox.backend.events == []
+
+
 async def test_a_day_listed_after_the_check_is_a_new_choice_and_proposes_nothing(
     chat: ChatFn, llm: ModelScript
 ) -> None:
@@ -737,18 +777,21 @@ async def test_a_time_other_than_the_one_the_customer_named_is_refused(
     )
 
 
-async def test_a_time_refused_as_not_named_is_never_proposed_on_the_customer_s_data(
+async def test_the_customer_s_data_proposes_their_hour_not_the_one_refused(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     metrics = MetricsDelta()
     llm.add(call("check_availability", SLOT), reply("¿Me das tus datos?"))
     await body_of(chat, "Para mañana a las 5 de la tarde")
-    # The data alone must not turn the refused 15:00 into the proposal the customer says yes to.
+    # The data must not turn the refused 15:00 into the proposal the customer says yes to.
     llm.add(reply("¡Gracias, Ana! Tomo nota."))
     body = await body_of(chat, GIVES_DATA)
-    assert body["reply"] == "¡Gracias, Ana! Tomo nota."
-    assert metrics.of("citas_reply_guard_total", action="proposed_on_data") == 0
-    assert sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD") == []
+    assert "17:00" in body["reply"] and "15:00" not in body["reply"]
+    assert metrics.of("citas_reply_guard_total", action="proposed_on_data") == 1
+    assert [b["fecha_inicio"] for b in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")] == [
+        "2026-12-01 17:00:00"
+    ]
+    assert sandbox.backend.events == []
 
 
 @pytest.mark.parametrize(

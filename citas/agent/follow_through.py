@@ -24,7 +24,9 @@ name and email without checking that time, so nothing is wanted when the data co
 message naming a time (and maybe a day) that matches exactly one slot shown as bookable makes
 it the wanted one, before the model answers; a day or time naming another slot drops the wanted
 one, so that data sent later never proposes a slot the customer moved away from (`named_when`,
-`BookingService.choose`).
+`BookingService.choose`). A day and a time named together («el jueves a las 6 de la tarde», «el
+sábado a la misma hora») name the slot whole and make it the wanted one, shown or not: the
+proposal checks it, and the customer still says yes to a summary.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ _DAY_OR_TIME = (
 )
 _DAY_OR_TIME_WORDS = frozenset(_DAY_OR_TIME.split())
 _EMAIL = re.compile(r"\S+@\S+")
+_SAME_TIME = re.compile(r"\bmisma\s+hora\b")
+_NO = re.compile(r"\bno\b")
 
 
 def is_bare_yes(messages: Iterable[str]) -> bool:
@@ -110,9 +114,12 @@ def mentions_day_or_time(said: Iterable[str]) -> bool:
     )
 
 
-def named_when(said: Iterable[str], today: date) -> tuple[date | None, time | None]:
+def named_when(
+    said: Iterable[str], today: date, *, same_time: time | None = None
+) -> tuple[date | None, time | None]:
     """The day and the time the customer's message(s) name, each None when none or unclear
-    («la de las 4» could be morning or afternoon); the latest message naming one wins."""
+    («la de las 4» could be morning or afternoon); the latest message naming one wins. «A la
+    misma hora» is `same_time`: the hour of the slot spoken of until now, if any."""
     day: date | None = None
     at: time | None = None
     for text in said:
@@ -120,7 +127,20 @@ def named_when(said: Iterable[str], today: date) -> tuple[date | None, time | No
             day = resolve_date(text, today)
         with suppress(UnclearWhen):
             at = resolve_time(text)
+        if same_time is not None and _SAME_TIME.search(fold(text)):
+            at = same_time
     return day, at
+
+
+def slot_time(entry: dict[str, Any] | None) -> time | None:
+    """The hour of a ledger's wanted or awaiting slot."""
+    return None if entry is None else datetime.strptime(entry["slot"], LOCAL_FORMAT).time()
+
+
+def denies(said: Iterable[str]) -> bool:
+    """Whether the message(s) say no («el jueves a las 6 no puedo»): what they name is not
+    asked for."""
+    return any(_NO.search(fold(text)) for text in said)
 
 
 def booking_call(awaiting: dict[str, Any]) -> ToolCallRequest:

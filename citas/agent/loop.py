@@ -38,9 +38,11 @@ from citas.agent.events import (
 )
 from citas.agent.follow_through import (
     booking_call,
+    denies,
     is_bare_yes,
     mentions_day_or_time,
     named_when,
+    slot_time,
     wanted_data,
 )
 from citas.agent.model import ChatModel, ModelReply
@@ -313,6 +315,7 @@ class Agent:
             conversation.customer.add(message)
         system = self.prompts.system_message(tenant, info)
         now = self.clock().astimezone(tenant.zone)
+        said_now = tuple(request.messages)
         context = TurnContext(
             tenant,
             key,
@@ -323,7 +326,7 @@ class Agent:
             offerings=info.services,
             faqs=info.faqs,
             business_context=info.context,
-            said=tuple(request.messages),
+            said=said_now,
             last_reply=last_reply,
         )
         said = [user_message(message) for message in request.messages]
@@ -339,11 +342,13 @@ class Agent:
             ),
         )
         # After `turn.wanted`: a slot chosen in this very message may be proposed on its data.
-        # Only a conversation that was shown slots has one to choose or drop: most turns skip
-        # reading the message for a day and a time.
+        # Only a message that may name a day or a time, or a conversation that was shown slots,
+        # has one to choose or drop: most turns skip reading the message for them.
         ledger = conversation.ledger
-        if ledger.verified_slots or ledger.wanted is not None:
-            self.tools.services.booking.choose(ledger, *named_when(context.said, context.today))
+        if ledger.verified_slots or ledger.wanted is not None or mentions_day_or_time(said_now):
+            spoken_of = slot_time(ledger.wanted or ledger.awaiting)
+            day, at = named_when(said_now, context.today, same_time=spoken_of)
+            self.tools.services.booking.choose(ledger, day, at, asking=not denies(said_now))
         try:
             await self._rounds(system, conversation, turn, deadline)
         except Exception as exc:
