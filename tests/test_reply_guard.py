@@ -11,6 +11,7 @@ import pytest
 from citas.agent.reply_guard import (
     CORRECTIONS,
     EMPTY_REPLY,
+    NOT_DONE,
     NOTHING_BOOKED,
     ReplyGuard,
     claims_booking,
@@ -175,6 +176,22 @@ def test_a_repeat_after_the_retry_is_kept_unless_the_turn_has_something_to_tell(
     ctx = context(ToolResult(True, {"disponible": True}, told), last_reply=PREVIOUS)
     replaced = guard.check(PREVIOUS, "stop", ctx, may_retry=False)
     assert (replaced.text, replaced.actions) == (told, ["replaced_repeat"])
+
+
+DATA = "Soy Andrés Huamán y mi correo es andres.huaman@gmail.com"
+
+
+def test_an_answer_that_echoes_the_customer_is_sent_back_once_then_replaced() -> None:
+    # Seen with a 1.5B model: the customer's name and email sent back to them as the reply.
+    guard = ReplyGuard(1500)
+    ctx = context()
+    ctx.said = ("hola", DATA)
+    retried = guard.check(f"{DATA}.", "stop", ctx, may_retry=True)
+    assert (retried.correction, retried.actions) == (CORRECTIONS["echo"], ["retry_echo"])
+    replaced = guard.check(DATA, "stop", ctx, may_retry=False)
+    assert (replaced.text, replaced.actions) == (NOT_DONE, ["replaced_echo"])
+    ctx.said = ("hola",)  # too short to count as an echo
+    assert guard.check("Hola", "stop", ctx, may_retry=True).actions == []
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """The last check before a reply leaves: what it says must match what the turn did.
 
 A model, small or not, may claim a booking that does not exist, paste tool markup, echo an
-instruction meant for it, repeat a sentence, get cut off, or answer nothing. The guard cleans
-what can be cleaned; for the rest it asks the loop for one corrective model call, and if the
-answer is still wrong it replaces it with a reply built from the turn's facts. When a booking was
-made in the turn, the reply always carries its date, time and link.
+instruction meant for it or the customer's own message, repeat a sentence, get cut off, or
+answer nothing. The guard cleans what can be cleaned; for the rest it asks the loop for one
+corrective model call, and if the answer is still wrong it replaces it with a reply built from
+the turn's facts. When a booking was made in the turn, the reply always carries its date, time
+and link.
 
 Every change is counted in `citas_reply_guard_total{action}`.
 """
@@ -33,6 +34,10 @@ CORRECTIONS = {
         f"{NOTE} Tu respuesta anterior dice que la cita está reservada o confirmada, pero en "
         "esta conversación NO hay ninguna cita reservada. Responde de nuevo al cliente sin "
         "afirmar eso."
+    ),
+    "echo": (
+        f"{NOTE} Tu respuesta solo repite el mensaje del cliente. Respóndele a lo que dice; si "
+        "hace falta consultar o reservar, usa las herramientas."
     ),
     "empty": f"{NOTE} Tu respuesta llegó vacía. Responde al cliente en español, en pocas frases.",
     "length": (
@@ -188,8 +193,9 @@ def fallback_reply(ctx: TurnContext, problem: str = "empty") -> str:
         return "\n\n".join(dict.fromkeys(t for t in texts if t))
     if problem == "claim":
         return NOTHING_BOOKED
-    # Tools ran and told nothing for the customer: asking to repeat would blame them.
-    return NOT_DONE if ctx.results else EMPTY_REPLY
+    # Tools ran and told nothing for the customer, or the model only echoed them: asking to
+    # repeat would blame them.
+    return NOT_DONE if ctx.results or problem == "echo" else EMPTY_REPLY
 
 
 def _problem(text: str, finish_reason: str | None, ctx: TurnContext) -> str | None:
@@ -199,6 +205,8 @@ def _problem(text: str, finish_reason: str | None, ctx: TurnContext) -> str | No
         return "empty"
     if not ctx.ledger.bookings and claims_booking(text):
         return "claim"
+    if any(_same_words(text, said) for said in ctx.said):
+        return "echo"  # seen with a 1.5B model: the customer's name and email sent back to them
     if ctx.last_reply is not None and _same_words(text, ctx.last_reply):
         return "repeat"
     return None
