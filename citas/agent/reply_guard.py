@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from citas.agent.tools.context import TurnContext
+from citas.agent.tools.products import business_answers
 from citas.customer_words import fold
 from citas.metrics import REPLY_GUARD
 
@@ -80,6 +81,11 @@ _CLAIM = re.compile(
     r"|\b(?:cita|reserva)\s+(?:confirmada|reservada|agendada|registrada)\b"
     r"|\b(?:queda|quedo|ha quedado)\s+(?:confirmad|reservad|agendad|registrad|programad)[ao]s?\b"
 )
+# "I cannot help with that", "I do not have that information": judged on folded text.
+_REFUSAL = re.compile(
+    r"\bno\s+(?:puedo|podemos|logro)\s+(?:ayudarte|ayudarle|ayudar|responder|asistirte)"
+    r"|\bno\s+(?:tengo|cuento\s+con|dispongo\s+de)\s+(?:esa\s+|la\s+)?informacion"
+)
 # Before the claim: a denial, or a wish or purpose ("para que te confirme", "quieres que la
 # reserve") rather than a fact.
 _NEGATION = re.compile(r"\b(?:no|aun no|todavia no|sin|ni|para que|quieres que|deseas que)\b")
@@ -135,6 +141,7 @@ class ReplyGuard:
             actions.append(f"replaced_{problem}")
         elif not ctx.booked and ctx.pending is None:
             cleaned = _with_untold(cleaned, ctx, actions)
+            cleaned = _answered_from_business(cleaned, ctx, actions)
         # Bounded before the booking details go in, so the link is never what gets cut.
         details = sum(len(booked.confirmation) + 2 for booked in ctx.booked)
         cleaned = _bounded(cleaned, max(self.max_chars - details, _MIN_BOUND), actions)
@@ -245,6 +252,19 @@ def _with_untold(text: str, ctx: TurnContext, actions: list[str]) -> str:
 def _figures(text: str) -> set[int]:
     """The figures of `text` as numbers: "09:00" and "a las 9" say the same hour."""
     return {int(figure) for figure in _FIGURE.findall(text)}
+
+
+def _answered_from_business(text: str, ctx: TurnContext, actions: list[str]) -> str:
+    """A «no puedo ayudarte con eso» to a question the business's FAQs or description answer is
+    replaced by those answers (seen with a 1.5B model: «¿dónde quedan?» refused, the address in
+    its prompt). Only when no tool ran: a search would have found them already."""
+    if ctx.results or not _REFUSAL.search(fold(text)):
+        return text
+    answers = business_answers(ctx, " ".join(ctx.said))
+    if not answers:
+        return text
+    actions.append("replaced_refusal")
+    return " ".join(answers)
 
 
 def _strip_markup(text: str) -> str:

@@ -29,6 +29,10 @@ _SENTENCE = re.compile(r"(?<![A-Z][a-z]\.)(?<=[.!?])\s+")  # not after "Av." nor
 _QUESTION_WORDS = frozenset(
     {"cuanto", "cuanta", "cuantos", "donde", "tienen", "tiene", "aceptan", "hacen", "puedo"}
 )
+# A question about the place shares no word with how an address is written («¿dónde quedan?»,
+# «Dirección: Av. Larco 123»): such a question also looks for these stems.
+_PLACE_WORDS = frozenset({"donde", "ubicados", "ubicacion", "ubican", "llegar", "llego"})
+_PLACE_STEMS = frozenset({"direc", "ubica"})
 
 
 class SearchProductsArgs(Arguments):
@@ -87,19 +91,17 @@ async def search_products(
 def business_answers(ctx: TurnContext, query: str) -> list[str]:
     """The FAQ answers and description sentences that share a word's stem with `query`, the
     ones sharing most first (at most `MAX_ANSWERS`)."""
-    stems = {
-        word[:_STEM]
-        for word in name_words(query)
-        if len(word) >= _MIN_WORD and word not in _QUESTION_WORDS
-    }
+    asked = name_words(query)
+    stems = {w[:_STEM] for w in asked if len(w) >= _MIN_WORD and w not in _QUESTION_WORDS}
+    if not _PLACE_WORDS.isdisjoint(asked):
+        stems |= _PLACE_STEMS
     if not stems:
         return []
     candidates = [(f"{f.question} {f.answer}", f.answer) for f in ctx.faqs]
     candidates += [(s, s) for s in _SENTENCE.split(ctx.business_context) if s.strip()]
     scored: list[tuple[int, int, str]] = []
     for searched, answer in candidates:
-        words = {word[:_STEM] for word in name_words(searched)}
-        shared = len(stems & words)
+        shared = len(stems & {word[:_STEM] for word in name_words(searched)})
         if shared:
             scored.append((-shared, len(scored), answer.strip()))
     return [answer for _, _, answer in sorted(scored)[:MAX_ANSWERS]]
