@@ -14,7 +14,7 @@ import json
 import unittest.mock
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,8 +23,12 @@ import aioresponses.core
 import pytest
 
 from citas.agent.model import ChatModel
+from citas.agent.tools.context import TurnContext
 from citas.clock import frozen_clock
 from citas.config import Settings
+from citas.customer_words import CustomerWords
+from citas.domain import ConversationKey, Tenant
+from citas.ledger import BookingLedger
 from citas.sandbox import RunningSandbox, SandboxBackend, SandboxSeed, start_sandbox
 from citas.testing import FakeLLM, ModelScript, ScriptedModel
 from citas.testing.harness import LocalCitas
@@ -185,3 +189,16 @@ def occupy(sandbox: RunningSandbox, start: str, end: str, usuario_id: int = 7) -
         },
     )
     assert answer["success"] is True
+
+
+def turn_context(**fields: Any) -> TurnContext:
+    """A tool's view of one turn of the clinic's conversation, on the frozen clock's Monday."""
+    return TurnContext(
+        Tenant(12, ZoneInfo("America/Lima"), 30, usuario_id=7),
+        ConversationKey(12, "51987654321"),
+        BookingLedger(),
+        CustomerWords(),
+        today=date(2026, 11, 30),
+        turn_id="t1",
+        **fields,
+    )

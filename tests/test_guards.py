@@ -25,17 +25,14 @@ import pytest
 from citas.agent.reply_guard import CORRECTIONS, NOTHING_BOOKED
 from citas.agent.tools.availability import customer_when_conflict
 from citas.agent.tools.booking import PENDING
-from citas.agent.tools.context import TurnContext
 from citas.config import Settings
-from citas.customer_words import CustomerWords
 from citas.domain import ConversationKey, Slot, Tenant
-from citas.ledger import BookingLedger
 from citas.sandbox import RunningSandbox
 from citas.services.booking import BookingRequest, Customer, idempotency_key
 from citas.testing import ModelScript, call, reply
 from citas.testing.harness import MetricsDelta
 from citas.tokens import estimate_request_tokens, estimate_tokens
-from tests.conftest import ChatFn, MakeClient, chat_body, occupy, tool_results
+from tests.conftest import ChatFn, MakeClient, chat_body, occupy, tool_results, turn_context
 
 SLOT = {"date": "2026-12-01", "time": "15:00"}
 CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
@@ -728,24 +725,37 @@ async def test_a_proposed_slot_taken_by_this_very_booking_is_confirmed_not_calle
     assert second["url"] == event.url
 
 
-# --------------------------------------------------------------------------- the customer's day
+# ---------------------------------------------------------------------- the customer's day and time
 
 
 @pytest.mark.parametrize("tool", ["check_availability", "create_booking"])
-async def test_a_day_other_than_the_one_the_customer_named_is_refused(
-    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, tool: str
+@pytest.mark.parametrize(
+    "case",
+    [
+        # Seen with a real small model: «mañana» passed as today's date.
+        ("mañana a las 3 de la tarde", {"date": "2026-11-30"}, {}, "date_mismatch"),
+        # Seen too: «a las 5 de la tarde» checked as 15:00, which was free, and the summary the
+        # customer said yes to named 15:00.
+        ("mañana a las 5 de la tarde", {}, {"time": "17:00"}, "time_mismatch"),
+    ],
+)
+async def test_a_day_or_time_other_than_the_one_the_customer_named_is_refused(
+    chat: ChatFn,
+    llm: ModelScript,
+    sandbox: RunningSandbox,
+    tool: str,
+    case: tuple[str, dict[str, str], dict[str, str], str],
 ) -> None:
-    # Seen with a real small model: «mañana» passed as today's date.
-    today = {**BOOKING, "date": "2026-11-30"}
-    llm.add(call(tool, today), call(tool, BOOKING), reply("¿Confirmas?"))
-    await body_of(chat, f"Quiero una cita mañana a las 3 de la tarde. {GIVES_DATA}")
-    wrong, right = tool_results(llm.requests[-1])
-    assert wrong["error"] == "date_mismatch" and "2026-12-01" in wrong["instruccion"]
-    assert right["ok"] is True
-    assert not any(
-        body["fecha_inicio"].startswith("2026-11-30")
-        for body in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")
-    )
+    said, wrong, right, error = case
+    wrong, right = {**BOOKING, **wrong}, {**BOOKING, **right}
+    llm.add(call(tool, wrong), call(tool, right), reply("¿Confirmas?"))
+    await body_of(chat, f"Quiero una cita {said}. {GIVES_DATA}")
+    refused, answered = tool_results(llm.requests[-1])
+    assert refused["error"] == error
+    assert (right["date"] if error == "date_mismatch" else right["time"]) in refused["instruccion"]
+    assert answered["ok"] is True and answered["hora"] == right["time"]
+    checked = [b["fecha_inicio"] for b in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")]
+    assert f"{wrong['date']} {wrong['time']}:00" not in checked
 
 
 async def test_a_message_naming_no_single_day_leaves_the_model_s_date_alone(
@@ -754,27 +764,6 @@ async def test_a_message_naming_no_single_day_leaves_the_model_s_date_alone(
     llm.add(call("check_availability", SLOT), reply("Libre."))
     await body_of(chat, "Mañana no puedo, ¿y el martes?")  # two days: not the guard's to judge
     assert tool_results(llm.requests[-1])[-1]["ok"] is True
-
-
-# --------------------------------------------------------------------------- the customer's time
-
-
-@pytest.mark.parametrize("tool", ["check_availability", "create_booking"])
-async def test_a_time_other_than_the_one_the_customer_named_is_refused(
-    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, tool: str
-) -> None:
-    # Seen with a real small model: «a las 5 de la tarde» checked as 15:00, which was free, and
-    # the summary the customer said yes to named 15:00.
-    five = {**BOOKING, "time": "17:00"}
-    llm.add(call(tool, BOOKING), call(tool, five), reply("¿Confirmas?"))
-    await body_of(chat, f"Quiero una cita mañana a las 5 de la tarde. {GIVES_DATA}")
-    wrong, right = tool_results(llm.requests[-1])
-    assert wrong["error"] == "time_mismatch" and "17:00" in wrong["instruccion"]
-    assert right["ok"] is True and right["hora"] == "17:00"
-    assert not any(
-        body["fecha_inicio"].endswith("15:00:00")
-        for body in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")
-    )
 
 
 async def test_the_customer_s_data_proposes_their_hour_not_the_one_refused(
@@ -822,14 +811,5 @@ async def test_a_message_naming_no_single_time_leaves_the_model_s_time_alone(
 def test_the_latest_message_of_the_turn_naming_a_time_is_the_one_that_counts(
     said: tuple[str, ...], refused: str | None
 ) -> None:
-    ctx = TurnContext(
-        Tenant(12, ZoneInfo("America/Lima"), 30, 7),
-        ConversationKey(12, "51987654321"),
-        BookingLedger(),
-        CustomerWords(),
-        today=date(2026, 11, 30),
-        turn_id="t1",
-        said=said,
-    )
-    conflict = customer_when_conflict(ctx, date(2026, 12, 1), time(16, 0))
+    conflict = customer_when_conflict(turn_context(said=said), date(2026, 12, 1), time(16, 0))
     assert (conflict and conflict.error) == refused

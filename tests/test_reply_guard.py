@@ -20,12 +20,10 @@ from citas.agent.tools import TurnContext
 from citas.agent.tools.availability import verdict_result
 from citas.agent.tools.context import Booked
 from citas.agent.tools.result import ToolResult
-from citas.customer_words import CustomerWords
-from citas.domain import ConversationKey, Slot, SlotProblem, Tenant
-from citas.ledger import BookingLedger
+from citas.domain import Slot, SlotProblem
 from citas.services.availability import SlotVerdict
+from tests.conftest import turn_context
 
-TENANT = Tenant(12, ZoneInfo("America/Lima"), 30, 7)
 LINK = "https://meet.example.com/abc"
 CONFIRMATION = (
     "¡Listo! Tu cita quedó reservada para el martes 1 de diciembre a las 15:00, a nombre de "
@@ -36,15 +34,7 @@ CONFIRMATION = (
 def context(
     *results: ToolResult, booked: bool = False, last_reply: str | None = None
 ) -> TurnContext:
-    ctx = TurnContext(
-        TENANT,
-        ConversationKey(12, "51987654321"),
-        BookingLedger(),
-        CustomerWords(),
-        today=date(2026, 11, 30),
-        turn_id="t1",
-        last_reply=last_reply,
-    )
+    ctx = turn_context(last_reply=last_reply)
     ctx.results.extend(results)
     if booked:
         ctx.ledger.record_booking("k", {"event_id": "1"})

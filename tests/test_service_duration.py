@@ -3,19 +3,14 @@ appointment keeps the request's `duracion_cita_minutos`."""
 
 from __future__ import annotations
 
-from datetime import date
-from zoneinfo import ZoneInfo
-
 import pytest
 
 from citas.agent.tools import TurnContext
-from citas.customer_words import CustomerWords
-from citas.domain import ConversationKey, Offering, Tenant
-from citas.ledger import BookingLedger
+from citas.domain import Offering
 from citas.sandbox import RunningSandbox
 from citas.services.products import parse_offerings
 from citas.testing import ModelScript, call, reply
-from tests.conftest import ChatFn, tool_results
+from tests.conftest import ChatFn, tool_results, turn_context
 
 CUSTOMER = {"customer_name": "Ana Pérez", "customer_email": "ana.perez@example.com"}
 
@@ -81,16 +76,7 @@ async def test_a_service_without_a_length_or_unknown_keeps_the_default(
 
 
 def _context(*services: Offering) -> TurnContext:
-    tenant = Tenant(12, ZoneInfo("America/Lima"), 30)
-    return TurnContext(
-        tenant,
-        ConversationKey(12, "s"),
-        BookingLedger(),
-        CustomerWords(),
-        today=date(2026, 11, 30),
-        turn_id="t",
-        offerings=services,
-    )
+    return turn_context(offerings=services)
 
 
 def test_the_service_is_found_by_its_name_as_people_write_it() -> None:
