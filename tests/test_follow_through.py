@@ -123,10 +123,11 @@ MONDAY = date(2026, 11, 30)
 def test_the_day_and_time_a_message_names(
     said: list[str], named: tuple[date | None, time | None]
 ) -> None:
-    assert named_when(said, MONDAY, same_time=time(10, 0)) == named
+    earlier = ["Hola", "¿Puedo el domingo a las 10 de la mañana?", "¿Atienden los domingos?"]
+    assert named_when(said, MONDAY, lambda: earlier) == named
 
 
-def test_the_same_hour_with_no_slot_spoken_of_names_no_time() -> None:
+def test_the_same_hour_with_no_hour_named_before_names_no_time() -> None:
     assert named_when(["el sábado a la misma hora"], MONDAY) == (date(2026, 12, 5), None)
 
 

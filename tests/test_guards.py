@@ -369,14 +369,37 @@ async def test_a_day_and_time_the_customer_names_are_proposed_on_their_data(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, said: list[str], proposed: str | None
 ) -> None:
     for n, message in enumerate(said):
-        llm.add(reply(f"Lo siento, no puedo ayudarte con eso ({n})."))
+        # Each answer without a tool: the loop checks the slot named, and asks the model again.
+        llm.add(reply(f"Lo siento, no puedo ayudarte con eso ({n})."), reply(f"Entendido ({n})."))
         await body_of(chat, message)
     llm.add(reply("Gracias."))
     body = await body_of(chat, GIVES_DATA)
     checked = [b["fecha_inicio"] for b in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")]
-    assert checked == ([proposed] if proposed else [])
+    assert checked[-1:] == ([proposed] if proposed else [])
     assert body["reply"].endswith("¿Confirmo la reserva?") is (proposed is not None)
     assert sandbox.backend.events == []
+
+
+async def test_a_day_and_time_answered_without_a_tool_are_checked_and_answered_again(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Seen with a 1.5B model: «¿tienen algo hoy a las 4 de la tarde?» answered «no tengo
+    # información suficiente», no tool called.
+    metrics = MetricsDelta()
+    occupy(sandbox, "2026-12-01 15:00:00", "2026-12-01 15:30:00")
+    llm.add(reply("No tengo información suficiente."), reply("A las 15:00 no; ¿15:30?"))
+    body = await body_of(chat, "¿Tienen algo mañana a las 3 de la tarde?")
+    assert body["reply"] == "A las 15:00 no; ¿15:30?"
+    [result] = tool_results(llm.requests[-1])  # the second call knows what the check found
+    assert (result["disponible"], result["motivo"]) == (False, "ese horario ya está ocupado")
+    assert metrics.of("citas_reply_guard_total", action="checked_on_ask") == 1
+    # Once a turn, and never when the model used a tool or the message names no whole slot.
+    llm.add(reply("Con gusto."))
+    await body_of(chat, "¿Y mañana en la tarde?")
+    llm.add(call("search_products", {"query": "limpieza"}), reply("Cuesta S/ 80."))
+    await body_of(chat, "¿Cuánto cuesta una limpieza el viernes a las 10?")
+    assert metrics.of("citas_reply_guard_total", action="checked_on_ask") == 1
+    assert len(sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")) == 1
 
 
 async def test_a_booking_refused_for_a_slot_nobody_asked_for_keeps_the_customer_s(
@@ -543,7 +566,7 @@ async def test_an_answer_that_repeats_the_last_reply_is_sent_back_and_not_kept(
     llm.add(reply(asked))
     await body_of(chat, "Hola, quiero una cita")
     llm.add(reply(asked), call("check_availability", SLOT), reply("Mañana a las 15:00 está libre."))
-    body = await body_of(chat, "Mañana a las 3 de la tarde")
+    body = await body_of(chat, "Mañana, en la tarde")
     assert body["reply"] == "Mañana a las 15:00 está libre."
     correction = {"role": "user", "content": CORRECTIONS["repeat"]}
     assert correction in messages_sent(llm, 2)  # the call after the repeat

@@ -24,9 +24,11 @@ name and email without checking that time, so nothing is wanted when the data co
 message naming a time (and maybe a day) that matches exactly one slot shown as bookable makes
 it the wanted one, before the model answers; a day or time naming another slot drops the wanted
 one, so that data sent later never proposes a slot the customer moved away from (`named_when`,
-`BookingService.choose`). A day and a time named together («el jueves a las 6 de la tarde», «el
-sábado a la misma hora») name the slot whole and make it the wanted one, shown or not: the
-proposal checks it, and the customer still says yes to a summary.
+`BookingService.choose`). A day and a time named together («el jueves a las 6 de la tarde»;
+«el sábado a la misma hora», the hour the customer named before) name the slot whole and make it
+the wanted one, shown or not: the proposal checks it, and the customer still says yes to a
+summary. When the model answers such a message without any tool («no tengo información
+suficiente»), the loop checks that slot itself and the model answers again with the result.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from datetime import date, datetime, time
 from typing import Any
@@ -115,11 +117,12 @@ def mentions_day_or_time(said: Iterable[str]) -> bool:
 
 
 def named_when(
-    said: Iterable[str], today: date, *, same_time: time | None = None
+    said: Iterable[str], today: date, earlier: Callable[[], Iterable[str]] = tuple
 ) -> tuple[date | None, time | None]:
     """The day and the time the customer's message(s) name, each None when none or unclear
     («la de las 4» could be morning or afternoon); the latest message naming one wins. «A la
-    misma hora» is `same_time`: the hour of the slot spoken of until now, if any."""
+    misma hora» is the time of the latest of the customer's `earlier` messages that names one
+    (read only then)."""
     day: date | None = None
     at: time | None = None
     for text in said:
@@ -127,14 +130,16 @@ def named_when(
             day = resolve_date(text, today)
         with suppress(UnclearWhen):
             at = resolve_time(text)
-        if same_time is not None and _SAME_TIME.search(fold(text)):
-            at = same_time
+        if _SAME_TIME.search(fold(text)):
+            at = _latest_time(earlier()) or at
     return day, at
 
 
-def slot_time(entry: dict[str, Any] | None) -> time | None:
-    """The hour of a ledger's wanted or awaiting slot."""
-    return None if entry is None else datetime.strptime(entry["slot"], LOCAL_FORMAT).time()
+def _latest_time(messages: Iterable[str]) -> time | None:
+    for text in reversed(list(messages)):
+        with suppress(UnclearWhen):
+            return resolve_time(text)
+    return None
 
 
 def denies(said: Iterable[str]) -> bool:
@@ -143,8 +148,21 @@ def denies(said: Iterable[str]) -> bool:
     return any(_NO.search(fold(text)) for text in said)
 
 
+def availability_call(wanted: dict[str, Any]) -> ToolCallRequest:
+    """The `check_availability` call for the wanted slot: the call the model should have made."""
+    start = datetime.strptime(str(wanted["slot"]), LOCAL_FORMAT)
+    arguments: dict[str, str] = {"date": f"{start:%Y-%m-%d}", "time": f"{start:%H:%M}"}
+    if wanted.get("service"):
+        arguments["service"] = str(wanted["service"])
+    return _call("check_availability", arguments)
+
+
 def booking_call(awaiting: dict[str, Any]) -> ToolCallRequest:
     """The `create_booking` call for `awaiting` (or for the wanted slot with the customer's
     data, which has the same keys): the call the model should have made."""
-    arguments = json.dumps(confirming_arguments(awaiting), ensure_ascii=False)
-    return ToolCallRequest(f"call_citas_{uuid.uuid4().hex[:12]}", "create_booking", arguments)
+    return _call("create_booking", confirming_arguments(awaiting))
+
+
+def _call(tool: str, arguments: dict[str, str]) -> ToolCallRequest:
+    encoded = json.dumps(arguments, ensure_ascii=False)
+    return ToolCallRequest(f"call_citas_{uuid.uuid4().hex[:12]}", tool, encoded)

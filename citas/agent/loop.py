@@ -37,12 +37,12 @@ from citas.agent.events import (
     TurnFinished,
 )
 from citas.agent.follow_through import (
+    availability_call,
     booking_call,
     denies,
     is_bare_yes,
     mentions_day_or_time,
     named_when,
-    slot_time,
     wanted_data,
 )
 from citas.agent.model import ChatModel, ModelReply
@@ -107,6 +107,7 @@ class _Turn:
     tool_rounds: int = 0
     final: str | None = None
     corrected: bool = False
+    checked_for_customer: bool = False
     scratch: set[int] = field(default_factory=set)
     """ids of messages sent to the model but not kept: the guard's corrections."""
 
@@ -346,8 +347,7 @@ class Agent:
         # has one to choose or drop: most turns skip reading the message for them.
         ledger = conversation.ledger
         if ledger.verified_slots or ledger.wanted is not None or mentions_day_or_time(said_now):
-            spoken_of = slot_time(ledger.wanted or ledger.awaiting)
-            day, at = named_when(said_now, context.today, same_time=spoken_of)
+            day, at = named_when(said_now, context.today, lambda: _customer_lines(conversation))
             self.tools.services.booking.choose(ledger, day, at, asking=not denies(said_now))
         try:
             await self._rounds(system, conversation, turn, deadline)
@@ -416,13 +416,11 @@ class Agent:
                 history = conversation.messages()
                 continue
             if not reply.tool_calls:
-                if (
-                    await self._booked_on_yes(turn)
-                    or await self._proposed_on_data(turn)
-                    or self._answer(reply, turn)
-                ):
+                if await self._booked_on_yes(turn) or await self._proposed_on_data(turn):
                     return
-                continue
+                if await self._checked_when_asked(turn) or not self._answer(reply, turn):
+                    continue
+                return
             turn.messages.append(assistant_message(reply.text, reply.tool_calls))
             results = await self.tools.run_all(turn.context, reply.tool_calls, turn.emit)
             turn.messages.extend(
@@ -480,6 +478,29 @@ class Agent:
             return False
         await self._call_for_customer(turn, booking_call({**wanted, **data}))
         self._follow_through(turn, "proposed_on_data" if ctx.pending else "not_proposed_on_data")
+        return True
+
+    async def _checked_when_asked(self, turn: _Turn) -> bool:
+        """When the customer's message named a day and a time (`BookingLedger.wanted`, chosen
+        this turn and never shown) and the model answered without any tool, check that slot as
+        the model should have, and let the model answer again knowing the result; True when it
+        did. Seen with a 1.5B model: «¿tienen algo hoy a las 4 de la tarde?» answered «no
+        tengo información suficiente», and «quiero uno el jueves a las 6 de la tarde» with «no
+        recibí ninguna respuesta del cliente». Once a turn."""
+        ctx = turn.context
+        wanted = ctx.ledger.wanted
+        if (
+            turn.checked_for_customer
+            or ctx.results
+            or wanted is None
+            or wanted == turn.wanted
+            or ctx.ledger.is_verified(wanted["slot"])
+        ):
+            return False
+        turn.checked_for_customer = True
+        await self._call_for_customer(turn, availability_call(wanted))
+        record(["checked_on_ask"])
+        log.info("reply_guarded", actions=["checked_on_ask"])
         return True
 
     async def _call_for_customer(self, turn: _Turn, call: ToolCallRequest) -> None:
@@ -567,6 +588,11 @@ class Agent:
         conversation.turns.append(turn.kept_messages())
         ending.save = True
         ending.booked = not conversation.ledger.booking_keys() <= turn.bookings_before
+
+
+def _customer_lines(conversation: Conversation) -> list[str]:
+    """What the customer wrote in the turns kept, oldest first."""
+    return [m["content"] for m in conversation.messages() if m["role"] == "user"]
 
 
 def _replayed(message_id: str | None, earlier: dict[str, Any]) -> TurnResult:
