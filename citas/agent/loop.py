@@ -327,6 +327,7 @@ class Agent:
             offerings=info.services,
             faqs=info.faqs,
             business_context=info.context,
+            hours=info.hours,
             said=said_now,
             last_reply=last_reply,
         )

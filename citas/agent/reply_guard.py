@@ -83,8 +83,9 @@ _CLAIM = re.compile(
 )
 # "I cannot help with that", "I do not have that information": judged on folded text.
 _REFUSAL = re.compile(
-    r"\bno\s+(?:puedo|podemos|logro)\s+(?:ayudarte|ayudarle|ayudar|responder|asistirte)"
-    r"|\bno\s+(?:tengo|cuento\s+con|dispongo\s+de)\s+(?:esa\s+|la\s+)?informacion"
+    r"\bno\s+(?:puedo|podemos|logro)\s+(?:ayudar|responder|asistir|proporcionar|dar|brindar)"
+    r"|\bno\s+(?:tengo|cuento\s+con|dispongo\s+de)\s+(?:acceso\s+a\s+)?(?:esa\s+|la\s+)?"
+    r"informacion"
 )
 # Before the claim: a denial, or a wish or purpose ("para que te confirme", "quieres que la
 # reserve") rather than a fact.
@@ -255,15 +256,17 @@ def _figures(text: str) -> set[int]:
 
 
 def _answered_from_business(text: str, ctx: TurnContext, actions: list[str]) -> str:
-    """A «no puedo ayudarte con eso» to a question the business's FAQs or description answer is
-    replaced by those answers (seen with a 1.5B model: «¿dónde quedan?» refused, the address in
-    its prompt). Only when no tool ran: a search would have found them already."""
-    if ctx.results or not _REFUSAL.search(fold(text)):
+    """A «no puedo ayudarte con eso», or the previous reply kept as it was, to a question the
+    business's FAQs, description or opening hours answer is replaced by those answers (seen
+    with a 1.5B model: «¿dónde quedan?» refused, and answered with the insurance reply again;
+    «¿a qué hora abren los sábados?» refused). Only when no tool ran: a search would have found
+    them already."""
+    if ctx.results or not ("kept_repeat" in actions or _REFUSAL.search(fold(text))):
         return text
     answers = business_answers(ctx, " ".join(ctx.said))
     if not answers:
         return text
-    actions.append("replaced_refusal")
+    actions.append("answered_from_business")
     return " ".join(answers)
 
 

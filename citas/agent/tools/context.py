@@ -7,7 +7,7 @@ from datetime import date
 
 from citas.agent.tools.result import ToolResult
 from citas.customer_words import CustomerWords, fold
-from citas.domain import ConversationKey, Faq, Offering, Tenant
+from citas.domain import ConversationKey, Faq, Offering, OpeningHours, Tenant
 from citas.ledger import BookingLedger
 from citas.services.appointments import AppointmentService
 from citas.services.booking import BookingService
@@ -56,6 +56,8 @@ class TurnContext:
     faqs: tuple[Faq, ...] = ()
     business_context: str = ""
     """The business's FAQs and description, which `search_products` also searches."""
+    hours: OpeningHours | None = None
+    """The business's opening hours, for a question about them (`business_answers`)."""
 
     def find_service(self, name: str | None) -> Offering | None:
         """The service the model named (case, accents and extra words aside), if exactly one

@@ -14,7 +14,8 @@ from pydantic import Field
 from citas.agent.tools.arguments import Arguments
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
-from citas.customer_words import name_words
+from citas.customer_words import fold, name_words
+from citas.domain import WEEKDAY_NAMES
 from citas.errors import BackendRejected
 from citas.money import format_amount
 
@@ -33,6 +34,11 @@ _QUESTION_WORDS = frozenset(
 # «Dirección: Av. Larco 123»): such a question also looks for these stems.
 _PLACE_WORDS = frozenset({"donde", "ubicados", "ubicacion", "ubican", "llegar", "llego"})
 _PLACE_STEMS = frozenset({"direc", "ubica"})
+# A question about the opening hours: answered with the day's line, or the week's.
+_HOURS_WORDS = frozenset(
+    {"abren", "abre", "cierran", "cierra", "horario", "horarios", "atienden", "atiende"}
+)
+_WEEKDAY_STEMS = tuple(fold(name)[:_STEM] for name in WEEKDAY_NAMES)
 
 
 class SearchProductsArgs(Arguments):
@@ -95,6 +101,9 @@ def business_answers(ctx: TurnContext, query: str) -> list[str]:
     stems = {w[:_STEM] for w in asked if len(w) >= _MIN_WORD and w not in _QUESTION_WORDS}
     if not _PLACE_WORDS.isdisjoint(asked):
         stems |= _PLACE_STEMS
+    hours = _hours_answer(ctx, asked)
+    if hours is not None:
+        return [hours]
     if not stems:
         return []
     candidates = [(f"{f.question} {f.answer}", f.answer) for f in ctx.faqs]
@@ -105,3 +114,13 @@ def business_answers(ctx: TurnContext, query: str) -> list[str]:
         if shared:
             scored.append((-shared, len(scored), answer.strip()))
     return [answer for _, _, answer in sorted(scored)[:MAX_ANSWERS]]
+
+
+def _hours_answer(ctx: TurnContext, asked: list[str]) -> str | None:
+    """The opening hours of the days `asked` names, or of the week, when it asks about them."""
+    if ctx.hours is None or _HOURS_WORDS.isdisjoint(asked):
+        return None
+    lines = ctx.hours.describe()
+    named = {word[:_STEM] for word in asked} & set(_WEEKDAY_STEMS)
+    days = [line for line, stem in zip(lines, _WEEKDAY_STEMS, strict=True) if stem in named]
+    return "Horario de atención: " + "; ".join(d.replace(": ", " ", 1) for d in days or lines) + "."
