@@ -230,10 +230,10 @@ def _same_words(text: str, other: str) -> bool:
 def _with_untold(text: str, ctx: TurnContext, actions: list[str]) -> str:
     """The reply with what the turn found for the customer and the reply leaves out: the
     `mensaje` of each answering result (a price, their appointments, a day's free times, the
-    alternatives to a taken slot) none of whose figures the
-    reply carries. A reply with no figure of its own told nothing concrete and is replaced (seen
-    with a 1.5B model: «Tienes que reservar una cita» to the customer's own appointment, listed
-    a moment before); one with figures told something else, and the facts are added."""
+    alternatives to a taken slot) none of whose figures the reply carries. A reply with no
+    figure of its own told nothing concrete and is replaced (seen with a 1.5B model: «Tienes
+    que reservar una cita» to the customer's own appointment, listed a moment before); one with
+    figures told something else, and the facts are added."""
     said = _figures(text)
     untold = []
     for result in ctx.results:
