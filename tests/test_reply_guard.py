@@ -194,6 +194,30 @@ def test_a_different_or_short_answer_is_not_a_repeat(answer: str) -> None:
     assert (checked.correction, checked.actions) == (None, [])
 
 
+@pytest.mark.parametrize(
+    ("answer", "sent"),
+    [
+        # Seen with a 1.5B model.
+        (
+            "Tienes razón. Si quieres cambiarla, puedes hacerlo con reschedule_booking.",
+            "Tienes razón.",
+        ),
+        ("Listo. Usa `create_booking` cuando quieras.\nTe espero.", "Listo.\nTe espero."),
+        ("Tu correo es ana_perez@gmail.com.", "Tu correo es ana_perez@gmail.com."),
+        (
+            "Entra a https://meet.example.com/a_b?utm_source=x.",
+            "Entra a https://meet.example.com/a_b?utm_source=x.",
+        ),
+    ],
+)
+def test_a_sentence_naming_a_tool_or_field_never_reaches_the_customer(
+    answer: str, sent: str
+) -> None:
+    checked = ReplyGuard(1500).check(answer, "stop", context(), may_retry=True)
+    assert checked.text == sent
+    assert ("removed_internal_names" in checked.actions) is (answer != sent)
+
+
 def test_an_instruction_for_the_model_never_reaches_the_reply() -> None:
     result = ToolResult(
         False,

@@ -1,11 +1,11 @@
 """The last check before a reply leaves: what it says must match what the turn did.
 
-A model, small or not, may claim a booking that does not exist, paste tool markup, echo an
-instruction meant for it or the customer's own message, repeat a sentence, get cut off, or
-answer nothing. The guard cleans what can be cleaned; for the rest it asks the loop for one
-corrective model call, and if the answer is still wrong it replaces it with a reply built from
-the turn's facts. When a booking was made in the turn, the reply always carries its date, time
-and link.
+A model, small or not, may claim a booking that does not exist, paste tool markup or a tool's
+name, echo an instruction meant for it or the customer's own message, repeat a sentence, get cut
+off, or answer nothing. The guard cleans what can be cleaned; for the rest it asks the loop for
+one corrective model call, and if the answer is still wrong it replaces it with a reply built
+from the turn's facts. When a booking was made in the turn, the reply always carries its date,
+time and link.
 
 Every change is counted in `citas_reply_guard_total{action}`.
 """
@@ -59,6 +59,10 @@ _MARKUP = re.compile(
     r"|\{\s*\"(?:ok|name|arguments|function|tool_call_id)\"\s*:.*\}",  # bare JSON objects
     re.DOTALL,
 )
+# A name from the code: a tool («reschedule_booking»), a field («id_empresa»); never Spanish
+# prose, and not part of an email or a link.
+_INTERNAL_NAME = re.compile(r"(?<![\w.])[a-z]+(?:_[a-z]+)+(?!\w)")
+_LINK_OR_EMAIL = re.compile(r"\S+://\S+|\S+@\S+")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _RUN = re.compile(r"(\S)\1{5,}")  # the same character six or more times: "¡¡¡¡¡¡"
 _MIN_REPEAT_CHARS = 12  # shorter sentences ("¡Gracias!") may fairly come twice
@@ -154,6 +158,7 @@ class ReplyGuard:
             ("stripped_markup", _strip_markup),
             ("collapsed_runs", lambda t: _RUN.sub(r"\1", t)),
             ("removed_instruction", lambda t: _without_echoes(t, _instructions(ctx))),
+            ("removed_internal_names", _without_internal_names),
             ("removed_repeats", _without_repeats),
         )
         for action, step in steps:
@@ -272,6 +277,16 @@ def _answered_from_business(text: str, ctx: TurnContext, actions: list[str]) -> 
 
 def _strip_markup(text: str) -> str:
     return _MARKUP.sub(" ", text)
+
+
+def _without_internal_names(text: str) -> str:
+    """`text` without the sentences that name a tool or a field (seen with a 1.5B model: «puedes
+    hacerlo con reschedule_booking»)."""
+
+    def names(sentence: str) -> bool:
+        return _INTERNAL_NAME.search(_LINK_OR_EMAIL.sub(" ", sentence)) is not None
+
+    return _rebuild(text, lambda sentence: not names(sentence)) if names(text) else text
 
 
 def _instructions(ctx: TurnContext) -> list[str]:
