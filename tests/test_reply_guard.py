@@ -13,8 +13,10 @@ from citas.agent.reply_guard import (
     EMPTY_REPLY,
     NOT_DONE,
     NOTHING_BOOKED,
+    NOTHING_CHANGED,
     ReplyGuard,
     claims_booking,
+    claims_change,
 )
 from citas.agent.tools import TurnContext
 from citas.agent.tools.availability import verdict_result
@@ -166,6 +168,33 @@ def test_a_repeat_after_the_retry_is_kept_unless_the_turn_has_something_to_tell(
     ctx = context(ToolResult(True, {"disponible": True}, told), last_reply=PREVIOUS)
     replaced = guard.check(PREVIOUS, "stop", ctx, may_retry=False)
     assert (replaced.text, replaced.actions) == (told, ["replaced_repeat"])
+
+
+@pytest.mark.parametrize(
+    ("reply", "claims"),
+    [
+        ("Cita cancelada.", True),  # seen with a 1.5B model, no cancel_booking made
+        ("Cita cambiada a 2026-12-03 11:00.", True),  # seen too, no reschedule_booking made
+        ("Listo, tu cita del miércoles quedó cancelada.", True),
+        ("Te cambié la cita al jueves.", True),
+        ("¿Confirmas que cancelo tu cita?", False),
+        ("No he cancelado tu cita.", False),
+        ("Si quieres, la cita puede ser cancelada hasta 2 horas antes.", False),
+    ],
+)
+def test_what_counts_as_claiming_a_cancel_or_a_change(reply: str, claims: bool) -> None:
+    assert claims_change(reply) is claims
+
+
+def test_a_change_claimed_without_one_is_retried_then_replaced_unless_a_tool_made_it() -> None:
+    guard = ReplyGuard(1500)
+    retried = guard.check("Cita cancelada.", "stop", context(), may_retry=True)
+    assert (retried.correction, retried.actions) == (CORRECTIONS["change"], ["retry_change"])
+    replaced = guard.check("Cita cancelada.", "stop", context(), may_retry=False)
+    assert (replaced.text, replaced.actions) == (NOTHING_CHANGED, ["replaced_change"])
+    cancelled = ToolResult(True, {"cancelada": True}, "Listo, tu cita quedó cancelada.")
+    kept = guard.check("Cita cancelada.", "stop", context(cancelled), may_retry=True)
+    assert (kept.text, kept.actions) == ("Cita cancelada.", [])
 
 
 DATA = "Soy Andrés Huamán y mi correo es andres.huaman@gmail.com"

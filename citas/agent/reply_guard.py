@@ -29,12 +29,21 @@ NOT_DONE = (
 NOTHING_BOOKED = (
     "Todavía no hay ninguna cita reservada. ¿Para qué día y hora te gustaría reservarla?"
 )
+NOTHING_CHANGED = (
+    "Todavía no hice ningún cambio en tus citas. ¿Quieres que lo revisemos de nuevo? Indícame "
+    "qué cita y qué cambio necesitas."
+)
 NOTE = "[Nota interna del sistema, no es del cliente; no la menciones]"
 CORRECTIONS = {
     "claim": (
         f"{NOTE} Tu respuesta anterior dice que la cita está reservada o confirmada, pero en "
         "esta conversación NO hay ninguna cita reservada. Responde de nuevo al cliente sin "
         "afirmar eso."
+    ),
+    "change": (
+        f"{NOTE} Tu respuesta dice que una cita fue cancelada o cambiada, pero en este turno NO se "
+        "canceló ni se cambió ninguna. Responde de nuevo al cliente sin afirmar eso; para "
+        "hacerlo usa cancel_booking o reschedule_booking."
     ),
     "echo": (
         f"{NOTE} Tu respuesta solo repite el mensaje del cliente. Respóndele a lo que dice; si "
@@ -85,6 +94,15 @@ _CLAIM = re.compile(
     r"|\b(?:cita|reserva)\s+(?:confirmada|reservada|agendada|registrada)\b"
     r"|\b(?:queda|quedo|ha quedado)\s+(?:confirmad|reservad|agendad|registrad|programad)[ao]s?\b"
 )
+# A statement that an appointment was cancelled or moved: "cita cancelada", "tu cita quedó
+# reprogramada", "la cambié". Judged on folded text, as `_CLAIM`.
+_CHANGE_CLAIM = re.compile(
+    r"\b(?:cita|reserva|turno)\b[^.!?]*\b(?:esta|queda|quedo|fue|ha sido|ha quedado)\s+"
+    r"(?:\w+\s+)?(?:cancelad|anulad|cambiad|reprogramad|movid)[ao]s?\b"
+    r"|\b(?:cita|reserva)\s+(?:cancelada|anulada|cambiada|reprogramada|movida)\b"
+    r"|\b(?:he|hemos|ya|te|le)\s+(?:\w+\s+)?(?:cancelado|anulado|cambiado|reprogramado|movido)\b"
+    r"|\b(?:cancele|anule|reprograme|cambie|movi)\s+(?:tu|su|la)\b"
+)
 # "I cannot help with that", "I do not have that information": judged on folded text.
 _REFUSAL = re.compile(
     r"\bno\s+(?:puedo|podemos|logro)\s+(?:ayudar|responder|asistir|proporcionar|dar|brindar)"
@@ -98,10 +116,20 @@ _NEGATION = re.compile(r"\b(?:no|aun no|todavia no|sin|ni|para que|quieres que|d
 
 def claims_booking(text: str) -> bool:
     """Whether a sentence of `text` states, not asks nor denies, that a booking exists."""
+    return _states(_CLAIM, text)
+
+
+def claims_change(text: str) -> bool:
+    """Whether a sentence of `text` states, not asks nor denies, that an appointment was
+    cancelled or moved."""
+    return _states(_CHANGE_CLAIM, text)
+
+
+def _states(claim: re.Pattern[str], text: str) -> bool:
     for sentence in _sentences(fold(text)):
         if sentence.rstrip().endswith("?") or sentence.lstrip().startswith("¿"):
             continue
-        match = _CLAIM.search(sentence)
+        match = claim.search(sentence)
         if match and not _NEGATION.search(sentence[: match.end()]):
             return True
     return False
@@ -206,6 +234,8 @@ def fallback_reply(ctx: TurnContext, problem: str = "empty") -> str:
         return "\n\n".join(dict.fromkeys(t for t in texts if t))
     if problem == "claim":
         return NOTHING_BOOKED
+    if problem == "change":
+        return NOTHING_CHANGED
     # Tools ran and told nothing for the customer, or the model only echoed them: asking to
     # repeat would blame them.
     return NOT_DONE if ctx.results or problem == "echo" else EMPTY_REPLY
@@ -218,11 +248,18 @@ def _problem(text: str, finish_reason: str | None, ctx: TurnContext) -> str | No
         return "empty"
     if not ctx.ledger.bookings and claims_booking(text):
         return "claim"
+    if not _changed(ctx) and claims_change(text):
+        return "change"  # seen with a 1.5B model: «Cita cancelada.», no cancel_booking made
     if any(_same_words(text, said) for said in ctx.said):
         return "echo"  # seen with a 1.5B model: the customer's name and email sent back to them
     if ctx.last_reply is not None and _same_words(text, ctx.last_reply):
         return "repeat"
     return None
+
+
+def _changed(ctx: TurnContext) -> bool:
+    """Whether a tool of the turn cancelled or moved an appointment."""
+    return any(r.facts.get("cancelada") or r.facts.get("reprogramada") for r in ctx.results)
 
 
 def _same_words(text: str, other: str) -> bool:
