@@ -404,26 +404,5 @@ async def test_another_business_reference_is_refused(
     assert sandbox.backend.calls_of("CANCELAR_EVENTO") == []
 
 
-@pytest.mark.parametrize("tool", ["cancel_booking", "reschedule_booking"])
-async def test_an_invented_reference_is_refused_with_the_customer_s_own(
-    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, tool: str
-) -> None:
-    # Seen with a 1.5B model: «C1A2B3», the description's example, tried again and again.
-    mine = seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
-    args = {"reference": "C1A2B3"} | (
-        {"date": "2026-12-03", "time": "11:00"} if "res" in tool else {}
-    )
-    llm.add(call(tool, args), reply("No la encontré."))
-    await chat("Quiero cambiar mi cita del miércoles")
-    result = tool_results(llm.requests[-1])[-1]
-    assert result["error"] == "unknown_reference" and result["ok"] is False
-    [listed] = result["citas"]
-    assert (listed["fecha"], listed["hora"]) == ("2026-12-02", "10:00")
-    assert (
-        listed["referencia"] in result["mensaje"] and "no se cambió nada" in result["instruccion"]
-    )
-    assert event(sandbox, mine).estado == "confirmado"
-
-
 def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)

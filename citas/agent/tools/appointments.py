@@ -38,11 +38,6 @@ UNKNOWN_REFERENCE = (
     "Esa referencia no es de ninguna cita de este cliente: no se cambió nada. Llama a "
     "list_my_bookings y usa una referencia de su resultado; nunca inventes una."
 )
-USE_THESE_REFERENCES = (
-    "Esa referencia no es de ninguna cita de este cliente: no se cambió nada. Sus citas son "
-    "las de `citas`: vuelve a llamar con la referencia exacta de la que el cliente quiere "
-    "cambiar o cancelar; si no está claro cuál, pregúntale."
-)
 NO_PHONE = (
     "Esta conversación no tiene un número de teléfono con el que buscar las citas del cliente. "
     "Ofrécele comunicarlo con una persona (request_human)."
@@ -119,9 +114,7 @@ async def cancel_booking(
     outcome = await services.appointments.cancel(
         ctx.tenant, ctx.key, ctx.ledger, args.reference, args.reason, turn_id=ctx.turn_id
     )
-    refused = await _unknown_reference(services, ctx, outcome) or _refused(
-        services, outcome, "cancelar"
-    )
+    refused = _refused(services, outcome, "cancelar")
     if refused is not None:
         return refused
     assert outcome.appointment is not None
@@ -157,9 +150,7 @@ async def reschedule_booking(
     outcome = await services.appointments.reschedule(
         tenant, ctx.key, ctx.ledger, args.reference, new.start, turn_id=ctx.turn_id
     )
-    refused = await _unknown_reference(services, ctx, outcome) or _refused(
-        services, outcome, "cambiar"
-    )
+    refused = _refused(services, outcome, "cambiar")
     if refused is not None:
         return refused
     assert outcome.appointment is not None and outcome.new_slot is not None
@@ -210,27 +201,6 @@ async def reschedule_booking(
         },
         customer_text=text,
         instruction=RESCHEDULED,
-    )
-
-
-async def _unknown_reference(
-    services: ToolServices, ctx: TurnContext, outcome: ChangeOutcome
-) -> ToolResult | None:
-    """A reference that is none of the customer's: refused with the ones that are, so the next
-    call can be right (seen with a 1.5B model: «C1A2B3», the description's example, tried three
-    times in a turn and never `list_my_bookings`)."""
-    if outcome.problem != ChangeProblem.NOT_FOUND:
-        return None
-    found = await services.appointments.upcoming(ctx.tenant, ctx.key)
-    if not found:
-        return None  # nothing to offer instead: the plain refusal says so
-    lines = [f"• {describe_slot(a.slot.start)} (referencia {a.reference})" for a in found]
-    return ToolResult(
-        False,
-        {"citas": [{**appointment_facts(a), "titulo": a.title} for a in found]},
-        "No encontré esa cita entre las tuyas. Tus próximas citas:\n" + "\n".join(lines),
-        USE_THESE_REFERENCES,
-        error="unknown_reference",
     )
 
 
