@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, time
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import Field
 
+from citas.agent.follow_through import named_when
 from citas.agent.tools.arguments import Arguments, LocalDate, LocalTime
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult, failure
-from citas.datetext import (
-    UnclearWhen,
-    describe_day,
-    describe_slot,
-    resolve_date,
-    resolve_time,
-)
+from citas.datetext import describe_day, describe_slot
 from citas.domain import Slot
 from citas.services.availability import DayListing, SlotVerdict
 
@@ -32,8 +27,6 @@ NEXT_STEP = (
     "Si el cliente quiere este horario y ya escribió su nombre y apellido y su correo, llama a "
     "create_booking; si no, pídele lo que falte."
 )
-
-_Named = TypeVar("_Named", date, time)
 
 SERVICE_FIELD = Field(
     None,
@@ -95,7 +88,7 @@ def customer_when_conflict(ctx: TurnContext, day: date, at: time | None) -> Tool
     the model asks about another: a model that reads «mañana» as today, or «las 5 de la tarde»
     as 15:00, books the wrong slot, the worst mistake there is. Nothing is said when the
     message names no day (time), or several."""
-    named_day = _last_named(ctx, lambda text: resolve_date(text, ctx.today))
+    named_day, named_time = named_when(ctx.said, ctx.today)
     if named_day is not None and named_day != day:
         right = f"{describe_day(named_day)} ({named_day.isoformat()})"
         return failure(
@@ -103,23 +96,12 @@ def customer_when_conflict(ctx: TurnContext, day: date, at: time | None) -> Tool
             f"El cliente pidió el {right}, no el {describe_day(day)} ({day.isoformat()}). "
             "Vuelve a llamar con la fecha que pidió el cliente.",
         )
-    named_time = _last_named(ctx, resolve_time) if at is not None else None
     if at is not None and named_time is not None and named_time != at:
         return failure(
             "time_mismatch",
             f"El cliente pidió las {named_time:%H:%M}, no las {at:%H:%M}. "
             "Vuelve a llamar con la hora que pidió el cliente.",
         )
-    return None
-
-
-def _last_named(ctx: TurnContext, read: Callable[[str], _Named]) -> _Named | None:
-    """What the latest message of this turn that names one names, if any does."""
-    for text in reversed(ctx.said):
-        try:
-            return read(text)
-        except UnclearWhen:
-            continue
     return None
 
 
