@@ -35,6 +35,8 @@ _TRAILING_PARTICLES = re.compile(r"(?:\s+(?:de|del|la|las|los))+$", re.IGNORECAS
 
 def fold(text: str) -> str:
     """Lowercase without accents: `Pérez` and `perez` are the same word."""
+    if text.isascii():  # most text: nothing to decompose
+        return text.lower()
     decomposed = unicodedata.normalize("NFD", text.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 

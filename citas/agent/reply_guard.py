@@ -326,31 +326,42 @@ def _without_internal_names(text: str) -> str:
     return _rebuild(text, lambda sentence: not names(sentence)) if names(text) else text
 
 
-def _instructions(ctx: TurnContext) -> list[str]:
-    """What only the model was meant to read: the turn's tool instructions and the guard's own
-    corrections (a small model answered a correction with «Responde al cliente en español…»)."""
-    return [*(r.instruction for r in ctx.results if r.instruction), *CORRECTIONS.values()]
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text.strip()) if s]
 
 
-def _without_echoes(text: str, instructions: Sequence[str]) -> str:
-    """`text` without the sentences that repeat an instruction meant only for the model."""
-    meant = [
+def _echo_sentences(instruction: str) -> list[str]:
+    """The sentences of `instruction` long enough to count as echoed, folded."""
+    return [
         fold(sentence).strip(" .")
-        for instruction in instructions
         for sentence in _sentences(instruction)
         if len(sentence) >= _MIN_ECHO_CHARS
     ]
-    if not meant:
-        return text
-    return _rebuild(
-        text,
-        lambda sentence: not any(m in fold(sentence) or _contains(m, sentence) for m in meant),
-    )
 
 
-def _contains(meant: str, sentence: str) -> bool:
-    folded = fold(sentence).strip(" .")
-    return len(folded) >= _MIN_ECHO_CHARS and folded in meant
+# The guard's own corrections are the same every turn: folded once.
+_CORRECTION_ECHOES = [echo for note in CORRECTIONS.values() for echo in _echo_sentences(note)]
+
+
+def _instructions(ctx: TurnContext) -> list[str]:
+    """What only the model was meant to read, folded: the turn's tool instructions and the
+    guard's own corrections (a small model answered a correction with «Responde al cliente en
+    español…»)."""
+    meant = [echo for r in ctx.results if r.instruction for echo in _echo_sentences(r.instruction)]
+    return [*meant, *_CORRECTION_ECHOES]
+
+
+def _without_echoes(text: str, meant: Sequence[str]) -> str:
+    """`text` without the sentences that repeat (or are part of) a folded instruction in
+    `meant`."""
+
+    def echoes(sentence: str) -> bool:
+        folded = fold(sentence)
+        part = folded.strip(" .")
+        long_part = len(part) >= _MIN_ECHO_CHARS
+        return any(m in folded or (long_part and part in m) for m in meant)
+
+    return _rebuild(text, lambda sentence: not echoes(sentence))
 
 
 def _without_repeats(text: str) -> str:
@@ -376,10 +387,6 @@ def _rebuild(text: str, keep: Callable[[str], bool]) -> str:
         if kept or not line.strip():
             lines.append(" ".join(kept))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def _sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(text.strip()) if s]
 
 
 def _bounded(text: str, max_chars: int, actions: list[str]) -> str:
