@@ -8,8 +8,9 @@ accents) and emails lowercased, bounded, and outlive the trimming of old turns.
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any
+
+from citas.folding import fold
 
 _MAX_WORDS = 2000
 _MAX_EMAILS = 20
@@ -31,14 +32,6 @@ _NAME = re.compile(
     rf"|\b[Ss]oy\s+((?:{_CAPITALISED}\s*){{1,4}})",
 )
 _TRAILING_PARTICLES = re.compile(r"(?:\s+(?:de|del|la|las|los))+$", re.IGNORECASE)
-
-
-def fold(text: str) -> str:
-    """Lowercase without accents: `Pérez` and `perez` are the same word."""
-    if text.isascii():  # most text: nothing to decompose
-        return text.lower()
-    decomposed = unicodedata.normalize("NFD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def name_words(text: str) -> list[str]:

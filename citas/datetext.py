@@ -59,13 +59,13 @@ them back to the same date, so the calendar shown to the model is in the words i
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from citas.domain import WEEKDAY_KEYS, WEEKDAY_NAMES
+from citas.folding import fold
 
 __all__ = [
     "MONTH_NAMES",
@@ -117,9 +117,7 @@ _BLANK = " @ "  # what a recognized expression leaves behind, so nothing reads i
 
 def _fold(text: str) -> str:
     """Lowercase, no accents, `p. m.` as `pm`, punctuation (but `:` `/` `-`) as spaces."""
-    decomposed = unicodedata.normalize("NFD", text.casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    plain = _NOT_KEPT.sub(" ", _MERIDIEM.sub(r" \1m ", plain))
+    plain = _NOT_KEPT.sub(" ", _MERIDIEM.sub(r" \1m ", fold(text)))
     return " ".join(plain.split())
 
 

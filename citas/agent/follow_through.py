@@ -39,11 +39,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from datetime import date, datetime, time
+from functools import lru_cache
 from typing import Any
 
-from citas.customer_words import CustomerWords, fold
+from citas.customer_words import CustomerWords
 from citas.datetext import UnclearWhen, resolve_date, resolve_time
 from citas.domain import LOCAL_FORMAT
+from citas.folding import fold
 from citas.messages import ToolCallRequest
 
 # Every word of the message must be one of these, and one of them a yes.
@@ -126,13 +128,27 @@ def named_when(
     day: date | None = None
     at: time | None = None
     for text in said:
-        with suppress(UnclearWhen):
-            day = resolve_date(text, today)
-        with suppress(UnclearWhen):
-            at = resolve_time(text)
-        if _SAME_TIME.search(fold(text)):
+        named_day, named_time, same_time = _named_in(text, today)
+        if named_day is not None:
+            day = named_day
+        if named_time is not None:
+            at = named_time
+        if same_time:
             at = _latest_time(earlier()) or at
     return day, at
+
+
+@lru_cache(maxsize=1024)
+def _named_in(text: str, today: date) -> tuple[date | None, time | None, bool]:
+    """The day and the time one message names clearly, and whether it says «a la misma hora».
+    Cached: a turn reads its message here from the loop and again from the tools."""
+    day: date | None = None
+    at: time | None = None
+    with suppress(UnclearWhen):
+        day = resolve_date(text, today)
+    with suppress(UnclearWhen):
+        at = resolve_time(text)
+    return day, at, _SAME_TIME.search(fold(text)) is not None
 
 
 def _latest_time(messages: Iterable[str]) -> time | None:

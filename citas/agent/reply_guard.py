@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from citas.agent.tools.context import TurnContext
 from citas.agent.tools.products import business_answers
-from citas.customer_words import fold
+from citas.folding import fold
 from citas.metrics import REPLY_GUARD
 
 EMPTY_REPLY = "Disculpa, ¿podrías repetirme tu mensaje?"

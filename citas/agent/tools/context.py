@@ -6,8 +6,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 
 from citas.agent.tools.result import ToolResult
-from citas.customer_words import CustomerWords, fold
+from citas.customer_words import CustomerWords
 from citas.domain import ConversationKey, Faq, Offering, OpeningHours, Tenant
+from citas.folding import fold
 from citas.ledger import BookingLedger
 from citas.services.appointments import AppointmentService
 from citas.services.booking import BookingService

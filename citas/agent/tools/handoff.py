@@ -19,7 +19,7 @@ from pydantic import Field
 from citas.agent.tools.arguments import Arguments
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult, failure
-from citas.customer_words import fold
+from citas.folding import fold
 
 log = structlog.get_logger("citas.agent")
 

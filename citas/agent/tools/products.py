@@ -14,9 +14,10 @@ from pydantic import Field
 from citas.agent.tools.arguments import Arguments
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
-from citas.customer_words import fold, name_words
+from citas.customer_words import name_words
 from citas.domain import WEEKDAY_NAMES
 from citas.errors import BackendRejected
+from citas.folding import fold
 from citas.money import format_amount
 
 DESCRIPTION = (
