@@ -235,6 +235,64 @@ async def test_through_the_service_a_lying_model_claims_nothing() -> None:
     assert run_1.bookings.missing == 1 and not run_1.passed
 
 
+def cancelling_receptionist() -> ChatModel:
+    """Lists the customer's appointments, cancels the first (asking for a yes when the service
+    holds the cancellation back) and says so only after the service did it."""
+
+    def respond(messages: Sequence[Message], _tools: Sequence[ToolSchema]) -> ModelReply:
+        results = _results(messages)
+        listed = [r for n, r in results if n == "list_my_bookings"]
+        cancelled = [r for n, r in results if n == "cancel_booking"]
+        if messages[-1]["role"] == "tool" and cancelled and results[-1][0] == "cancel_booking":
+            if cancelled[-1].get("cancelada") is True:
+                return ModelReply("Listo, tu cita quedó cancelada.")
+            return ModelReply("¿Confirmas que la cancelo?")
+        if not listed:
+            return _call("list_my_bookings")
+        return _call("cancel_booking", reference=listed[0]["citas"][0]["referencia"])
+
+    return FunctionModel(respond, name="cancelling")
+
+
+def own_appointment_case(**expect: Any) -> Case:
+    """The customer's own appointment the day after tomorrow at 10:00; she cancels it."""
+    return Case.model_validate(
+        {
+            "format": "citas-eval/1",
+            "title": "cancelar",
+            "business": 12,
+            "context": CLINIC,
+            "busy": [{"date": "+2", "time": "10:00", "minutes": 30, "mine": True}],
+            "lines": ["Quiero cancelar mi cita del miércoles.", "Sí, cancélala."],
+            "expect": {"bookings": [], **expect},
+        }
+    )
+
+
+async def test_a_cancellation_is_judged_on_the_calendar_not_on_the_words() -> None:
+    case = own_appointment_case(appointments=[])
+    (cancelled,) = (await run(case, cancelling_receptionist)).cases[0].runs
+    assert cancelled.passed, cancelled.failures
+    assert cancelled.appointments == []
+    # Saying it is not doing it.
+    (said,) = (await run(case, lambda: says("Tu cita quedó cancelada."))).cases[0].runs
+    day = case.day("+2").isoformat()
+    assert said.appointments == [f"{day} 10:00"]
+    assert f"own appointments afterwards: expected none, found ['{day} 10:00']" in said.failures
+
+
+async def test_an_appointment_that_must_stay_is_judged_where_it_is() -> None:
+    day = "+2"
+    kept = own_appointment_case(appointments=[{"date": day, "time": "10:00"}])
+    (run_1,) = (await run(kept, lambda: says("Entiendo, no la cancelo."))).cases[0].runs
+    assert run_1.passed and run_1.appointments is not None and len(run_1.appointments) == 1
+    (run_2,) = (await run(kept, cancelling_receptionist)).cases[0].runs
+    assert not run_2.passed and run_2.appointments == []
+    # Not judged unless the case asks: the words alone decide.
+    (run_3,) = (await run(own_appointment_case(), cancelling_receptionist)).cases[0].runs
+    assert run_3.passed and run_3.appointments == []
+
+
 async def test_a_booking_nobody_expected_is_unexpected() -> None:
     case = booking_case(expect={"bookings": []})
     (run_1,) = (await run(case, receptionist)).cases[0].runs

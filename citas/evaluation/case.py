@@ -95,6 +95,16 @@ class ExpectedBooking(_Model):
     _day = field_validator("date")(_real_day)
 
 
+class ExpectedAppointment(_Model):
+    """One of the customer's own appointments (a `busy` slot with `mine`) as it must be
+    afterwards: where it is, if it was not cancelled."""
+
+    date: DayText
+    time: ClockText
+
+    _day = field_validator("date")(_real_day)
+
+
 Mention = Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_length=1)]
 """A fact some reply must say; a list means any one of its spellings will do."""
 
@@ -102,6 +112,11 @@ Mention = Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_l
 class Expectation(_Model):
     bookings: list[ExpectedBooking] = Field(
         description="exactly the bookings made in the conversation; [] for none"
+    )
+    appointments: list[ExpectedAppointment] | None = Field(
+        None,
+        description="exactly the customer's own appointments (`busy` with `mine`) left "
+        "afterwards, where they are then; [] when all were cancelled; null: not judged",
     )
     mentions: list[Mention] = Field(default_factory=list)
     forbidden: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)

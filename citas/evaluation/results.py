@@ -101,6 +101,11 @@ class RunResult(_Model):
     tokens: Tokens
     errors: list[str] = Field(description="turn HTTP errors, error codes, exceptions")
     turns: list[TurnRecord]
+    appointments: list[str] | None = Field(
+        None,
+        description="the customer's own appointments left afterwards (YYYY-MM-DD HH:MM), when "
+        "the case judges them",
+    )
 
 
 class Seconds(_Model):

@@ -78,11 +78,13 @@ async def play(
     """One run of `case`; whatever goes wrong is kept in its `errors`, never raised."""
     turns: list[TurnRecord] = []
     errors: list[str] = []
+    appointments: list[str] | None = None
     try:
         customer = customer_for(case, plan.customer_model, timeout=settings.turn_deadline_seconds)
         async with LocalCitas.start(
             settings, model=model, clock=frozen_clock(case.clock), seed=case.fixture()
         ) as citas:
+            seeded = own_appointments(citas, case)
             exchanges: list[Exchange] = []
             while (message := await customer.next_message(exchanges)) is not None:
                 outcome = await citas.send(
@@ -91,9 +93,26 @@ async def play(
                 turns.append(turn_record(message, outcome))
                 errors += turn_errors(len(turns), outcome)
                 exchanges.append(Exchange(message, outcome.reply))
+            appointments = [
+                f"{event.fecha_inicio:%Y-%m-%d %H:%M}"
+                for event in own_appointments(citas, case)
+                if event.id_evento in {e.id_evento for e in seeded}
+            ]
     except Exception as exc:  # a broken run is a result to report, not a crash of the whole run
         errors.append(f"turn {len(turns) + 1}: {type(exc).__name__}: {exc}")
-    return judge(case, run, turns, errors)
+    return judge(case, run, turns, errors, appointments=appointments)
+
+
+def own_appointments(citas: LocalCitas, case: Case) -> list[Event]:
+    """The customer's appointments in the run's calendar now (cancelled ones are not)."""
+    backend = citas.sandbox.backend if citas.sandbox is not None else None
+    if backend is None:
+        return []
+    return [
+        event
+        for event in backend.events
+        if event.cliente_telefono == case.session_id and event.estado != "cancelado"
+    ]
 
 
 def turn_record(message: str, outcome: TurnOutcome) -> TurnRecord:

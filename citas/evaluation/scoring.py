@@ -43,10 +43,20 @@ def pass_hat_k(successes: int, runs: int, k: int) -> float:
 # --------------------------------------------------------------------------- one run
 
 
-def judge(case: Case, run: int, turns: Sequence[TurnRecord], errors: Sequence[str]) -> RunResult:
-    """The verdict on one run: its figures, and each reason it failed, in words."""
+def judge(
+    case: Case,
+    run: int,
+    turns: Sequence[TurnRecord],
+    errors: Sequence[str],
+    *,
+    appointments: Sequence[str] | None = None,
+) -> RunResult:
+    """The verdict on one run: its figures, and each reason it failed, in words.
+    `appointments` are the customer's own appointments left afterwards ("YYYY-MM-DD HH:MM"),
+    judged when the case expects them."""
     made = [booking for turn in turns for booking in turn.bookings]
     counts, failures = compare_bookings(case, made)
+    failures += appointment_failures(case, appointments)
     claimed = unbooked_claims(turns)
     failures += [f"turn {n}: claims a booking that was not made: «{_clip(r)}»" for n, r in claimed]
     failures += [f"no reply mentions {_spellings(m)}" for m in missing_mentions(case, turns)]
@@ -68,7 +78,22 @@ def judge(case: Case, run: int, turns: Sequence[TurnRecord], errors: Sequence[st
         tokens=sum((turn.tokens for turn in turns), Tokens()),
         errors=list(errors),
         turns=list(turns),
+        appointments=sorted(appointments) if appointments is not None else None,
     )
+
+
+def appointment_failures(case: Case, found: Sequence[str] | None) -> list[str]:
+    """What differs between the customer's own appointments left and those the case expects
+    (a cancellation that did not happen, a reschedule to the wrong slot, one lost)."""
+    if case.expect.appointments is None:
+        return []
+    expected = sorted(f"{case.day(a.date).isoformat()} {a.time}" for a in case.expect.appointments)
+    if found is None:
+        return ["own appointments afterwards: not read"]
+    if sorted(found) == expected:
+        return []
+    left = sorted(found)
+    return [f"own appointments afterwards: expected {expected or 'none'}, found {left or 'none'}"]
 
 
 def compare_bookings(case: Case, made: Sequence[Booking]) -> tuple[BookingCounts, list[str]]:
