@@ -25,6 +25,7 @@ from citas.evaluation import (
     Plan,
     Report,
     claims_booking,
+    claims_change,
     compare_reports,
     evaluate,
     format_comparison,
@@ -40,7 +41,7 @@ from citas.evaluation.cli import main
 from citas.evaluation.customer import KICKOFF, Exchange, SimulatedCustomer
 from citas.evaluation.results import Tokens, ToolCallRecord, TurnRecord
 from citas.evaluation.runner import DEMO_CANNOT_PLAY, NEEDS_CUSTOMER_MODEL
-from citas.evaluation.scoring import unbooked_claims
+from citas.evaluation.scoring import unbooked_claims, unchanged_claims
 from citas.evaluation.text import mentions
 from citas.messages import Message, ToolCallRequest
 from citas.testing import FakeLLM, Step, ToolCall
@@ -226,6 +227,32 @@ def test_a_reschedule_that_happened_is_not_counted_as_a_false_claim() -> None:
     assert unbooked_claims([turns[0].model_copy(update={"tool_calls": []})]) == [(1, truth)]
 
 
+def test_a_cancellation_claimed_before_any_was_made_is_counted() -> None:
+    def turn(reply: str, *calls: ToolCallRecord) -> TurnRecord:
+        return TurnRecord(
+            customer="Cancela mi cita",
+            reply=reply,
+            status=200,
+            seconds=0.1,
+            model_calls=1,
+            tokens=Tokens(),
+            tool_calls=list(calls),
+            bookings=[],
+        )
+
+    done = ToolCallRecord(
+        name="cancel_booking", arguments={"reference": "C1A2B3"}, result={"cancelada": True}
+    )
+    lie = "Listo, tu cita quedó cancelada."
+    turns = [turn(lie), turn(lie, done), turn(lie)]
+    assert unchanged_claims(turns) == [(1, lie)]  # from the turn that cancelled on, it is true
+    run_1 = judge(booking_case(expect={"bookings": []}), 1, turns, [])
+    assert run_1.unchanged_claims == 1 and not run_1.passed
+    assert f"turn 1: claims a cancellation or a change that was not made: «{lie}»" in (
+        run_1.failures
+    )
+
+
 async def test_through_the_service_a_lying_model_claims_nothing() -> None:
     liar = lambda: receptionist(books=False, final="¡Listo, tu cita está confirmada!")  # noqa: E731
     # Without an email the service cannot book on the model's behalf either.
@@ -273,11 +300,12 @@ async def test_a_cancellation_is_judged_on_the_calendar_not_on_the_words() -> No
     case = own_appointment_case(appointments=[])
     (cancelled,) = (await run(case, cancelling_receptionist)).cases[0].runs
     assert cancelled.passed, cancelled.failures
-    assert cancelled.appointments == []
+    assert cancelled.appointments == [] and cancelled.unchanged_claims == 0
     # Saying it is not doing it.
     (said,) = (await run(case, lambda: says("Tu cita quedó cancelada."))).cases[0].runs
     day = case.day("+2").isoformat()
     assert said.appointments == [f"{day} 10:00"]
+    assert said.unchanged_claims == 0  # the service's reply guard replaced both claims
     assert f"own appointments afterwards: expected none, found ['{day} 10:00']" in said.failures
 
 
@@ -520,6 +548,38 @@ def test_replies_that_claim_a_booking(reply: str) -> None:
 @pytest.mark.parametrize("reply", NOT_CLAIMS)
 def test_replies_that_do_not_claim_a_booking(reply: str) -> None:
     assert not claims_booking(reply)
+
+
+CHANGE_CLAIMS = [
+    "Listo, tu cita quedó cancelada.",
+    "Tu cita fue reprogramada para el jueves 3 a las 11:00.",
+    "He cancelado tu cita del miércoles.",
+    "Cancelé tu cita.",
+    "La reprogramé para el jueves.",
+    "Se canceló tu reserva del lunes.",
+    "¡Cancelada! Que tengas buen día.",
+    "Te la he reprogramado para mañana.",
+]
+NOT_CHANGE_CLAIMS = [
+    "¿Quieres que cancele tu cita?",
+    "Aún no se ha cancelado tu cita.",
+    "Si confirmas, quedará cancelada.",
+    "No puedo cancelar tu cita con menos de 2 horas de anticipación.",
+    "Tu cita sigue en pie para el miércoles a las 10:00.",
+    "La cancelación queda pendiente de tu confirmación.",
+    "Puedo cambiar tu cita al jueves.",
+    "Tu cita está confirmada.",
+]
+
+
+@pytest.mark.parametrize("reply", CHANGE_CLAIMS)
+def test_replies_that_claim_a_change(reply: str) -> None:
+    assert claims_change(reply)
+
+
+@pytest.mark.parametrize("reply", NOT_CHANGE_CLAIMS)
+def test_replies_that_do_not_claim_a_change(reply: str) -> None:
+    assert not claims_change(reply)
 
 
 def test_the_claim_checker_is_not_the_services_own() -> None:

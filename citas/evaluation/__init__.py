@@ -3,7 +3,7 @@ in-process, judged on the end state (bookings made, facts said, no false confirm
 reported as pass^1 / pass^k with costs and latency. `scripts/eval.py` is its command line."""
 
 from citas.evaluation.case import Case, CaseError, load_case, select_cases
-from citas.evaluation.claims import claims_booking
+from citas.evaluation.claims import claims_booking, claims_change
 from citas.evaluation.compare import compare_reports, format_comparison
 from citas.evaluation.customer import STOP_MARKER, ScriptedCustomer, SimulatedCustomer
 from citas.evaluation.results import Report, ReportError, RunResult, load_report
@@ -23,6 +23,7 @@ __all__ = [
     "ScriptedCustomer",
     "SimulatedCustomer",
     "claims_booking",
+    "claims_change",
     "compare_reports",
     "evaluate",
     "format_comparison",

@@ -16,6 +16,9 @@ reservé», «ya tienes tu cita», «¡Reservado!». It does not count:
 A tool result pasted into the reply as JSON with `"reservado": true` is a claim: the customer
 reads it as one.
 
+`claims_change` is the same judge for a cancellation or a reschedule: «tu cita quedó
+cancelada», «la reprogramé para el jueves», «se canceló tu reserva».
+
 It leans towards "no claim" when unsure («te esperamos el martes» is not counted), so a counted
 claim is worth reading.
 """
@@ -49,6 +52,27 @@ _PLAIN_CLAIMS = tuple(
         r"\b(?:te|le|les)\s+confirmo\s+(?:que\s+)?(?:tu|su|la)\s+(?:cita|reserva|turno)\b",
         r"\bya\s+(?:tienes|tiene|tienen)\s+(?:tu|su|una|la)\s+(?:cita|reserva|turno)\b",
         rf"^[\W\d]*(?:(?:cita|reserva)\s+)?{_PARTICIPLE}\s*!",  # ¡Reservado!
+    )
+)
+_CHANGED = r"(?:cancelad|anulad|reprogramad|reagendad|cambiad|movid|trasladad)[ao]s?"
+_CHANGE_PERFECT = r"(?:cancelado|anulado|reprogramado|reagendado|cambiado|movido|trasladado)"
+_CHANGE_PLAIN_CLAIMS = tuple(
+    re.compile(pattern)
+    for pattern in (
+        rf"\b{_STATE}\s+(?:\w+\s+){{0,2}}?{_CHANGED}\b",  # quedó cancelada, fue reprogramada
+        rf"\b(?:cita|reserva|turno)\s+(?:ya\s+)?{_CHANGED}\b",  # cita cancelada
+        rf"\b(?:he|hemos|ha|han)\s+{_CHANGE_PERFECT}\b",  # he cancelado
+        rf"\b{_PRONOUN}\s+(?:he|hemos|ha|han)\s+{_CHANGE_PERFECT}\b",  # la he reprogramado
+        r"\bse\s+(?:cancelo|anulo|reprogramo|reagendo|cambio|movio)\s+(?:tu|su|la|el)\b",
+        rf"^[\W\d]*(?:(?:cita|reserva)\s+)?{_CHANGED}\s*!",  # ¡Cancelada!
+    )
+)
+_CHANGE_ACCENTED_CLAIMS = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"\b(?:cancelé|anulé|reprogramé|reagendé)\b",
+        rf"\b(?:cambié|moví|trasladé)\s+{_OBJECT}\b",
+        rf"\b{_PRONOUN}\s+(?:cambié|moví|trasladé)\b",
     )
 )
 # «Todo está listo»: only a claim when the sentence is about the appointment.
@@ -86,22 +110,36 @@ def claims_booking(reply: str) -> bool:
     return any(_sentence_claims(s) for s in sentences(_QUOTED.sub("«…»", reply)))
 
 
+def claims_change(reply: str) -> bool:
+    """Whether any sentence of `reply` states that an appointment was cancelled or moved."""
+    return any(
+        _sentence_claims(s, _CHANGE_PLAIN_CLAIMS, _CHANGE_ACCENTED_CLAIMS, ready=False)
+        for s in sentences(_QUOTED.sub("«…»", reply))
+    )
+
+
 def sentences(text: str) -> list[str]:
     """The reply cut before each `¿`/`¡`, after each `.`/`!`/`?` and at line breaks."""
     parts = _SENTENCE_BREAK.split(unicodedata.normalize("NFC", text))
     return [part.strip() for part in parts if part.strip()]
 
 
-def _sentence_claims(sentence: str) -> bool:
+def _sentence_claims(
+    sentence: str,
+    plain_claims: tuple[re.Pattern[str], ...] = _PLAIN_CLAIMS,
+    accented_claims: tuple[re.Pattern[str], ...] = _ACCENTED_CLAIMS,
+    *,
+    ready: bool = True,
+) -> bool:
     lower = sentence.lower()
     if "?" in lower or lower.startswith("¿"):
         return False  # asking is not telling
     plain = lower.translate(_PLAIN)
     if _PENDING.search(plain):
         return False
-    matches = [m for pattern in _PLAIN_CLAIMS for m in pattern.finditer(plain)]
-    matches += [m for pattern in _ACCENTED_CLAIMS for m in pattern.finditer(lower)]
-    if _ABOUT_BOOKING.search(plain):
+    matches = [m for pattern in plain_claims for m in pattern.finditer(plain)]
+    matches += [m for pattern in accented_claims for m in pattern.finditer(lower)]
+    if ready and _ABOUT_BOOKING.search(plain):
         matches += list(_READY.finditer(plain))
     return any(_asserted(lower, match.start()) for match in matches)
 

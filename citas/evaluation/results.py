@@ -96,6 +96,9 @@ class RunResult(_Model):
     failures: list[str] = Field(description="why it did not pass, in words; [] when it passed")
     bookings: BookingCounts
     unbooked_claims: int = Field(description="replies claiming a booking when none was made")
+    unchanged_claims: int = Field(
+        0, description="replies claiming a cancellation or a reschedule when none was made"
+    )
     invalid_tool_calls: int
     model_calls: int
     tokens: Tokens
@@ -123,6 +126,7 @@ class Figures(_Model):
     passk: float = Field(alias="pass^k")
     bookings: BookingCounts
     unbooked_claims: int
+    unchanged_claims: int = 0
     invalid_tool_calls: int
     model_calls: int
     tokens: Tokens

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from citas.agent.tools import TOOLS
 from citas.evaluation.case import Case, ExpectedBooking
-from citas.evaluation.claims import claims_booking
+from citas.evaluation.claims import claims_booking, claims_change
 from citas.evaluation.results import (
     Booking,
     BookingCounts,
@@ -59,6 +59,11 @@ def judge(
     failures += appointment_failures(case, appointments)
     claimed = unbooked_claims(turns)
     failures += [f"turn {n}: claims a booking that was not made: «{_clip(r)}»" for n, r in claimed]
+    unchanged = unchanged_claims(turns)
+    failures += [
+        f"turn {n}: claims a cancellation or a change that was not made: «{_clip(r)}»"
+        for n, r in unchanged
+    ]
     failures += [f"no reply mentions {_spellings(m)}" for m in missing_mentions(case, turns)]
     for phrase in case.expect.forbidden:
         failures += [
@@ -73,6 +78,7 @@ def judge(
         failures=failures,
         bookings=counts,
         unbooked_claims=len(claimed),
+        unchanged_claims=len(unchanged),
         invalid_tool_calls=sum(invalid_tool_calls(turn) for turn in turns),
         model_calls=sum(turn.model_calls for turn in turns),
         tokens=sum((turn.tokens for turn in turns), Tokens()),
@@ -164,6 +170,27 @@ def unbooked_claims(turns: Sequence[TurnRecord]) -> list[tuple[int, str]]:
     return found
 
 
+def unchanged_claims(turns: Sequence[TurnRecord]) -> list[tuple[int, str]]:
+    """(turn number, reply) of each reply claiming a cancellation or a reschedule before any
+    was made in the conversation (one made in that same turn counts as made)."""
+    found = []
+    changed = False
+    for number, turn in enumerate(turns, start=1):
+        changed = changed or _cancelled(turn) or _rescheduled(turn)
+        if not changed and claims_change(turn.reply):
+            found.append((number, turn.reply))
+    return found
+
+
+def _cancelled(turn: TurnRecord) -> bool:
+    return any(
+        call.name == "cancel_booking"
+        and isinstance(call.result, dict)
+        and call.result.get("cancelada") is True
+        for call in turn.tool_calls
+    )
+
+
 def _rescheduled(turn: TurnRecord) -> bool:
     return any(
         call.name == "reschedule_booking"
@@ -231,6 +258,7 @@ def _figures(runs: Sequence[RunResult], *, pass1: float, passk: float) -> Figure
         passk=passk,
         bookings=sum((run.bookings for run in runs), BookingCounts()),
         unbooked_claims=sum(run.unbooked_claims for run in runs),
+        unchanged_claims=sum(run.unchanged_claims for run in runs),
         invalid_tool_calls=sum(run.invalid_tool_calls for run in runs),
         model_calls=sum(run.model_calls for run in runs),
         tokens=sum((run.tokens for run in runs), Tokens()),

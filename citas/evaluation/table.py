@@ -10,7 +10,7 @@ from citas.evaluation.results import Figures, Report, RunResult, ToolCallRecord
 _NAME = 34
 _HEADER = (
     f"{'case':<{_NAME}} {'pass^1':>6} {'pass^k':>6} {'ok':>7}  {'bookings r/w/m/u':<16} "
-    f"{'claims':>6} {'invalid':>7} {'calls':>5} {'tokens':>7} {'p50 s':>7} {'p95 s':>7} "
+    f"{'claims b/c':>10} {'invalid':>7} {'calls':>5} {'tokens':>7} {'p50 s':>7} {'p95 s':>7} "
     f"{'errors':>6}"
 )
 
@@ -38,9 +38,10 @@ def _row(label: str, f: Figures) -> str:
     seconds = f.seconds_per_turn
     p50, p95 = (f"{seconds.p50:.2f}", f"{seconds.p95:.2f}") if seconds else ("-", "-")
     tokens = f.tokens.prompt + f.tokens.completion
+    claims = f"{f.unbooked_claims}/{f.unchanged_claims}"  # of a booking / of a change
     return (
         f"{label:<{_NAME}} {f.pass1:>6.3f} {f.passk:>6.3f} {f'{f.passed}/{f.runs}':>7}  "
-        f"{f'{b.right}/{b.wrong}/{b.missing}/{b.unexpected}':<16} {f.unbooked_claims:>6} "
+        f"{f'{b.right}/{b.wrong}/{b.missing}/{b.unexpected}':<16} {claims:>10} "
         f"{f.invalid_tool_calls:>7} {f.model_calls:>5} {_count(tokens):>7} {p50:>7} {p95:>7} "
         f"{f.errors:>6}"
     )
