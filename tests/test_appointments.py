@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from citas.agent.tools.handoff import HANDOFF_REPLY
 from citas.config import Settings
 from citas.sandbox import Fault, RunningSandbox
 from citas.services.appointments import session_phone
@@ -201,6 +202,22 @@ async def test_cancel_inside_the_minimum_notice_is_refused(
     assert result["ok"] is False and result["error"] == "too_late_to_cancel"
     assert "2 horas" in result["mensaje"]
     assert sandbox.backend.calls_of("CANCELAR_EVENTO") == []
+    assert event(sandbox, soon).estado == "confirmado"
+
+
+async def test_a_handoff_after_a_refused_cancel_tells_why_before_the_person_takes_over(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    soon = seed_event(sandbox, "2026-11-30 11:00:00", "2026-11-30 11:30:00")  # in an hour
+    [ref] = await references(chat, llm)
+    llm.add(
+        call("cancel_booking", {"reference": ref}),
+        call("request_human", {"reason": "quiere cancelar fuera de plazo"}),
+    )
+    body = await (await chat("Cancela mi cita de hoy; si no se puede, con una persona")).json()
+    why = "ya no se puede cancelar por este chat: las cancelaciones se hacen con al menos 2 horas"
+    assert why in body["reply"] and body["reply"].endswith(HANDOFF_REPLY)
+    assert body["handoff"] == {"reason": "quiere cancelar fuera de plazo"}
     assert event(sandbox, soon).estado == "confirmado"
 
 

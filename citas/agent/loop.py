@@ -50,7 +50,7 @@ from citas.agent.prompt import PromptBuilder
 from citas.agent.reply_format import ReplyFormat, format_reply
 from citas.agent.reply_guard import EMPTY_REPLY, NOT_DONE, ReplyGuard, fallback_reply, record
 from citas.agent.tools import ToolRegistry, TurnContext
-from citas.agent.tools.handoff import HANDOFF_REPLY, handoff_label
+from citas.agent.tools.handoff import handoff_label, handoff_reply
 from citas.agent.turn import TurnError, TurnRequest, TurnResult
 from citas.agent.turn_note import conversation_note
 from citas.clock import Clock
@@ -431,7 +431,7 @@ class Agent:
             turn.tool_rounds += 1
             if turn.context.handoff is not None:
                 # A person takes over: the turn ends with the handoff's own short message.
-                self._finish(turn, HANDOFF_REPLY)
+                self._finish(turn, handoff_reply(turn.context))
                 return
             if turn.context.repeats >= MAX_REPEATED_CALLS:
                 log.warning("tool_calls_repeated", repeats=turn.context.repeats)

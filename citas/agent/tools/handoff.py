@@ -103,6 +103,15 @@ async def request_human(
     return ToolResult(True, {"derivado": True}, customer_text=HANDOFF_REPLY)
 
 
+def handoff_reply(ctx: TurnContext) -> str:
+    """The turn's last words before a person takes over: why it could not do what was asked
+    (the refusals meant for the customer, such as a cancellation too late to make by chat),
+    then that a person will answer. Seen with a 1.5B model: the handoff's message alone left
+    the customer without the reason."""
+    refusals = dict.fromkeys(r.customer_text for r in ctx.results if not r.ok and r.customer_text)
+    return "\n\n".join([*refusals, HANDOFF_REPLY])
+
+
 def _backed(ctx: TurnContext) -> bool:
     """Whether the turn's facts back a handoff (see the module docstring)."""
     if ctx.customer.wrote_word_starting(_ASKED):
