@@ -7,6 +7,7 @@ through that service, so the rules that keep a booking exactly-once live in one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import time
 from typing import Any
 
 _MAX_VERIFIED_SLOTS = 64
@@ -33,6 +34,11 @@ class BookingLedger:
 
     def is_verified(self, slot_start: str) -> bool:
         return slot_start in self.verified_slots
+
+    def shown_at(self, at: time) -> bool:
+        """Whether a slot shown as bookable starts at `at`, on any day."""
+        clock = at.strftime("%H:%M:%S")
+        return any(start[11:] == clock for start in self.verified_slots)
 
     def mark_verified(self, *slot_starts: str) -> None:
         """Record slots shown as bookable, keeping the latest ones."""

@@ -10,6 +10,7 @@ import pytest
 
 from citas.agent.follow_through import (
     booking_call,
+    day_named_alone,
     denies,
     is_bare_yes,
     mentions_day_or_time,
@@ -125,6 +126,21 @@ def test_the_day_and_time_a_message_names(
 ) -> None:
     earlier = ["Hola", "¿Puedo el domingo a las 10 de la mañana?", "¿Atienden los domingos?"]
     assert named_when(said, MONDAY, lambda: earlier) == named
+
+
+@pytest.mark.parametrize(
+    ("message", "day"),
+    [
+        ("para mañana", date(2026, 12, 1)),
+        ("el viernes mejor", date(2026, 12, 4)),
+        ("mañana a las 10", None),  # a time too: the message named a whole slot
+        ("a las 10", None),
+        ("hola", None),
+        (None, None),
+    ],
+)
+def test_the_day_a_message_names_alone(message: str | None, day: date | None) -> None:
+    assert day_named_alone(message, MONDAY) == day
 
 
 def test_the_same_hour_with_no_hour_named_before_names_no_time() -> None:

@@ -363,6 +363,9 @@ async def test_data_with_another_day_or_time_or_incomplete_is_left_to_the_model(
             "2026-12-05 10:00:00",
         ),
         (["Mañana a las 5 de la tarde no puedo"], None),  # named, but not asked for
+        # One thing per message, as on WhatsApp (case 32): the day, then the hour.
+        (["una cita porfa", "para mañana", "a las 10"], "2026-12-01 10:00:00"),
+        (["para mañana", "Ok", "a las 10"], None),  # the day was not the message before
     ],
 )
 async def test_a_day_and_time_the_customer_names_are_proposed_on_their_data(

@@ -151,6 +151,16 @@ def _named_in(text: str, today: date) -> tuple[date | None, time | None, bool]:
     return day, at, _SAME_TIME.search(fold(text)) is not None
 
 
+def day_named_alone(message: str | None, today: date) -> date | None:
+    """The day `message` names when it names a day and no time («para mañana»): what a
+    customer who writes one thing per message («para mañana», «a las 10») means the next
+    message's time for."""
+    if message is None:
+        return None
+    day, at, _ = _named_in(message, today)
+    return day if at is None else None
+
+
 def _latest_time(messages: Iterable[str]) -> time | None:
     for text in reversed(list(messages)):
         with suppress(UnclearWhen):

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 import structlog
@@ -39,6 +40,7 @@ from citas.agent.events import (
 from citas.agent.follow_through import (
     availability_call,
     booking_call,
+    day_named_alone,
     denies,
     is_bare_yes,
     mentions_day_or_time,
@@ -344,12 +346,7 @@ class Agent:
             ),
         )
         # After `turn.wanted`: a slot chosen in this very message may be proposed on its data.
-        # Only a message that may name a day or a time, or a conversation that was shown slots,
-        # has one to choose or drop: most turns skip reading the message for them.
-        ledger = conversation.ledger
-        if ledger.verified_slots or ledger.wanted is not None or mentions_day_or_time(said_now):
-            day, at = named_when(said_now, context.today, lambda: _customer_lines(conversation))
-            self.tools.services.booking.choose(ledger, day, at, asking=not denies(said_now))
+        self._choose_wanted(conversation, said_now, context.today)
         try:
             await self._rounds(system, conversation, turn, deadline)
         except Exception as exc:
@@ -442,6 +439,21 @@ class Agent:
                 facts = turn.context.booked or turn.context.pending
                 self._finish(turn, fallback_reply(turn.context) if facts else ROUND_LIMIT_REPLY)
                 return
+
+    def _choose_wanted(self, conversation: Conversation, said: Sequence[str], today: date) -> None:
+        """The slot the customer's message names becomes the wanted one (`BookingService.choose`).
+        Only a message that may name a day or a time, or a conversation that was shown slots,
+        has one to choose or drop: most turns skip reading the message for them."""
+        ledger = conversation.ledger
+        if not (ledger.verified_slots or ledger.wanted is not None or mentions_day_or_time(said)):
+            return
+        earlier = _customer_lines(conversation)
+        day, at = named_when(said, today, lambda: earlier)
+        if day is None and at is not None and not ledger.shown_at(at):
+            # «para mañana», then «a las 10»: one thing per message, as on WhatsApp. A time that
+            # picks a slot already shown needs no day.
+            day = day_named_alone(earlier[-1] if earlier else None, today)
+        self.tools.services.booking.choose(ledger, day, at, asking=not denies(said))
 
     async def _booked_on_yes(self, turn: _Turn) -> bool:
         """When the customer's whole message is a yes to the booking awaiting it and the model
