@@ -177,6 +177,24 @@ async def test_data_the_customer_never_gave_is_asked_of_the_customer(
     )
 
 
+async def test_a_price_asked_is_not_followed_by_a_data_ask_for_a_booking_nobody_asked(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    # Seen with a 1.5B model: a price looked up, then a booking tried with invented data, then
+    # nothing said; the customer only asked the price.
+    invented = {**SLOT, "customer_name": "John Doe", "customer_email": "john.doe@example.com"}
+    llm.add(
+        call("search_products", {"query": "limpieza"}),
+        call("create_booking", invented),
+        reply(""),
+        reply(""),
+    )
+    body = await body_of(chat, "¿Cuánto cuesta una limpieza dental?")
+    found, refused = tool_results(llm.requests[-1])[-2:]
+    assert refused["error"] == "customer_data_not_given"
+    assert body["reply"] == found["mensaje"] and "Limpieza" in body["reply"]
+
+
 async def test_what_the_customer_wrote_counts_after_old_turns_are_trimmed(
     make_client: MakeClient, settings: Settings, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from citas.agent.tools.context import TurnContext
 from citas.agent.tools.products import business_answers
+from citas.agent.tools.result import ToolResult
 from citas.folding import fold
 from citas.metrics import REPLY_GUARD
 
@@ -229,7 +230,7 @@ def fallback_reply(ctx: TurnContext, problem: str = "empty") -> str:
     told = [r for r in ctx.results if r.customer_text]
     if told:
         texts = [r.customer_text for r in told if r.ok]
-        if not told[-1].ok:
+        if not told[-1].ok and (not texts or _asks_for_what_was_asked(told[-1], ctx)):
             texts.append(told[-1].customer_text)
         return "\n\n".join(dict.fromkeys(t for t in texts if t))
     if problem == "claim":
@@ -239,6 +240,17 @@ def fallback_reply(ctx: TurnContext, problem: str = "empty") -> str:
     # Tools ran and told nothing for the customer, or the model only echoed them: asking to
     # repeat would blame them.
     return NOT_DONE if ctx.results or problem == "echo" else EMPTY_REPLY
+
+
+def _asks_for_what_was_asked(refused: ToolResult, ctx: TurnContext) -> bool:
+    """Whether a refusal's question belongs in a reply that already tells what the tools found.
+    A request for the customer's data does only when a slot is in play (shown, named or put to
+    them): a customer who asked a price does not need «necesito tu nombre y correo» because the
+    model tried to book on its own (seen with a 1.5B model, case 18)."""
+    if refused.error != "customer_data_not_given":
+        return True
+    ledger = ctx.ledger
+    return bool(ledger.verified_slots) or ledger.wanted is not None or ledger.awaiting is not None
 
 
 def _problem(text: str, finish_reason: str | None, ctx: TurnContext) -> str | None:
