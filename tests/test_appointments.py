@@ -263,6 +263,42 @@ async def test_reschedule_to_a_free_slot_moves_the_event_and_gives_the_link(
     assert sent["id_evento"] == mine and sent["idempotency_key"]
 
 
+async def test_an_invented_reference_means_the_customer_s_one_appointment_to_confirm(
+    make_client: MakeClient, llm: ModelScript, sandbox: RunningSandbox, settings: Settings
+) -> None:
+    # Seen with a 1.5B model: reschedule_booking with «C12345», list_my_bookings never called.
+    client = await make_client(settings.with_updates(confirm_before_booking=True))
+
+    async def chat(message: str, **kw: Any) -> aiohttp.ClientResponse:
+        return await client.post("/api/chat", json=chat_body(message, **kw))
+
+    mine = seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
+    seed_event(sandbox, "2026-11-20 10:00:00", "2026-11-20 10:30:00")  # past: not a candidate
+    inferred = sample(CHANGES, change="any", outcome="only_one")
+    move = {"reference": "C12345", "date": "2026-12-03", "time": "11:00"}
+    llm.add(call("reschedule_booking", move), reply("¿Confirmas el cambio?"))
+    await chat("¿Puedo pasar mi cita del miércoles al jueves a las 11?")
+    proposed = tool_results(llm.requests[-1])[-1]
+    assert proposed["pendiente_confirmacion"] is True and proposed["referencia"] != "C12345"
+    assert sandbox.backend.calls_of("REPROGRAMAR_EVENTO") == []
+    llm.add(call("reschedule_booking", move), reply("Listo."))
+    await chat("Sí, confirmo el cambio.")
+    assert tool_results(llm.requests[-1])[-1]["reprogramada"] is True
+    assert f"{event(sandbox, mine).fecha_inicio:%Y-%m-%d %H:%M}" == "2026-12-03 11:00"
+    assert sample(CHANGES, change="any", outcome="only_one") == inferred + 2
+
+
+async def test_an_invented_reference_with_two_appointments_is_refused(
+    make_client: MakeClient, llm: ModelScript, sandbox: RunningSandbox, settings: Settings
+) -> None:
+    client = await make_client(settings.with_updates(confirm_before_booking=True))
+    seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
+    seed_event(sandbox, "2026-12-04 10:00:00", "2026-12-04 10:30:00")
+    llm.add(call("cancel_booking", {"reference": "C12345"}), reply("¿Cuál?"))
+    await client.post("/api/chat", json=chat_body("Cancela mi cita"))
+    assert tool_results(llm.requests[-1])[-1]["error"] == "unknown_reference"
+
+
 async def test_reschedule_to_a_taken_slot_offers_alternatives_and_keeps_the_event(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:

@@ -170,6 +170,15 @@ class AppointmentService:
         for appointment in own:
             if appointment.reference == wanted:
                 return appointment
+        now = self._availability.now(tenant)
+        upcoming = [a for a in own if not a.cancelled and a.slot.instant > now]
+        if self.confirm_before_change and len(upcoming) == 1:
+            # A reference the model made up (seen with a 1.5B model: «C12345», again and again,
+            # list_my_bookings never called) can only mean the customer's one appointment; the
+            # customer confirms the change, shown with that appointment, before it is made.
+            log.info("appointment_reference_inferred", reference=reference[:40])
+            APPOINTMENT_CHANGES.labels(change="any", outcome="only_one").inc()
+            return upcoming[0]
         log.info("appointment_reference_refused", reference=reference[:40])
         APPOINTMENT_CHANGES.labels(change="any", outcome="not_found").inc()
         return ChangeProblem.NOT_FOUND
