@@ -345,6 +345,8 @@ async def test_a_refusal_before_any_check_keeps_the_slot_only_if_the_customer_na
     # when the customer gave none.
     invented = {**SLOT, "customer_name": "John Doe", "customer_email": "john@example.com"}
     llm.add(call("create_booking", invented), reply("¿Me das tu nombre y correo?"))
+    if proposed:  # the refusal established nothing: the loop checks the slot named, asks again
+        llm.add(reply("Está libre. ¿Me das tu nombre y correo?"))
     await body_of(chat, asked)
     llm.add(reply("Gracias."))
     body = await body_of(chat, GIVES_DATA)
@@ -421,6 +423,29 @@ async def test_a_day_and_time_answered_without_a_tool_are_checked_and_answered_a
     await body_of(chat, "¿Cuánto cuesta una limpieza el viernes a las 10?")
     assert metrics.of("citas_reply_guard_total", action="checked_on_ask") == 1
     assert len(sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")) == 1
+
+
+async def test_a_slot_named_is_checked_when_the_model_s_own_check_was_refused(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    # Case 04 with a 1.5B model: the first reply to «pasado mañana al mediodía» was «no logré
+    # completar tu solicitud», after a check whose arguments were refused.
+    metrics = MetricsDelta()
+    llm.add(
+        call("check_availability", {"date": "2026-12-02", "time": "25:99"}),
+        reply(""),
+        reply("Sí, el miércoles a las 12:00 está libre. ¿Tu nombre y correo?"),
+    )
+    body = await body_of(chat, "Hola! ¿Me pueden atender pasado mañana al mediodía?")
+    assert body["reply"] == "Sí, el miércoles a las 12:00 está libre. ¿Tu nombre y correo?"
+    refused, checked = tool_results(llm.requests[-1])
+    assert refused["ok"] is False
+    assert (checked["disponible"], checked["fecha"], checked["hora"]) == (
+        True,
+        "2026-12-02",
+        "12:00",
+    )
+    assert metrics.of("citas_reply_guard_total", action="checked_on_ask") == 1
 
 
 async def test_a_booking_refused_for_a_slot_nobody_asked_for_keeps_the_customer_s(
@@ -814,16 +839,16 @@ async def test_the_customer_s_data_proposes_their_hour_not_the_one_refused(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     metrics = MetricsDelta()
-    llm.add(call("check_availability", SLOT), reply("¿Me das tus datos?"))
+    # 15:00 is refused (another hour than the message's); the loop then checks 17:00 itself.
+    llm.add(call("check_availability", SLOT), reply("¿Me das tus datos?"), reply("Libre."))
     await body_of(chat, "Para mañana a las 5 de la tarde")
     # The data must not turn the refused 15:00 into the proposal the customer says yes to.
     llm.add(reply("¡Gracias, Ana! Tomo nota."))
     body = await body_of(chat, GIVES_DATA)
     assert "17:00" in body["reply"] and "15:00" not in body["reply"]
     assert metrics.of("citas_reply_guard_total", action="proposed_on_data") == 1
-    assert [b["fecha_inicio"] for b in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")] == [
-        "2026-12-01 17:00:00"
-    ]
+    checked = {b["fecha_inicio"] for b in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")}
+    assert checked == {"2026-12-01 17:00:00"}
     assert sandbox.backend.events == []
 
 

@@ -499,12 +499,14 @@ class Agent:
         the model should have, and let the model answer again knowing the result; True when it
         did. Seen with a 1.5B model: «¿tienen algo hoy a las 4 de la tarde?» answered «no
         tengo información suficiente», and «quiero uno el jueves a las 6 de la tarde» with «no
-        recibí ninguna respuesta del cliente». Once a turn."""
+        recibí ninguna respuesta del cliente». Also after tool calls that all failed (their
+        arguments refused): they established nothing. Once a turn."""
         ctx = turn.context
         wanted = ctx.ledger.wanted
         if (
             turn.checked_for_customer
-            or ctx.results
+            # A failed call (a time it could not write, another day) found nothing either.
+            or any(r.ok for r in ctx.results)
             or wanted is None
             or wanted == turn.wanted
             or ctx.ledger.is_verified(wanted["slot"])
