@@ -821,6 +821,35 @@ def test_cli_compare_and_gate(tmp_path: Path, restore_logging: None) -> None:
     assert "pass^1 0.500 is below --min-pass1 1.000" in out.getvalue()
 
 
+def test_cli_merges_the_parts_of_one_evaluation(tmp_path: Path, restore_logging: None) -> None:
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    names = ("03_manana_3pm", "18_precios_limpieza_blanqueamiento")
+    for name in names:
+        (cases / f"{name}.json").write_text((EVALS / f"{name}.json").read_text("utf-8"), "utf-8")
+
+    def run(*args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        return main(["--demo", *args], cases_dir=cases, out=out, env={}), out.getvalue()
+
+    whole, parts = tmp_path / "whole.json", [tmp_path / "a.json", tmp_path / "b.json"]
+    assert run("-k", "2", "--json", str(whole))[0] == 0
+    for name, part in zip(names, parts, strict=True):
+        assert run("-k", "2", "--cases", name, "--json", str(part))[0] == 0
+    merged = tmp_path / "merged.json"
+    status, text = run("--merge", *map(str, parts), "--json", str(merged))
+    assert status == 0 and "overall (2 cases ran)" in text
+    timing = {"seconds_per_turn"}  # each run's own
+    assert load_report(merged).figures.model_dump(exclude=timing) == (
+        load_report(whole).figures.model_dump(exclude=timing)
+    )
+    assert [case.name for case in load_report(merged).cases] == list(names)
+
+    other_k = tmp_path / "k1.json"
+    assert run("-k", "1", "--cases", names[0], "--json", str(other_k))[0] == 0
+    assert run("--merge", str(parts[0]), str(other_k))[0] == 2
+
+
 def test_cli_refuses_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:

@@ -3,6 +3,7 @@
     python scripts/eval.py --demo -k 1                     # the bundled rule-based demo model
     OPENAI_API_KEY=... python scripts/eval.py -k 3 --json out.json
     python scripts/eval.py --cases '0*,santiago*' --compare out.json
+    python scripts/eval.py --merge part1.json part2.json --json all.json
 
 Exit status: 0 when the evaluation ran (it is not a gate), 1 when `--min-pass1` is given and the
 overall pass^1 is below it, 2 when a case file is invalid or the command line is wrong.
@@ -25,6 +26,7 @@ from citas.config import Settings
 from citas.errors import ConfigError
 from citas.evaluation.case import Case, CaseError, load_case, select_cases
 from citas.evaluation.compare import compare_reports, format_comparison
+from citas.evaluation.merge import merge_reports
 from citas.evaluation.results import Report, ReportError, RunResult, load_report
 from citas.evaluation.runner import Contender, Plan, evaluate, skip_reason
 from citas.evaluation.table import format_failures, format_table
@@ -50,12 +52,18 @@ def main(
     # the table; what matters of them is in the report.
     configure_logging("console", logging.CRITICAL)
     try:
-        cases = _load(args.dir, args.cases)
-        settings = Settings.from_env(env)
         previous = load_report(args.compare) if args.compare else None
+        if args.merge:
+            merged: Report | None = merge_reports([load_report(path) for path in args.merge])
+        else:
+            merged = None
+            cases = _load(args.dir, args.cases)
+            settings = Settings.from_env(env)
     except (CaseError, ConfigError, ReportError, ValueError) as exc:
         print(f"eval.py: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if merged is not None:
+        return _report(args, merged, previous, out)
     if not args.demo and not (settings.openai_api_key or settings.openai_base_url):
         print(
             "eval.py: set OPENAI_API_KEY (and OPENAI_BASE_URL, CITAS_MODEL for another "
@@ -63,7 +71,10 @@ def main(
             file=sys.stderr,
         )
         return EXIT_ERROR
-    report = asyncio.run(_run(args, cases, settings, env))
+    return _report(args, asyncio.run(_run(args, cases, settings, env)), previous, out)
+
+
+def _report(args: argparse.Namespace, report: Report, previous: Report | None, out: TextIO) -> int:
     if previous is not None:
         comparison = compare_reports(report, previous, str(args.compare))
         report = report.model_copy(update={"comparison": comparison})
@@ -107,6 +118,14 @@ def _parser(cases_dir: Path) -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
     parser.add_argument(
         "--compare", type=Path, metavar="PREVIOUS", help="an earlier --json report to compare"
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="REPORT",
+        help="run nothing: put together --json reports of parts of one evaluation (same model "
+        "and k, run by --cases) and report them as one",
     )
     parser.add_argument(
         "--min-pass1",
