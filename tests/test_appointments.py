@@ -167,14 +167,21 @@ async def test_cancel_own_booking(chat: ChatFn, llm: ModelScript, sandbox: Runni
     assert sample(CHANGES, change="cancel", outcome="done") == before + 1
 
 
-async def test_cancel_is_two_phase_with_confirmation_on(
-    make_client: MakeClient, llm: ModelScript, sandbox: RunningSandbox, settings: Settings
-) -> None:
+@pytest.fixture
+async def confirming_chat(make_client: MakeClient, settings: Settings) -> ChatFn:
+    """`chat` with changes put to the customer before they are made (the service's default)."""
     client = await make_client(settings.with_updates(confirm_before_booking=True))
 
     async def chat(message: str, **kw: Any) -> aiohttp.ClientResponse:
         return await client.post("/api/chat", json=chat_body(message, **kw))
 
+    return chat
+
+
+async def test_cancel_is_two_phase_with_confirmation_on(
+    confirming_chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    chat = confirming_chat
     mine = seed_event(sandbox, "2026-12-01 15:00:00", "2026-12-01 15:30:00")
     [ref] = await references(chat, llm)
     # A model that calls it twice in the same turn still only proposes.
@@ -264,14 +271,10 @@ async def test_reschedule_to_a_free_slot_moves_the_event_and_gives_the_link(
 
 
 async def test_an_invented_reference_means_the_customer_s_one_appointment_to_confirm(
-    make_client: MakeClient, llm: ModelScript, sandbox: RunningSandbox, settings: Settings
+    confirming_chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
     # Seen with a 1.5B model: reschedule_booking with «C12345», list_my_bookings never called.
-    client = await make_client(settings.with_updates(confirm_before_booking=True))
-
-    async def chat(message: str, **kw: Any) -> aiohttp.ClientResponse:
-        return await client.post("/api/chat", json=chat_body(message, **kw))
-
+    chat = confirming_chat
     mine = seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
     seed_event(sandbox, "2026-11-20 10:00:00", "2026-11-20 10:30:00")  # past: not a candidate
     inferred = sample(CHANGES, change="any", outcome="only_one")
@@ -289,13 +292,12 @@ async def test_an_invented_reference_means_the_customer_s_one_appointment_to_con
 
 
 async def test_an_invented_reference_with_two_appointments_is_refused(
-    make_client: MakeClient, llm: ModelScript, sandbox: RunningSandbox, settings: Settings
+    confirming_chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
-    client = await make_client(settings.with_updates(confirm_before_booking=True))
     seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
     seed_event(sandbox, "2026-12-04 10:00:00", "2026-12-04 10:30:00")
     llm.add(call("cancel_booking", {"reference": "C12345"}), reply("¿Cuál?"))
-    await client.post("/api/chat", json=chat_body("Cancela mi cita"))
+    await confirming_chat("Cancela mi cita")
     assert tool_results(llm.requests[-1])[-1]["error"] == "unknown_reference"
 
 

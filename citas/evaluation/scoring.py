@@ -183,19 +183,17 @@ def unchanged_claims(turns: Sequence[TurnRecord]) -> list[tuple[int, str]]:
 
 
 def _cancelled(turn: TurnRecord) -> bool:
-    return any(
-        call.name == "cancel_booking"
-        and isinstance(call.result, dict)
-        and call.result.get("cancelada") is True
-        for call in turn.tool_calls
-    )
+    return _did(turn, "cancel_booking", "cancelada")
 
 
 def _rescheduled(turn: TurnRecord) -> bool:
+    return _did(turn, "reschedule_booking", "reprogramada")
+
+
+def _did(turn: TurnRecord, tool: str, fact: str) -> bool:
+    """Whether a call of `tool` in the turn made its change (`fact` true in its result)."""
     return any(
-        call.name == "reschedule_booking"
-        and isinstance(call.result, dict)
-        and call.result.get("reprogramada") is True
+        call.name == tool and isinstance(call.result, dict) and call.result.get(fact) is True
         for call in turn.tool_calls
     )
 
