@@ -283,19 +283,24 @@ TAKEN = ToolResult(False, {}, "No se pudo reservar: ese horario ya está ocupado
 
 
 @pytest.mark.parametrize(
-    ("results", "told"),
+    ("results", "slot_in_play", "told"),
     [
         # Seen with a 1.5B model: the price found, then a booking with invented data refused.
-        ((PRICE, ASK_DATA), [PRICE, ASK_DATA]),
-        ((ASK_DATA, PRICE), [PRICE]),  # the failed call came before: the price answers it all
-        ((PRICE, PRICE), [PRICE]),  # the same call twice is told once
-        ((TAKEN, ASK_DATA), [ASK_DATA]),  # only failures: the last one's ask
+        ((PRICE, ASK_DATA), True, [PRICE, ASK_DATA]),
+        ((PRICE, ASK_DATA), False, [PRICE]),  # only a price was asked: no data to ask for
+        ((ASK_DATA, PRICE), True, [PRICE]),  # the failed call came before: the price answers
+        ((PRICE, PRICE), False, [PRICE]),  # the same call twice is told once
+        ((TAKEN, ASK_DATA), False, [ASK_DATA]),  # only failures: the last one's ask
+        ((PRICE, TAKEN), False, [PRICE, TAKEN]),  # a failure other than the data's is told
     ],
 )
 def test_a_reply_replaced_tells_what_the_tools_found_then_the_last_failures_ask(
-    results: tuple[ToolResult, ...], told: list[ToolResult]
+    results: tuple[ToolResult, ...], slot_in_play: bool, told: list[ToolResult]
 ) -> None:
-    checked = ReplyGuard(1500).check("", "stop", context(*results), may_retry=False)
+    ctx = context(*results)
+    if slot_in_play:
+        ctx.ledger.mark_verified("2026-12-01 15:00:00")
+    checked = ReplyGuard(1500).check("", "stop", ctx, may_retry=False)
     assert checked.text == "\n\n".join(r.customer_text or "" for r in told)
     assert checked.actions == ["replaced_empty"]
 
