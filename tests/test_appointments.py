@@ -291,6 +291,27 @@ async def test_an_invented_reference_means_the_customer_s_one_appointment_to_con
     assert sample(CHANGES, change="any", outcome="only_one") == inferred + 2
 
 
+@pytest.mark.parametrize(
+    ("answer", "told"),
+    [
+        # Seen with a 1.5B model (case 39): the question never reached the customer.
+        ("Lo siento, no recibí ninguna respuesta. Intenta nuevamente.", "{summary}"),
+        ("Claro. Tenemos horarios el jueves 3 a las 9:00.", "{answer}\n\n{summary}"),
+        ("¿Cancelo la del miércoles 2 a las 10:00?", "{answer}"),  # it said which one
+    ],
+)
+async def test_a_change_put_to_the_customer_is_always_asked(
+    confirming_chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, answer: str, told: str
+) -> None:
+    seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
+    [ref] = await references(confirming_chat, llm)
+    llm.add(call("cancel_booking", {"reference": ref}), reply(answer))
+    body = await (await confirming_chat("Quiero cancelar mi cita del miércoles")).json()
+    summary = tool_results(llm.requests[-1])[-1]["mensaje"]
+    assert summary == "¿Confirmas que cancelo tu cita del miércoles 2 de diciembre a las 10:00?"
+    assert body["reply"] == told.format(answer=answer, summary=summary)
+
+
 async def test_an_invented_reference_with_two_appointments_is_refused(
     confirming_chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:

@@ -590,11 +590,12 @@ async def test_an_instruction_echoed_by_the_model_is_removed(
     llm.add(
         call("create_booking", BOOKING),
         reply(
-            "Muestra este resumen al cliente y pregúntale si confirma. ¿Te parece bien el martes?"
+            "Muestra este resumen al cliente y pregúntale si confirma. ¿Te parece bien el martes "
+            "a las 15:00?"
         ),
     )
     body = await body_of(chat, f"Mañana 15:00. {GIVES_DATA}")
-    assert body["reply"] == "¿Te parece bien el martes?"
+    assert body["reply"] == "¿Te parece bien el martes a las 15:00?"
 
 
 async def test_tool_markup_in_the_answer_never_reaches_the_customer(

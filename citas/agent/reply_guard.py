@@ -176,6 +176,8 @@ class ReplyGuard:
         elif not ctx.booked and ctx.pending is None:
             cleaned = _with_untold(cleaned, ctx, actions)
             cleaned = _answered_from_business(cleaned, ctx, actions)
+        elif not ctx.booked:
+            cleaned = _with_pending(cleaned, ctx, actions)
         # Bounded before the booking details go in, so the link is never what gets cut.
         details = sum(len(booked.confirmation) + 2 for booked in ctx.booked)
         cleaned = _bounded(cleaned, max(self.max_chars - details, _MIN_BOUND), actions)
@@ -302,6 +304,24 @@ def _with_untold(text: str, ctx: TurnContext, actions: list[str]) -> str:
         return f"{text}\n\n{facts}"
     actions.append("replaced_untold")
     return facts
+
+
+def _with_pending(text: str, ctx: TurnContext, actions: list[str]) -> str:
+    """The reply with the summary of what the turn put to the customer to confirm (a booking,
+    a cancellation, a new slot) when it names none of its figures: that question is what the
+    customer must answer. Seen with a 1.5B model: a cancellation proposed, then «no recibí
+    ninguna respuesta, intenta nuevamente», and the customer never saw the question."""
+    summary = ctx.pending.customer_text if ctx.pending is not None else None
+    if not summary:
+        return text
+    said = _figures(text)
+    if not said.isdisjoint(_figures(summary)):
+        return text
+    if said:
+        actions.append("added_pending")
+        return f"{text}\n\n{summary}"
+    actions.append("replaced_pending")
+    return summary
 
 
 def _figures(text: str) -> set[int]:
