@@ -14,6 +14,7 @@ from citas.config import Settings
 from citas.sandbox import Fault, RunningSandbox
 from citas.services.appointments import session_phone
 from citas.testing import ModelScript, call, reply
+from citas.testing.harness import MetricsDelta
 from tests.conftest import ChatFn, chat_body, tool_results
 from tests.helpers import sample
 from tests.test_booking import MakeClient
@@ -310,6 +311,27 @@ async def test_a_change_put_to_the_customer_is_always_asked(
     summary = tool_results(llm.requests[-1])[-1]["mensaje"]
     assert summary == "¿Confirmas que cancelo tu cita del miércoles 2 de diciembre a las 10:00?"
     assert body["reply"] == told.format(answer=answer, summary=summary)
+
+
+@pytest.mark.parametrize(
+    ("answer", "changed"),
+    [("Sí, cancélala.", True), ("Sí, pero mejor pregúntame mañana.", False)],
+)
+async def test_a_yes_to_a_change_put_to_the_customer_makes_it_if_the_model_does_not(
+    confirming_chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox, answer: str, changed: bool
+) -> None:
+    # Seen with a 1.5B model (case 39): «Sí, cancélala» answered with an FAQ.
+    mine = seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
+    metrics = MetricsDelta()
+    llm.add(call("cancel_booking", {"reference": "C12345"}), reply("¿Confirmas?"))
+    await confirming_chat("Quiero cancelar mi cita del miércoles")
+    faq = "Claro, avísanos con al menos 24 horas de anticipación por este mismo chat."
+    llm.add(reply(faq))
+    body = await (await confirming_chat(answer)).json()
+    assert (event(sandbox, mine).estado == "cancelado") is changed
+    expected = "Listo, tu cita del miércoles 2 de diciembre a las 10:00 quedó cancelada."
+    assert body["reply"] == (expected if changed else faq)
+    assert metrics.of("citas_reply_guard_total", action="changed_on_yes") == int(changed)
 
 
 async def test_an_invented_reference_with_two_appointments_is_refused(

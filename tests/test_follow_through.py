@@ -13,11 +13,13 @@ from citas.agent.follow_through import (
     day_named_alone,
     denies,
     is_bare_yes,
+    is_bare_yes_to,
     mentions_day_or_time,
     named_when,
     wanted_data,
 )
 from citas.customer_words import CustomerWords
+from citas.messages import ToolCallRequest
 
 
 @pytest.mark.parametrize(
@@ -102,6 +104,25 @@ def test_the_data_the_wanted_slot_is_proposed_with(
 )
 def test_a_message_that_names_a_day_or_time(said: str, mentions: bool) -> None:
     assert mentions_day_or_time([said]) is mentions
+
+
+@pytest.mark.parametrize(
+    ("tool", "said", "yes"),
+    [
+        ("cancel_booking", "Sí, cancélala.", True),
+        ("cancel_booking", "Sí, por favor", True),
+        ("cancel_booking", "Sí, cámbiala", False),  # the other change
+        ("reschedule_booking", "Sí, cámbiala por favor", True),
+        ("reschedule_booking", "Sí, cancélala", False),
+        ("cancel_booking", "Sí, pero el jueves", False),
+    ],
+)
+def test_a_yes_to_a_change_may_name_that_change(tool: str, said: str, yes: bool) -> None:
+    assert is_bare_yes_to(ToolCallRequest("c1", tool, "{}"), [said]) is yes
+
+
+def test_to_a_booking_cancelala_is_not_a_yes() -> None:
+    assert not is_bare_yes(["Sí, cancélala."])
 
 
 MONDAY = date(2026, 11, 30)

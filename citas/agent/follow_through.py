@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from datetime import date, datetime, time
 from functools import lru_cache
@@ -46,7 +46,7 @@ from citas.customer_words import CustomerWords
 from citas.datetext import UnclearWhen, resolve_date, resolve_time
 from citas.domain import LOCAL_FORMAT
 from citas.folding import fold
-from citas.messages import ToolCallRequest
+from citas.messages import Message, ToolCallRequest
 
 # Every word of the message must be one of these, and one of them a yes.
 _YES_WORDS = (
@@ -72,11 +72,26 @@ _SAME_TIME = re.compile(r"\bmisma\s+hora\b")
 _NO = re.compile(r"\bno\b")
 
 
-def is_bare_yes(messages: Iterable[str]) -> bool:
+# The verb of the change itself says yes to it («Sí, cancélala»), and only to it: to a booking
+# put to the customer, «cancélala» is a no.
+_YES_TO_CHANGE = {
+    "cancel_booking": _YES | {"cancela", "cancelala", "cancelalo", "cancelar", "anulala"},
+    "reschedule_booking": _YES
+    | {"cambia", "cambiala", "cambialo", "cambiar", "muevela", "muevelo", "pasala", "pasalo"}
+    | {"reprogramala", "reprogramalo", "reprogramar"},
+}
+
+
+def is_bare_yes(messages: Iterable[str], yes: frozenset[str] = _YES) -> bool:
     """Whether the customer's message(s) of the turn say yes and nothing else."""
     words = [w for message in messages for w in _WORD.findall(fold(message))]
-    allowed = all(w in _YES or w in _ALSO for w in words)
-    return allowed and any(w in _YES for w in words)
+    allowed = all(w in yes or w in _ALSO for w in words)
+    return allowed and any(w in yes for w in words)
+
+
+def is_bare_yes_to(change: ToolCallRequest, messages: Iterable[str]) -> bool:
+    """Whether the message(s) say yes, and nothing else, to `change` (`proposed_change`)."""
+    return is_bare_yes(messages, _YES_TO_CHANGE.get(change.name, _YES))
 
 
 def confirming_arguments(awaiting: dict[str, Any]) -> dict[str, str]:
@@ -174,6 +189,36 @@ def denies(said: Iterable[str]) -> bool:
     return any(_NO.search(fold(text)) for text in said)
 
 
+def proposed_change(previous_turn: Sequence[Message]) -> ToolCallRequest | None:
+    """The change (a cancellation, a new slot) the previous turn ended by putting to the
+    customer, as the call that makes it: the same arguments, with the appointment's reference as
+    the service gave it (a model may have passed one it made up). None when that turn's last
+    tool result was anything else."""
+    results = [m for m in previous_turn if m["role"] == "tool"]
+    if not results:
+        return None
+    last = results[-1]
+    calls = {
+        call["id"]: call["function"]
+        for m in previous_turn
+        if m["role"] == "assistant"
+        for call in m.get("tool_calls", [])
+    }
+    function = calls.get(last["tool_call_id"])
+    if function is None or function["name"] not in _YES_TO_CHANGE:
+        return None
+    try:
+        result = json.loads(last["content"] or "")
+        arguments = json.loads(function["arguments"])
+    except ValueError:
+        return None
+    if not isinstance(result, dict) or result.get("pendiente_confirmacion") is not True:
+        return None
+    if not isinstance(arguments, dict) or not isinstance(result.get("referencia"), str):
+        return None
+    return _call(function["name"], {**arguments, "reference": result["referencia"]})
+
+
 def availability_call(wanted: dict[str, Any]) -> ToolCallRequest:
     """The `check_availability` call for the wanted slot: the call the model should have made."""
     start = datetime.strptime(str(wanted["slot"]), LOCAL_FORMAT)
@@ -189,6 +234,6 @@ def booking_call(awaiting: dict[str, Any]) -> ToolCallRequest:
     return _call("create_booking", confirming_arguments(awaiting))
 
 
-def _call(tool: str, arguments: dict[str, str]) -> ToolCallRequest:
+def _call(tool: str, arguments: dict[str, Any]) -> ToolCallRequest:
     encoded = json.dumps(arguments, ensure_ascii=False)
     return ToolCallRequest(f"call_citas_{uuid.uuid4().hex[:12]}", tool, encoded)

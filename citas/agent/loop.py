@@ -43,8 +43,10 @@ from citas.agent.follow_through import (
     day_named_alone,
     denies,
     is_bare_yes,
+    is_bare_yes_to,
     mentions_day_or_time,
     named_when,
+    proposed_change,
     wanted_data,
 )
 from citas.agent.model import ChatModel, ModelReply
@@ -104,6 +106,8 @@ class _Turn:
     object and the request encoder serializes it once."""
     awaiting: dict[str, Any] | None = None
     """The booking awaiting the customer's yes when the turn began (`follow_through`)."""
+    proposed_change: ToolCallRequest | None = None
+    """The call making the change the previous turn put to the customer (`follow_through`)."""
     wanted: dict[str, Any] | None = None
     """The slot the customer wanted when the turn began (`BookingLedger.wanted`)."""
     tool_rounds: int = 0
@@ -340,6 +344,7 @@ class Agent:
             emit=emit,
             bookings_before=conversation.ledger.booking_keys(),
             awaiting=conversation.ledger.awaiting,
+            proposed_change=proposed_change(conversation.turns[-1]) if conversation.turns else None,
             wanted=conversation.ledger.wanted,
             clock_note=self._clock_note(
                 self.prompts.clock_message(now), conversation_note(conversation, tenant), said[0]
@@ -414,7 +419,11 @@ class Agent:
                 history = conversation.messages()
                 continue
             if not reply.tool_calls:
-                if await self._booked_on_yes(turn) or await self._proposed_on_data(turn):
+                if (
+                    await self._booked_on_yes(turn)
+                    or await self._changed_on_yes(turn)
+                    or await self._proposed_on_data(turn)
+                ):
                     return
                 if await self._checked_when_asked(turn) or not self._answer(reply, turn):
                     continue
@@ -470,6 +479,18 @@ class Agent:
             return False
         await self._call_for_customer(turn, booking_call(awaiting))
         self._follow_through(turn, "booked_on_yes" if ctx.booked else "not_booked_on_yes")
+        return True
+
+    async def _changed_on_yes(self, turn: _Turn) -> bool:
+        """When the customer's whole message is a yes to the cancellation or new slot the last
+        turn put to them and the model answered without making it, make it; True once the turn
+        has its reply. Seen with a 1.5B model (case 39): «Sí, cancélala» answered with an FAQ,
+        and the appointment stayed."""
+        ctx, call = turn.context, turn.proposed_change
+        if call is None or ctx.results or not is_bare_yes_to(call, ctx.said):
+            return False
+        await self._call_for_customer(turn, call)
+        self._follow_through(turn, "changed_on_yes")
         return True
 
     async def _proposed_on_data(self, turn: _Turn) -> bool:
