@@ -175,6 +175,10 @@ def test_the_same_hour_with_no_hour_named_before_names_no_time() -> None:
         (["Mañana no, mejor el viernes"], True),
         (["Quiero uno el jueves a las 6 de la tarde"], False),
         (["Soy Noemí Nole"], False),  # «no» inside a name is no denial
+        # Case 34 with a 1.5B model: the no is about something else, in another sentence.
+        (["Ah, no sabía. Entonces el martes 8 de diciembre a la misma hora."], False),
+        (["No sabía", "el martes a las 11 entonces"], False),
+        (["Ya veo. El martes tampoco puedo, no."], True),
     ],
 )
 def test_a_message_that_says_no(said: list[str], denied: bool) -> None:

@@ -383,6 +383,11 @@ async def test_data_with_another_day_or_time_or_incomplete_is_left_to_the_model(
             "2026-12-05 10:00:00",
         ),
         (["Mañana a las 5 de la tarde no puedo"], None),  # named, but not asked for
+        # Case 34: a no about something else, in another sentence, denies nothing.
+        (
+            ["¿Puedo el domingo a las 11?", "Ah, no sabía. Entonces el sábado a la misma hora."],
+            "2026-12-05 11:00:00",
+        ),
         # One thing per message, as on WhatsApp (case 32): the day, then the hour.
         (["una cita porfa", "para mañana", "a las 10"], "2026-12-01 10:00:00"),
         (["para mañana", "Ok", "a las 10"], None),  # the day was not the message before

@@ -70,6 +70,7 @@ _DAY_OR_TIME_WORDS = frozenset(_DAY_OR_TIME.split())
 _EMAIL = re.compile(r"\S+@\S+")
 _SAME_TIME = re.compile(r"\bmisma\s+hora\b")
 _NO = re.compile(r"\bno\b")
+_SENTENCE_BREAK = re.compile(r"[.!?¿¡\n]+")
 
 
 # The verb of the change itself says yes to it («Sí, cancélala»), and only to it: to a booking
@@ -184,9 +185,15 @@ def _latest_time(messages: Iterable[str]) -> time | None:
 
 
 def denies(said: Iterable[str]) -> bool:
-    """Whether the message(s) say no («el jueves a las 6 no puedo»): what they name is not
-    asked for."""
-    return any(_NO.search(fold(text)) for text in said)
+    """Whether a sentence of the message(s) that names a day or a time says no («el jueves a
+    las 6 no puedo»): what they name is not asked for. A no in another sentence denies
+    nothing (seen with a 1.5B model, case 34: «Ah, no sabía. Entonces el martes 8 a la misma
+    hora» read as a no, the Tuesday never checked)."""
+    return any(
+        _NO.search(fold(sentence)) and mentions_day_or_time([sentence])
+        for text in said
+        for sentence in _SENTENCE_BREAK.split(text)
+    )
 
 
 def proposed_change(previous_turn: Sequence[Message]) -> ToolCallRequest | None:
