@@ -344,6 +344,23 @@ async def test_an_invented_reference_with_two_appointments_is_refused(
     assert tool_results(llm.requests[-1])[-1]["error"] == "unknown_reference"
 
 
+async def test_reschedule_to_another_day_than_the_customer_s_is_refused(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Seen with a 1.5B model (cases 40, 44): «del miércoles al jueves» moved to Friday.
+    mine = seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
+    [ref] = await references(chat, llm)
+    wrong, right = (
+        {"reference": ref, "date": d, "time": "11:00"} for d in ("2026-12-04", "2026-12-03")
+    )
+    llm.add(call("reschedule_booking", wrong), call("reschedule_booking", right), reply("Listo."))
+    await chat("¿Puedo pasar mi cita del miércoles al jueves a las 11?")
+    refused, moved = tool_results(llm.requests[-1])[-2:]
+    assert refused["error"] == "date_mismatch" and "jueves 3 de diciembre" in refused["instruccion"]
+    assert moved["reprogramada"] is True
+    assert f"{event(sandbox, mine).fecha_inicio:%Y-%m-%d %H:%M}" == "2026-12-03 11:00"
+
+
 async def test_reschedule_to_a_taken_slot_offers_alternatives_and_keeps_the_event(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from citas.agent.follow_through import (
     booking_call,
+    day_moved_to,
     day_named_alone,
     denies,
     is_bare_yes,
@@ -126,6 +127,22 @@ def test_to_a_booking_cancelala_is_not_a_yes() -> None:
 
 
 MONDAY = date(2026, 11, 30)
+
+
+@pytest.mark.parametrize(
+    ("said", "day"),
+    [
+        ("¿Puedo pasar mi cita del miércoles al jueves a las 11 de la mañana?", date(2026, 12, 3)),
+        ("Quiero cambiar mi cita del miércoles para el jueves a las 11.", date(2026, 12, 3)),
+        ("Quiero mover la cita de mañana al 15 de diciembre", date(2026, 12, 15)),
+        ("Cámbiala para el viernes", date(2026, 12, 4)),
+        ("Mejor el jueves a las 5", date(2026, 12, 3)),
+        ("Mi cita del martes, ¿la puedo mover?", None),  # where it is, not where it goes
+        ("Sí, confirmo el cambio.", None),
+    ],
+)
+def test_the_day_an_appointment_is_moved_to(said: str, day: date | None) -> None:
+    assert day_moved_to([said], MONDAY) == day
 
 
 @pytest.mark.parametrize(

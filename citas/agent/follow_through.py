@@ -167,6 +167,27 @@ def _named_in(text: str, today: date) -> tuple[date | None, time | None, bool]:
     return day, at, _SAME_TIME.search(fold(text)) is not None
 
 
+_TOWARDS = re.compile(r"\b(?:al|para)\b")
+# Where the appointment is now, not where it goes: «mi cita del martes», «la cita de mañana».
+_FROM = re.compile(r"\b(?:cita|reserva|turno)\s+(?:del|de)\b[^,.;:?!]*")
+
+
+def day_moved_to(said: Iterable[str], today: date) -> date | None:
+    """The day an appointment is to be moved to, in the customer's words: the day named after
+    the last «al» / «para» («pasar mi cita del miércoles al jueves»), else the one day named
+    outside «mi cita del…». The latest message naming one wins; None when none is clear."""
+    for text in reversed(list(said)):
+        folded = fold(text)
+        for towards in reversed(list(_TOWARDS.finditer(folded))):
+            day, _, _ = _named_in(folded[towards.end() :], today)
+            if day is not None:
+                return day
+        day, _, _ = _named_in(_FROM.sub(" ", folded), today)
+        if day is not None:
+            return day
+    return None
+
+
 def day_named_alone(message: str | None, today: date) -> date | None:
     """The day `message` names when it names a day and no time («para mañana»): what a
     customer who writes one thing per message («para mañana», «a las 10») means the next

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from citas.agent.tools.arguments import Arguments, LocalDate, LocalTime
-from citas.agent.tools.availability import slot_facts, verdict_result
+from citas.agent.tools.availability import customer_when_conflict, slot_facts, verdict_result
 from citas.agent.tools.context import Booked, ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult, failure
 from citas.datetext import describe_day, describe_slot
@@ -145,6 +145,9 @@ async def cancel_booking(
 async def reschedule_booking(
     services: ToolServices, ctx: TurnContext, args: RescheduleBookingArgs
 ) -> ToolResult:
+    conflict = customer_when_conflict(ctx, args.date, args.time, moving=True)
+    if conflict is not None:
+        return conflict
     tenant = ctx.tenant
     new = Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes)
     outcome = await services.appointments.reschedule(

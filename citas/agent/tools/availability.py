@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from citas.agent.follow_through import named_when
+from citas.agent.follow_through import day_moved_to, named_when
 from citas.agent.tools.arguments import Arguments, LocalDate, LocalTime
 from citas.agent.tools.context import ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult, failure
@@ -83,12 +83,17 @@ def _offer_back(contact: dict[str, str]) -> str:
     )
 
 
-def customer_when_conflict(ctx: TurnContext, day: date, at: time | None) -> ToolResult | None:
+def customer_when_conflict(
+    ctx: TurnContext, day: date, at: time | None, *, moving: bool = False
+) -> ToolResult | None:
     """A refusal when the customer's message of this turn names one single day (or time) and
     the model asks about another: a model that reads «mañana» as today, or «las 5 de la tarde»
     as 15:00, books the wrong slot, the worst mistake there is. Nothing is said when the
-    message names no day (time), or several."""
+    message names no day (time), or several. `moving` an appointment, the day is the one it
+    goes to («del miércoles al jueves»: seen with a 1.5B model moving it to Friday)."""
     named_day, named_time = named_when(ctx.said, ctx.today)
+    if moving:
+        named_day = day_moved_to(ctx.said, ctx.today)
     if named_day is not None and named_day != day:
         right = f"{describe_day(named_day)} ({named_day.isoformat()})"
         return failure(
