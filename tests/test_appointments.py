@@ -323,8 +323,14 @@ async def test_a_yes_to_a_change_put_to_the_customer_makes_it_if_the_model_does_
     # Seen with a 1.5B model (case 39): «Sí, cancélala» answered with an FAQ.
     mine = seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00")
     metrics = MetricsDelta()
-    llm.add(call("cancel_booking", {"reference": "C12345"}), reply("¿Confirmas?"))
+    llm.add(
+        call("cancel_booking", {"reference": "C12345"}),
+        # Refused (nobody asked for a person): a call that did nothing leaves the proposal last.
+        call("request_human", {"reason": "pidió hablar con una persona"}),
+        reply("¿Confirmas?"),
+    )
     await confirming_chat("Quiero cancelar mi cita del miércoles")
+    assert tool_results(llm.requests[-1])[-1]["error"] == "handoff_not_requested"
     faq = "Claro, avísanos con al menos 24 horas de anticipación por este mismo chat."
     llm.add(reply(faq))
     body = await (await confirming_chat(answer)).json()

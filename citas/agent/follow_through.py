@@ -221,22 +221,30 @@ def proposed_change(previous_turn: Sequence[Message]) -> ToolCallRequest | None:
     """The change (a cancellation, a new slot) the previous turn ended by putting to the
     customer, as the call that makes it: the same arguments, with the appointment's reference as
     the service gave it (a model may have passed one it made up). None when that turn's last
-    tool result was anything else."""
-    results = [m for m in previous_turn if m["role"] == "tool"]
-    if not results:
-        return None
-    last = results[-1]
+    tool call that did something was anything else (refused calls after it did nothing: seen
+    with a 1.5B model, a cancellation proposed and then a handoff nobody asked for)."""
     calls = {
         call["id"]: call["function"]
         for m in previous_turn
         if m["role"] == "assistant"
         for call in m.get("tool_calls", [])
     }
-    function = calls.get(last["tool_call_id"])
+    for message in reversed(previous_turn):
+        if message["role"] != "tool":
+            continue
+        try:
+            result = json.loads(message["content"] or "")
+        except ValueError:
+            return None
+        if isinstance(result, dict) and result.get("ok") is False:
+            continue
+        break
+    else:
+        return None
+    function = calls.get(message["tool_call_id"])
     if function is None or function["name"] not in _YES_TO_CHANGE:
         return None
     try:
-        result = json.loads(last["content"] or "")
         arguments = json.loads(function["arguments"])
     except ValueError:
         return None
