@@ -28,7 +28,14 @@ one, so that data sent later never proposes a slot the customer moved away from 
 «el sábado a la misma hora», the hour the customer named before) name the slot whole and make it
 the wanted one, shown or not: the proposal checks it, and the customer still says yes to a
 summary. When the model answers such a message without any tool («no tengo información
-suficiente»), the loop checks that slot itself and the model answers again with the result.
+suficiente»), or only with calls that were all refused, the loop checks that slot itself and the
+model answers again with the result. A time alone right after a message that named a day alone
+(«para mañana», then «a las 10») is that day's slot.
+
+A bare «sí» to a proposed change makes it. The last turn put a cancellation or a new slot to
+the customer (`proposed_change`, read from that turn's tool results) and the customer answers
+yes only («Sí», «Sí, cancélala»): when the model does not make the call, the loop does, with
+the appointment's reference as the service gave it.
 """
 
 from __future__ import annotations
