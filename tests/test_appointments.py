@@ -374,11 +374,14 @@ async def test_reschedule_to_a_taken_slot_offers_alternatives_and_keeps_the_even
     seed_event(sandbox, "2026-12-02 10:00:00", "2026-12-02 10:30:00", phone=OTHER_PHONE)
     [ref] = await references(chat, llm)
     args = {"reference": ref, "date": "2026-12-02", "time": "10:00"}
-    llm.add(call("reschedule_booking", args), reply("Ese horario está ocupado."))
-    await chat("Pásala al miércoles a las 10")
+    # Seen with a 1.5B model (case 44): «no puedo ayudarte con eso», and the customer never
+    # learned the hour was taken; the refusal's `mensaje` answers instead.
+    llm.add(call("reschedule_booking", args), reply("Lo siento, no puedo ayudarte con eso."))
+    body = await (await chat("Pásala al miércoles a las 10")).json()
     result = tool_results(llm.requests[-1])[-1]
     assert result["ok"] is False and result["reprogramada"] is False
     assert result["alternativas"]
+    assert body["reply"] == result["mensaje"] and "ocupado" in body["reply"]
     assert sandbox.backend.calls_of("REPROGRAMAR_EVENTO") == []
     assert f"{event(sandbox, mine).fecha_inicio:%Y-%m-%d %H:%M}" == "2026-12-01 15:00"
 

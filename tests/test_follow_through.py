@@ -114,6 +114,10 @@ def test_a_message_that_names_a_day_or_time(said: str, mentions: bool) -> None:
         ("cancel_booking", "Sí, por favor", True),
         ("cancel_booking", "Sí, cámbiala", False),  # the other change
         ("reschedule_booking", "Sí, cámbiala por favor", True),
+        ("reschedule_booking", "Sí, confirmo el cambio.", True),  # case 40's customer
+        ("cancel_booking", "Sí, confirmo la cancelación", True),
+        ("cancel_booking", "Sí, confirmo el cambio.", False),
+        ("reschedule_booking", "el cambio", False),  # no yes in it
         ("reschedule_booking", "Sí, cancélala", False),
         ("cancel_booking", "Sí, pero el jueves", False),
     ],

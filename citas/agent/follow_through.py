@@ -82,24 +82,34 @@ _SENTENCE_BREAK = re.compile(r"[.!?¿¡\n]+")
 
 # The verb of the change itself says yes to it («Sí, cancélala»), and only to it: to a booking
 # put to the customer, «cancélala» is a no.
+# «Sí, confirmo el cambio», «Sí, confirmo la cancelación»: the change named, around a yes.
 _YES_TO_CHANGE = {
-    "cancel_booking": _YES | {"cancela", "cancelala", "cancelalo", "cancelar", "anulala"},
-    "reschedule_booking": _YES
-    | {"cambia", "cambiala", "cambialo", "cambiar", "muevela", "muevelo", "pasala", "pasalo"}
-    | {"reprogramala", "reprogramalo", "reprogramar"},
+    "cancel_booking": (
+        _YES | {"cancela", "cancelala", "cancelalo", "cancelar", "anulala"},
+        _ALSO | {"el", "cancelacion"},
+    ),
+    "reschedule_booking": (
+        _YES
+        | {"cambia", "cambiala", "cambialo", "cambiar", "muevela", "muevelo", "pasala", "pasalo"}
+        | {"reprogramala", "reprogramalo", "reprogramar"},
+        _ALSO | {"el", "cambio"},
+    ),
 }
 
 
-def is_bare_yes(messages: Iterable[str], yes: frozenset[str] = _YES) -> bool:
+def is_bare_yes(
+    messages: Iterable[str], yes: frozenset[str] = _YES, also: frozenset[str] = _ALSO
+) -> bool:
     """Whether the customer's message(s) of the turn say yes and nothing else."""
     words = [w for message in messages for w in _WORD.findall(fold(message))]
-    allowed = all(w in yes or w in _ALSO for w in words)
+    allowed = all(w in yes or w in also for w in words)
     return allowed and any(w in yes for w in words)
 
 
 def is_bare_yes_to(change: ToolCallRequest, messages: Iterable[str]) -> bool:
     """Whether the message(s) say yes, and nothing else, to `change` (`proposed_change`)."""
-    return is_bare_yes(messages, _YES_TO_CHANGE.get(change.name, _YES))
+    yes, also = _YES_TO_CHANGE.get(change.name, (_YES, _ALSO))
+    return is_bare_yes(messages, yes, also)
 
 
 def confirming_arguments(awaiting: dict[str, Any]) -> dict[str, str]:

@@ -167,6 +167,7 @@ async def reschedule_booking(
             verdict.customer_text,
             verdict.instruction,
             error="not_bookable",
+            answers=True,  # why not, and the alternatives: what the customer asked to know
         )
     if outcome.pending:
         pending = ToolResult(
