@@ -309,6 +309,25 @@ async def test_a_cancellation_is_judged_on_the_calendar_not_on_the_words() -> No
     assert f"own appointments afterwards: expected none, found ['{day} 10:00']" in said.failures
 
 
+async def test_a_change_the_loop_made_for_the_customer_is_recorded_and_no_false_claim() -> None:
+    # A model that proposes the cancellation, then answers the yes without making it: the loop
+    # makes it (`changed_on_yes`), and the run must show that call, not a false claim.
+    def respond(messages: Sequence[Message], _tools: Sequence[ToolSchema]) -> ModelReply:
+        if messages[-1]["role"] == "tool":
+            return ModelReply("¿Confirmas?")
+        if sum(m["role"] == "user" for m in messages) == 1:
+            return _call("cancel_booking", reference="C12345")
+        return ModelReply("Claro.")
+
+    case = own_appointment_case(appointments=[])
+    (run_1,) = (await run(case, lambda: FunctionModel(respond))).cases[0].runs
+    assert run_1.passed, run_1.failures
+    made = run_1.turns[1].tool_calls
+    assert [call.name for call in made] == ["cancel_booking"]
+    assert made[0].result is not None and made[0].result["cancelada"] is True
+    assert "quedó cancelada" in run_1.turns[1].reply and run_1.unchanged_claims == 0
+
+
 async def test_an_appointment_that_must_stay_is_judged_where_it_is() -> None:
     day = "+2"
     kept = own_appointment_case(appointments=[{"date": day, "time": "10:00"}])

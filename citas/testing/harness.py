@@ -120,18 +120,24 @@ class TurnRecorder:
 
 
 def observed_turn(events: Sequence[RunEvent]) -> tuple[list[ModelCall], list[ObservedCall]]:
-    """The model's answers, and the tool calls in the order the model asked for them."""
+    """The model's answers, and the tool calls in the order they were asked for: the model's,
+    and those the loop made for the customer (`follow_through`) where it made them."""
     models = [
         ModelCall(e.reply, e.started, e.seconds)
         for e in events
         if isinstance(e, ModelCallFinished) and e.reply is not None
     ]
     results = {e.call.id: e.result for e in events if isinstance(e, ToolCallFinished)}
-    calls = [
-        ObservedCall(call.name, call.arguments, _decode(results.get(call.id)))
-        for model in models
-        for call in model.reply.tool_calls
-    ]
+    asked = {call.id for model in models for call in model.reply.tool_calls}
+    calls: list[ObservedCall] = []
+    for e in events:
+        if isinstance(e, ModelCallFinished) and e.reply is not None:
+            calls += [
+                ObservedCall(call.name, call.arguments, _decode(results.get(call.id)))
+                for call in e.reply.tool_calls
+            ]
+        elif isinstance(e, ToolCallFinished) and e.call.id not in asked:
+            calls.append(ObservedCall(e.call.name, e.call.arguments, _decode(e.result)))
     return models, calls
 
 
