@@ -453,6 +453,25 @@ async def test_a_slot_named_is_checked_when_the_model_s_own_check_was_refused(
     assert metrics.of("citas_reply_guard_total", action="checked_on_ask") == 1
 
 
+async def test_a_proposal_for_another_slot_than_the_one_asked_is_refused(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Case 08 with a 1.5B model: 15:00 asked and found free, then with the customer's data a
+    # proposal for another day and hour, which a customer saying yes would have booked.
+    await ask_free_slot(chat, llm)
+    elsewhere = {**BOOKING, "date": "2026-12-02", "time": "10:00"}
+    llm.add(call("create_booking", elsewhere), reply("Confirma la reserva."))
+    body = await body_of(chat, GIVES_DATA)
+    refused = tool_results(llm.requests[-1])[-1]
+    assert refused["error"] == "slot_mismatch" and "2026-12-01" in refused["instruccion"]
+    assert body["reply"] == SUMMARY  # the customer's own slot, proposed on their data
+    assert events(sandbox) == []
+    # A message that names another day or hour is the customer's choice, judged elsewhere.
+    llm.add(call("create_booking", elsewhere), reply("¿Confirmas?"))
+    await body_of(chat, "Mejor el miércoles a las 10")
+    assert tool_results(llm.requests[-1])[-1]["pendiente_confirmacion"] is True
+
+
 async def test_a_booking_refused_for_a_slot_nobody_asked_for_keeps_the_customer_s(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:

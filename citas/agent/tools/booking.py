@@ -3,9 +3,12 @@ customer confirmed it; and say what happened."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from citas.agent.follow_through import named_when
 from citas.agent.tools.arguments import (
     Arguments,
     LocalDate,
@@ -23,7 +26,7 @@ from citas.agent.tools.availability import (
 from citas.agent.tools.context import Booked, ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
 from citas.datetext import UnclearWhen, describe_day, describe_slot, resolve_date, resolve_time
-from citas.domain import Slot
+from citas.domain import LOCAL_FORMAT, Slot
 from citas.services.booking import BookingRequest, Confirmation, Customer
 
 DESCRIPTION = (
@@ -73,6 +76,9 @@ async def create_booking(
         return conflict
     tenant = ctx.tenant_for(args.service)
     slot = Slot.at(args.date, args.time, tenant.zone, tenant.duration_minutes)
+    elsewhere = _another_than_wanted(ctx, slot)
+    if elsewhere is not None:
+        return elsewhere
     not_given = _not_given_by_customer(ctx, args)
     if not_given is not None:
         # The model meant to book this slot: the customer's data, when it comes, is for it.
@@ -149,6 +155,26 @@ def _not_given_by_customer(ctx: TurnContext, args: CreateBookingArgs) -> ToolRes
         "customer_data_not_given",
         f"{refused}Pídeselo al cliente y usa exactamente lo que escriba; nunca inventes datos.",
         f"Para reservar tu cita necesito {asked}. ¿Me lo escribes, por favor?",
+    )
+
+
+def _another_than_wanted(ctx: TurnContext, slot: Slot) -> ToolResult | None:
+    """A refusal of a booking for another slot than the one the customer asked for
+    (`BookingLedger.wanted`) in a turn whose messages name no day or time. Seen with a 1.5B
+    model (case 08): «en dos semanas, a las 9» found free, then, with the customer's name and
+    email, a proposal for tomorrow at 10:00, which a customer answering «sí» would have
+    booked."""
+    wanted = ctx.ledger.wanted
+    if wanted is None or wanted["slot"] == slot.local_start:
+        return None
+    if named_when(ctx.said, ctx.today) != (None, None):
+        return None  # the customer may be naming another slot: `customer_when_conflict` judges
+    start = datetime.strptime(str(wanted["slot"]), LOCAL_FORMAT)
+    return _not_booked(
+        "slot_mismatch",
+        f"El cliente pidió el {describe_slot(start)}, no el {describe_slot(slot.start)}. "
+        f"Vuelve a llamar a create_booking con la fecha {start:%Y-%m-%d} y la hora "
+        f"{start:%H:%M}.",
     )
 
 

@@ -84,6 +84,7 @@ _MODEL_MISTAKES = frozenset(
         "date_mismatch",
         "handoff_not_requested",
         "invalid_arguments",
+        "slot_mismatch",
         "time_mismatch",
         "too_many_calls",
         "unclear_when",
