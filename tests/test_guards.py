@@ -472,6 +472,19 @@ async def test_a_proposal_for_another_slot_than_the_one_asked_is_refused(
     assert tool_results(llm.requests[-1])[-1]["pendiente_confirmacion"] is True
 
 
+async def test_a_refusal_after_a_search_that_found_the_answer_gives_the_answer(
+    chat: ChatFn, llm: ModelScript
+) -> None:
+    # Case 22 with a 1.5B model: the parking answer found, then «no tengo información».
+    llm.add(
+        call("search_products", {"query": "estacionamiento"}),
+        reply("No tengo información sobre estacionamiento."),
+    )
+    body = await body_of(chat, "Buenas, ¿tienen estacionamiento?")
+    found = tool_results(llm.requests[-1])[-1]
+    assert found["informacion"] and body["reply"] == found["mensaje"]
+
+
 async def test_a_booking_refused_for_a_slot_nobody_asked_for_keeps_the_customer_s(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:

@@ -333,11 +333,22 @@ def _answered_from_business(text: str, ctx: TurnContext, actions: list[str]) -> 
     """A «no puedo ayudarte con eso», or the previous reply kept as it was, to a question the
     business's FAQs, description or opening hours answer is replaced by those answers (seen
     with a 1.5B model: «¿dónde quedan?» refused, and answered with the insurance reply again;
-    «¿a qué hora abren los sábados?» refused). Only when no tool ran: a search would have found
-    them already."""
-    if ctx.results or not ("kept_repeat" in actions or _REFUSAL.search(fold(text))):
+    «¿a qué hora abren los sábados?» refused). When a tool ran, what it found in them
+    answers instead (seen with a 1.5B model, case 22: the parking answer found by
+    `search_products`, then «No tengo información sobre estacionamiento»)."""
+    if not ("kept_repeat" in actions or _REFUSAL.search(fold(text))):
         return text
-    answers = business_answers(ctx, " ".join(ctx.said))
+    if ctx.results:
+        # What the customer asked to know: a tool's answering result, or the business's own
+        # answers a search found (`informacion`).
+        found = [
+            r.customer_text
+            for r in ctx.results
+            if r.ok and r.customer_text and (r.answers or "informacion" in r.facts)
+        ]
+        answers = list(dict.fromkeys(found))
+    else:
+        answers = business_answers(ctx, " ".join(ctx.said))
     if not answers:
         return text
     actions.append("answered_from_business")
