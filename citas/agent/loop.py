@@ -106,8 +106,8 @@ class _Turn:
     object and the request encoder serializes it once."""
     awaiting: dict[str, Any] | None = None
     """The booking awaiting the customer's yes when the turn began (`follow_through`)."""
-    proposed_change: ToolCallRequest | None = None
-    """The call making the change the previous turn put to the customer (`follow_through`)."""
+    previous: Sequence[Message] = ()
+    """The messages of the previous turn: what it put to the customer (`proposed_change`)."""
     wanted: dict[str, Any] | None = None
     """The slot the customer wanted when the turn began (`BookingLedger.wanted`)."""
     tool_rounds: int = 0
@@ -344,7 +344,7 @@ class Agent:
             emit=emit,
             bookings_before=conversation.ledger.booking_keys(),
             awaiting=conversation.ledger.awaiting,
-            proposed_change=proposed_change(conversation.turns[-1]) if conversation.turns else None,
+            previous=conversation.turns[-1] if conversation.turns else (),
             wanted=conversation.ledger.wanted,
             clock_note=self._clock_note(
                 self.prompts.clock_message(now), conversation_note(conversation, tenant), said[0]
@@ -456,11 +456,11 @@ class Agent:
         ledger = conversation.ledger
         if not (ledger.verified_slots or ledger.wanted is not None or mentions_day_or_time(said)):
             return
-        earlier = _customer_lines(conversation)
-        day, at = named_when(said, today, lambda: earlier)
+        day, at = named_when(said, today, lambda: _customer_lines(conversation))
         if day is None and at is not None and not ledger.shown_at(at):
             # «para mañana», then «a las 10»: one thing per message, as on WhatsApp. A time that
             # picks a slot already shown needs no day.
+            earlier = _customer_lines(conversation)
             day = day_named_alone(earlier[-1] if earlier else None, today)
         self.tools.services.booking.choose(ledger, day, at, asking=not denies(said))
 
@@ -486,8 +486,12 @@ class Agent:
         turn put to them and the model answered without making it, make it; True once the turn
         has its reply. Seen with a 1.5B model (case 39): «Sí, cancélala» answered with an FAQ,
         and the appointment stayed."""
-        ctx, call = turn.context, turn.proposed_change
-        if call is None or ctx.results or not is_bare_yes_to(call, ctx.said):
+        ctx = turn.context
+        if ctx.results:
+            return False
+        # Read only here, on an answer without tools: most turns never need it.
+        call = proposed_change(turn.previous)
+        if call is None or not is_bare_yes_to(call, ctx.said):
             return False
         await self._call_for_customer(turn, call)
         self._follow_through(turn, "changed_on_yes")

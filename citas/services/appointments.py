@@ -157,8 +157,7 @@ class AppointmentService:
         own = await self.own(tenant, key)
         if own is None:
             return None
-        now = self._availability.now(tenant)
-        return [a for a in own if not a.cancelled and a.slot.instant > now]
+        return _upcoming(own, self._availability.now(tenant))
 
     async def _find(
         self, tenant: Tenant, key: ConversationKey, reference: str
@@ -170,8 +169,7 @@ class AppointmentService:
         for appointment in own:
             if appointment.reference == wanted:
                 return appointment
-        now = self._availability.now(tenant)
-        upcoming = [a for a in own if not a.cancelled and a.slot.instant > now]
+        upcoming = _upcoming(own, self._availability.now(tenant))
         if self.confirm_before_change and len(upcoming) == 1:
             # A reference the model made up (seen with a 1.5B model: «C12345», again and again,
             # list_my_bookings never called) can only mean the customer's one appointment; the
@@ -300,6 +298,11 @@ class AppointmentService:
     def _refused(self, change: str, found: Appointment, problem: str) -> ChangeOutcome:
         APPOINTMENT_CHANGES.labels(change=change, outcome="refused").inc()
         return ChangeOutcome(found, problem=problem)
+
+
+def _upcoming(own: list[Appointment], now: datetime) -> list[Appointment]:
+    """The confirmed appointments that have not started yet, in `own`'s order."""
+    return [a for a in own if not a.cancelled and a.slot.instant > now]
 
 
 def _wire_id(event_id: str) -> int | str:
