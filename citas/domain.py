@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, available_timezones
@@ -133,7 +134,16 @@ class Slot:
 
 def parse_local(text: str, zone: ZoneInfo) -> datetime:
     """A backend date ("YYYY-MM-DD HH:MM:SS", local to the business) as an aware datetime."""
-    return datetime.strptime(text, LOCAL_FORMAT).replace(tzinfo=zone)
+    return local_time(text).replace(tzinfo=zone)
+
+
+@functools.lru_cache(maxsize=4096)
+def local_time(text: str) -> datetime:
+    """A local date and time as written in `LOCAL_FORMAT` (the ledger's slots, the backend's
+    dates), naive. Cached: a turn reads the same few slot strings again and again (every slot
+    shown is matched against the customer's words), and `strptime` costs more than the rest of
+    such a check; datetimes are immutable, so sharing them is safe."""
+    return datetime.strptime(text, LOCAL_FORMAT)
 
 
 # Not zones of the IANA database but the host's or the tz tooling's own: "localtime" is the

@@ -45,13 +45,13 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
-from datetime import date, datetime, time
+from datetime import date, time
 from functools import lru_cache
 from typing import Any
 
 from citas.customer_words import CustomerWords
 from citas.datetext import UnclearWhen, resolve_date, resolve_time
-from citas.domain import LOCAL_FORMAT
+from citas.domain import local_time
 from citas.folding import fold
 from citas.messages import Message, ToolCallRequest
 
@@ -115,7 +115,7 @@ def is_bare_yes_to(change: ToolCallRequest, messages: Iterable[str]) -> bool:
 def confirming_arguments(awaiting: dict[str, Any]) -> dict[str, str]:
     """The `create_booking` arguments that confirm the awaiting booking, as the model would
     write them (the turn's note shows them; `booking_call` sends them)."""
-    start = datetime.strptime(str(awaiting["slot"]), LOCAL_FORMAT)
+    start = local_time(str(awaiting["slot"]))
     arguments = {
         "date": f"{start:%Y-%m-%d}",
         "time": f"{start:%H:%M}",
@@ -274,7 +274,7 @@ def proposed_change(previous_turn: Sequence[Message]) -> ToolCallRequest | None:
 
 def availability_call(wanted: dict[str, Any]) -> ToolCallRequest:
     """The `check_availability` call for the wanted slot: the call the model should have made."""
-    start = datetime.strptime(str(wanted["slot"]), LOCAL_FORMAT)
+    start = local_time(str(wanted["slot"]))
     arguments: dict[str, str] = {"date": f"{start:%Y-%m-%d}", "time": f"{start:%H:%M}"}
     if wanted.get("service"):
         arguments["service"] = str(wanted["service"])

@@ -9,13 +9,12 @@ call is the easy one. The note sits after the history, so the cached prompt pref
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from citas.agent.follow_through import confirming_arguments
 from citas.conversation import Conversation
 from citas.datetext import describe_slot
-from citas.domain import LOCAL_FORMAT, Tenant
+from citas.domain import Tenant, local_time
 
 
 def conversation_note(conversation: Conversation, tenant: Tenant) -> str:
@@ -42,7 +41,7 @@ def conversation_note(conversation: Conversation, tenant: Tenant) -> str:
 def _awaiting_note(awaiting: dict[str, Any]) -> str:
     arguments = confirming_arguments(awaiting)
     call = ", ".join(f"{name} «{value}»" for name, value in arguments.items())
-    start = datetime.strptime(str(awaiting["slot"]), LOCAL_FORMAT)
+    start = local_time(str(awaiting["slot"]))
     return (
         f"Reserva propuesta, esperando que el cliente la confirme: {describe_slot(start)}. Si el "
         f"cliente dice que sí, llama a create_booking con {call}. Si pide otro día u hora, "

@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from citas.backend import BackendClient
-from citas.domain import LOCAL_FORMAT, ConversationKey, Slot, SlotProblem, Tenant
+from citas.domain import LOCAL_FORMAT, ConversationKey, Slot, SlotProblem, Tenant, local_time
 from citas.errors import BackendError, BackendRejected
 from citas.ledger import BookingLedger
 from citas.metrics import BOOKINGS
@@ -169,7 +169,7 @@ class BookingService:
             return
 
         def named(start: str) -> bool:
-            moment = datetime.strptime(start, LOCAL_FORMAT)
+            moment = local_time(start)
             return (day is None or moment.date() == day) and (at is None or moment.time() == at)
 
         wanted = ledger.wanted

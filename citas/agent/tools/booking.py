@@ -3,8 +3,6 @@ customer confirmed it; and say what happened."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -26,7 +24,7 @@ from citas.agent.tools.availability import (
 from citas.agent.tools.context import Booked, ToolServices, TurnContext
 from citas.agent.tools.result import ToolResult
 from citas.datetext import UnclearWhen, describe_day, describe_slot, resolve_date, resolve_time
-from citas.domain import LOCAL_FORMAT, Slot
+from citas.domain import Slot, local_time
 from citas.services.booking import BookingRequest, Confirmation, Customer
 
 DESCRIPTION = (
@@ -169,7 +167,7 @@ def _another_than_wanted(ctx: TurnContext, slot: Slot) -> ToolResult | None:
         return None
     if named_when(ctx.said, ctx.today) != (None, None):
         return None  # the customer may be naming another slot: `customer_when_conflict` judges
-    start = datetime.strptime(str(wanted["slot"]), LOCAL_FORMAT)
+    start = local_time(str(wanted["slot"]))
     return _not_booked(
         "slot_mismatch",
         f"El cliente pidió el {describe_slot(start)}, no el {describe_slot(slot.start)}. "
