@@ -453,6 +453,26 @@ async def test_a_slot_named_is_checked_when_the_model_s_own_check_was_refused(
     assert metrics.of("citas_reply_guard_total", action="checked_on_ask") == 1
 
 
+async def test_a_turn_stopped_on_repeated_refused_calls_checks_the_slot_named_and_tells_it(
+    chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
+) -> None:
+    # Case 04 at 7f6b96a with a 1.5B model: «pasado mañana al mediodía» checked three times for
+    # the wrong day (each refused as date_mismatch), then «no logré completar tu solicitud».
+    metrics = MetricsDelta()
+    wrong_day = call("check_availability", {"date": "2026-12-01", "time": "12:00"})
+    llm.add(wrong_day, wrong_day, wrong_day, reply("never asked"))
+    body = await body_of(chat, "Hola! ¿Me pueden atender pasado mañana al mediodía?")
+    assert [b["fecha_inicio"] for b in sandbox.backend.calls_of("CONSULTAR_DISPONIBILIDAD")] == [
+        "2026-12-02 12:00:00"
+    ]
+    assert body["reply"] == (
+        "El miércoles 2 de diciembre a las 12:00 está disponible.\n\nPara reservar tu cita "
+        "necesito tu nombre y apellido y tu correo electrónico. ¿Me lo escribes, por favor?"
+    )
+    assert llm.pending == 1
+    assert metrics.of("citas_reply_guard_total", action="checked_on_ask") == 1
+
+
 async def test_a_proposal_for_another_slot_than_the_one_asked_is_refused(
     chat: ChatFn, llm: ModelScript, sandbox: RunningSandbox
 ) -> None:
@@ -676,10 +696,13 @@ async def test_identical_calls_are_answered_from_the_first_and_end_the_turn(
     first, second = tool_results(llm.requests[-1])
     assert second["instruccion"].endswith("Responde al cliente con lo que ya sabes.")
     assert {**second, "instruccion": first["instruccion"]} == first
-    # The third call (the second repeat) ended the turn with what the first one found.
+    # The third call (the second repeat) ended the turn with what the first one found, and the
+    # step that books it.
     assert len(llm.requests) == 3 and llm.pending == 1
-    assert (
-        body["reply"] == first["mensaje"] == "El martes 1 de diciembre a las 15:00 está disponible."
+    assert first["mensaje"] == "El martes 1 de diciembre a las 15:00 está disponible."
+    assert body["reply"] == (
+        f"{first['mensaje']}\n\nPara reservar tu cita necesito tu nombre y apellido y tu correo "
+        "electrónico. ¿Me lo escribes, por favor?"
     )
 
 

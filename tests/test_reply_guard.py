@@ -143,6 +143,10 @@ def test_repeated_sentences_and_character_runs_are_collapsed() -> None:
 
 
 PREVIOUS = "Con gusto. ¿Para qué día y hora quieres tu cita?"
+DATA_REQUEST = (
+    "Para reservar tu cita necesito tu nombre y apellido y tu correo electrónico. "
+    "¿Me lo escribes, por favor?"
+)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +171,8 @@ def test_a_repeat_after_the_retry_is_kept_unless_the_turn_has_something_to_tell(
     told = "El martes 1 de diciembre a las 15:00 está disponible."
     ctx = context(ToolResult(True, {"disponible": True}, told), last_reply=PREVIOUS)
     replaced = guard.check(PREVIOUS, "stop", ctx, may_retry=False)
-    assert (replaced.text, replaced.actions) == (told, ["replaced_repeat"])
+    # A slot found free is told with the step that books it.
+    assert (replaced.text, replaced.actions) == (f"{told}\n\n{DATA_REQUEST}", ["replaced_repeat"])
 
 
 @pytest.mark.parametrize(
@@ -407,3 +412,48 @@ def test_a_long_reply_is_cut_after_a_sentence_and_keeps_the_booking_link() -> No
     assert len(checked.text) <= 400 + 2  # the separator before the details
     assert checked.text.endswith(CONFIRMATION)
     assert "truncated" in checked.actions
+
+
+FREE = ToolResult(
+    True,
+    {"disponible": True, "fecha": "2026-12-04", "hora": "15:00"},
+    "El viernes 4 de diciembre a las 15:00 está disponible.",
+)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        # Seen with a 1.5B model at 7f6b96a (cases 02, 06, 09), each after a check that found
+        # the slot the customer asked for free.
+        "Lo siento, pero no puedo ayudarte con eso.",
+        "Lo siento, no puedo ayudar con eso.",
+        "Lo siento, pero no tengo una respuesta para esa solicitud.",
+        "Lo siento, pero no recibí ninguna respuesta. Por favor, intenta de nuevo.",
+    ],
+)
+def test_a_refusal_after_a_slot_found_free_tells_the_slot_and_the_step_that_books_it(
+    refusal: str,
+) -> None:
+    checked = ReplyGuard(1500).check(refusal, "stop", context(FREE), may_retry=False)
+    assert checked.text == f"{FREE.customer_text}\n\n{DATA_REQUEST}"
+    assert checked.actions == ["answered_free_slot"]
+
+
+def test_a_slot_found_free_asks_only_for_the_data_the_customer_has_not_written() -> None:
+    ctx = context(FREE)
+    ctx.customer.add("Soy Andrés Huamán")
+    checked = ReplyGuard(1500).check("No puedo ayudarte con eso.", "stop", ctx, may_retry=False)
+    assert checked.text == (
+        f"{FREE.customer_text}\n\nPara reservar tu cita necesito tu correo electrónico. "
+        "¿Me lo escribes, por favor?"
+    )
+    ctx.customer.add("andres.huaman@gmail.com")
+    checked = ReplyGuard(1500).check("No puedo ayudarte con eso.", "stop", ctx, may_retry=False)
+    assert checked.text == FREE.customer_text
+
+
+def test_a_reply_that_tells_the_free_slot_is_kept() -> None:
+    told = "¡Sí! El viernes a las 15:00 está libre. ¿Me das tu nombre y correo?"
+    checked = ReplyGuard(1500).check(told, "stop", context(FREE), may_retry=False)
+    assert (checked.text, checked.actions) == (told, [])

@@ -441,11 +441,13 @@ class Agent:
                 return
             if turn.context.repeats >= MAX_REPEATED_CALLS:
                 log.warning("tool_calls_repeated", repeats=turn.context.repeats)
+                await self._checked_when_asked(turn)
                 self._finish(turn, fallback_reply(turn.context))
                 return
             if turn.tool_rounds >= self.max_tool_rounds:
                 log.warning("tool_round_limit", rounds=turn.tool_rounds)
-                facts = turn.context.booked or turn.context.pending
+                checked = await self._checked_when_asked(turn)
+                facts = turn.context.booked or turn.context.pending or checked
                 self._finish(turn, fallback_reply(turn.context) if facts else ROUND_LIMIT_REPLY)
                 return
 
@@ -525,7 +527,10 @@ class Agent:
         did. Seen with a 1.5B model: «¿tienen algo hoy a las 4 de la tarde?» answered «no
         tengo información suficiente», and «quiero uno el jueves a las 6 de la tarde» with «no
         recibí ninguna respuesta del cliente». Also after tool calls that all failed (their
-        arguments refused): they established nothing. Once a turn."""
+        arguments refused): they established nothing; and when the turn stops on repeated
+        calls or the round limit, whose reply then tells what the check found (seen with a
+        1.5B model, case 04: «pasado mañana al mediodía» checked three times for the wrong
+        day, then «no logré completar tu solicitud»). Once a turn."""
         ctx = turn.context
         wanted = ctx.ledger.wanted
         if (

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from citas.agent.tools.booking import data_request
 from citas.agent.tools.context import TurnContext
 from citas.agent.tools.products import business_answers
 from citas.agent.tools.result import ToolResult
@@ -105,10 +106,14 @@ _CHANGE_CLAIM = re.compile(
     r"|\b(?:cancele|anule|reprograme|cambie|movi)\s+(?:tu|su|la)\b"
 )
 # "I cannot help with that", "I do not have that information": judged on folded text.
+# Also the small models' stock lines for a turn they lost track of: «no tengo una respuesta para
+# esa solicitud», «no recibí ninguna respuesta, intenta de nuevo».
 _REFUSAL = re.compile(
     r"\bno\s+(?:puedo|podemos|logro)\s+(?:ayudar|responder|asistir|proporcionar|dar|brindar)"
     r"|\bno\s+(?:tengo|cuento\s+con|dispongo\s+de)\s+(?:acceso\s+a\s+)?(?:esa\s+|la\s+)?"
     r"informacion"
+    r"|\bno\s+tengo\s+(?:una\s+|ninguna\s+)?respuesta"
+    r"|\bno\s+(?:recibi|he\s+recibido)\s+(?:ninguna\s+)?respuesta"
 )
 # Before the claim: a denial, or a wish or purpose ("para que te confirme", "quieres que la
 # reserve") rather than a fact.
@@ -234,6 +239,8 @@ def fallback_reply(ctx: TurnContext, problem: str = "empty") -> str:
         texts = [r.customer_text for r in told if r.ok]
         if not told[-1].ok and (not texts or _asks_for_what_was_asked(told[-1], ctx)):
             texts.append(told[-1].customer_text)
+        elif _free_slot(told[-1]):
+            texts.append(data_request(ctx))  # the step that books it
         return "\n\n".join(dict.fromkeys(t for t in texts if t))
     if problem == "claim":
         return NOTHING_BOOKED
@@ -338,21 +345,37 @@ def _answered_from_business(text: str, ctx: TurnContext, actions: list[str]) -> 
     `search_products`, then «No tengo información sobre estacionamiento»)."""
     if not ("kept_repeat" in actions or _REFUSAL.search(fold(text))):
         return text
+    action, ask = "answered_from_business", None
     if ctx.results:
-        # What the customer asked to know: a tool's answering result, or the business's own
-        # answers a search found (`informacion`).
+        # What the customer asked to know: a tool's answering result, the business's own
+        # answers a search found (`informacion`), or the slot they asked about, found free (seen
+        # with a 1.5B model, cases 02 and 06: «El viernes 11 a las 15:00 está disponible»,
+        # then «Lo siento, no puedo ayudar con eso»), with what they must still write to book.
         found = [
             r.customer_text
             for r in ctx.results
-            if r.ok and r.customer_text and (r.answers or "informacion" in r.facts)
+            if r.ok and r.customer_text and (r.answers or _tells(r))
         ]
         answers = list(dict.fromkeys(found))
+        if any(_free_slot(r) for r in ctx.results):
+            action, ask = "answered_free_slot", data_request(ctx)
     else:
         answers = business_answers(ctx, " ".join(ctx.said))
     if not answers:
         return text
-    actions.append("answered_from_business")
-    return " ".join(answers)
+    actions.append(action)
+    answer = " ".join(answers)
+    return f"{answer}\n\n{ask}" if ask else answer
+
+
+def _tells(result: ToolResult) -> bool:
+    """A result the customer wants told even when they did not ask it as such: the business's
+    own answers a search found, a slot found free."""
+    return "informacion" in result.facts or _free_slot(result)
+
+
+def _free_slot(result: ToolResult) -> bool:
+    return result.ok and result.facts.get("disponible") is True
 
 
 def _strip_markup(text: str) -> str:

@@ -148,12 +148,30 @@ def _not_given_by_customer(ctx: TurnContext, args: CreateBookingArgs) -> ToolRes
             f"{refused}Lo que el cliente sí escribió: {found}. Vuelve a llamar a create_booking "
             "con esos datos exactos; nunca inventes datos.",
         )
-    asked = " y ".join(what.replace("su ", "tu ", 1) for what, _ in missing)
     return _not_booked(
         "customer_data_not_given",
         f"{refused}Pídeselo al cliente y usa exactamente lo que escriba; nunca inventes datos.",
-        f"Para reservar tu cita necesito {asked}. ¿Me lo escribes, por favor?",
+        _data_request([what for what, _ in missing]),
     )
+
+
+def data_request(ctx: TurnContext) -> str | None:
+    """What the customer must still write to book (their name, their email where the business
+    needs it), asked in their words; None when they wrote both."""
+    missing = [
+        what
+        for what, written in (
+            ("su nombre y apellido", ctx.customer.latest_name()),
+            ("su correo electrónico", ctx.customer.latest_email() or not ctx.tenant.email_required),
+        )
+        if not written
+    ]
+    return _data_request(missing) if missing else None
+
+
+def _data_request(missing: list[str]) -> str:
+    asked = " y ".join(what.replace("su ", "tu ", 1) for what in missing)
+    return f"Para reservar tu cita necesito {asked}. ¿Me lo escribes, por favor?"
 
 
 def _another_than_wanted(ctx: TurnContext, slot: Slot) -> ToolResult | None:
